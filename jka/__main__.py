@@ -1,0 +1,5 @@
+import sys
+
+from jka.cli import main
+
+sys.exit(main())

@@ -1,0 +1,69 @@
+"""The ``jka`` command: thin wrappers that parse, build and call the library."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _train(args):
+    from jka import config as config_lib
+    from jka.train.loop import train
+
+    cfg = config_lib.load(args.config, args.overrides)
+    summary = train(cfg, args.workdir)
+    print(json.dumps({"step": summary["step"], "eval": summary["eval"]}, indent=2))
+
+
+def _eval(args):
+    from jka import config as config_lib
+    from jka.train.loop import evaluate_workdir
+
+    cfg = config_lib.load(args.config, args.overrides)
+    print(json.dumps(evaluate_workdir(cfg, args.workdir), indent=2))
+
+
+def _demo(args):
+    from jka.demo import run_demo
+
+    run_demo(out=args.out, workdir=args.workdir)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="jka", description="Knowledge amalgamation, distillation and "
+                                "transferability estimation in JAX/Flax.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train (or resume) a config in a workdir")
+    t.add_argument("config", help="a Python config file (configs/...) with get_config()")
+    t.add_argument("overrides", nargs="*", help="dotted.key=value overrides, e.g. train.steps=100")
+    t.add_argument("--workdir", required=True, help="where checkpoints, metrics and summary.json go")
+    t.set_defaults(fn=_train)
+
+    e = sub.add_parser("eval", help="evaluate the latest checkpoint of a workdir on the test split")
+    e.add_argument("config")
+    e.add_argument("overrides", nargs="*")
+    e.add_argument("--workdir", required=True)
+    e.set_defaults(fn=_eval)
+
+    d = sub.add_parser("demo", help="amalgamate two digits teachers (0–4, 5–9) into one student, offline")
+    d.add_argument("--out", help="also write the results as JSON to this file")
+    d.add_argument("--workdir", help="keep the runs here (default: a temporary directory)")
+    d.set_defaults(fn=_demo)
+    return p
+
+
+def main(argv=None) -> int:
+    from jka.errors import UserError
+
+    args = build_parser().parse_args(argv)
+    try:
+        args.fn(args)
+    except UserError as err:
+        print(f"jka: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,377 @@
+"""PyTorch twins of the Flax model zoo (:mod:`jka.models`), for checkpoint conversion and tests.
+
+Parameter names follow the PyTorch originals (DAFL/CMI CIFAR ResNet, CRD/RepDistiller WRN and
+VGG-BN, torchvision MobileNetV2 and ResNet), so their state dicts load here unchanged. Every
+``forward`` returns ``(logits, features)`` with the same feature names as the Flax model (NCHW).
+
+The Flax parameter path of a PyTorch key is given by :func:`flax_path`: split the module path on
+``.``, glue every all-digit segment to the one before it with ``_`` and rename the leaf
+(conv/linear ``weight`` -> ``kernel``, BN ``weight`` -> ``scale``, ``running_mean``/``running_var``
+-> ``mean``/``var`` in ``batch_stats``). Conv kernels go OIHW -> HWIO, linear weights are transposed.
+
+Only import this module when torch is installed; nothing else in ``jka`` imports torch eagerly.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from jka import errors
+
+# ---------------------------------------------------------------- CIFAR ResNet (DAFL / CMI "8x")
+
+
+class CifarBasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, in_planes, planes, stride=1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or in_planes != planes:
+            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x))
+
+
+class CifarResNet(nn.Module):
+    def __init__(self, num_blocks, num_classes=10):
+        super().__init__()
+        self.in_planes = 64
+        self.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.layer1 = self._make_layer(64, num_blocks[0], 1)
+        self.layer2 = self._make_layer(128, num_blocks[1], 2)
+        self.layer3 = self._make_layer(256, num_blocks[2], 2)
+        self.layer4 = self._make_layer(512, num_blocks[3], 2)
+        self.linear = nn.Linear(512, num_classes)
+
+    def _make_layer(self, planes, n, stride):
+        layers = []
+        for s in [stride] + [1] * (n - 1):
+            layers.append(CifarBasicBlock(self.in_planes, planes, s))
+            self.in_planes = planes
+        return nn.Sequential(*layers)
+
+    def forward(self, x):
+        feats = {}
+        x = F.relu(self.bn1(self.conv1(x)))
+        feats["stem"] = x
+        for i in range(1, 5):
+            x = getattr(self, f"layer{i}")(x)
+            feats[f"layer{i}"] = x
+        pooled = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+        feats["pooled"] = pooled
+        return self.linear(pooled), feats
+
+
+# ---------------------------------------------------------------- Wide ResNet (CRD / RepDistiller)
+
+
+class WRNBlock(nn.Module):
+    def __init__(self, in_planes, out_planes, stride):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(in_planes)
+        self.conv1 = nn.Conv2d(in_planes, out_planes, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_planes)
+        self.conv2 = nn.Conv2d(out_planes, out_planes, 3, 1, 1, bias=False)
+        self.equal_in_out = in_planes == out_planes
+        self.convShortcut = None if self.equal_in_out else nn.Conv2d(in_planes, out_planes, 1, stride, 0, bias=False)
+
+    def forward(self, x):
+        act = F.relu(self.bn1(x))
+        out = self.conv2(F.relu(self.bn2(self.conv1(act))))
+        return (x if self.equal_in_out else self.convShortcut(act)) + out
+
+
+class NetworkBlock(nn.Module):
+    def __init__(self, n, in_planes, out_planes, stride):
+        super().__init__()
+        self.layer = nn.Sequential(*[WRNBlock(in_planes if i == 0 else out_planes, out_planes, stride if i == 0 else 1)
+                                     for i in range(n)])
+
+    def forward(self, x):
+        return self.layer(x)
+
+
+class WideResNet(nn.Module):
+    def __init__(self, depth, widen_factor, num_classes=10):
+        super().__init__()
+        ch = [16, 16 * widen_factor, 32 * widen_factor, 64 * widen_factor]
+        n = (depth - 4) // 6
+        self.conv1 = nn.Conv2d(3, ch[0], 3, 1, 1, bias=False)
+        self.block1 = NetworkBlock(n, ch[0], ch[1], 1)
+        self.block2 = NetworkBlock(n, ch[1], ch[2], 2)
+        self.block3 = NetworkBlock(n, ch[2], ch[3], 2)
+        self.bn1 = nn.BatchNorm2d(ch[3])
+        self.fc = nn.Linear(ch[3], num_classes)
+
+    def forward(self, x):
+        feats = {}
+        x = self.conv1(x)
+        for i in range(1, 4):
+            x = getattr(self, f"block{i}")(x)
+            feats[f"block{i}"] = x
+        x = F.relu(self.bn1(x))
+        pooled = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+        feats["pooled"] = pooled
+        return self.fc(pooled), feats
+
+
+# ---------------------------------------------------------------- VGG-BN (CRD / RepDistiller)
+
+VGG_CFGS = {
+    "S": [[64], [128], [256], [512], [512]],
+    "A": [[64], [128], [256, 256], [512, 512], [512, 512]],
+    "B": [[64, 64], [128, 128], [256, 256], [512, 512], [512, 512]],
+}
+
+
+class VGG(nn.Module):
+    def __init__(self, cfg, num_classes=10):
+        super().__init__()
+        in_ch = 3
+        for b, widths in enumerate(cfg):
+            layers = []
+            for v in widths:
+                layers += [nn.Conv2d(in_ch, v, 3, padding=1), nn.BatchNorm2d(v), nn.ReLU(inplace=True)]
+                in_ch = v
+            setattr(self, f"block{b}", nn.Sequential(*layers[:-1]))  # last ReLU applied in forward
+        self.pool = nn.MaxPool2d(2, 2)
+        self.classifier = nn.Linear(512, num_classes)
+
+    def forward(self, x):
+        h = x.shape[2]
+        feats = {}
+        for b in range(5):
+            x = F.relu(getattr(self, f"block{b}")(x))
+            feats[f"block{b + 1}"] = x
+            if b < 3 or (b == 3 and h == 64):
+                x = self.pool(x)
+        pooled = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+        feats["pooled"] = pooled
+        return self.classifier(pooled), feats
+
+
+# ---------------------------------------------------------------- MobileNetV2 (torchvision)
+
+MBV2_SETTINGS = [[1, 16, 1, 1], [6, 24, 2, 2], [6, 32, 3, 2], [6, 64, 4, 2], [6, 96, 3, 1], [6, 160, 3, 2],
+                 [6, 320, 1, 1]]
+
+
+def make_divisible(v, divisor=8):
+    new_v = max(divisor, int(v + divisor / 2) // divisor * divisor)
+    if new_v < 0.9 * v:
+        new_v += divisor
+    return new_v
+
+
+def conv_bn_relu6(inp, out, kernel=3, stride=1, groups=1):
+    return nn.Sequential(nn.Conv2d(inp, out, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False),
+                         nn.BatchNorm2d(out), nn.ReLU6(inplace=True))
+
+
+class InvertedResidual(nn.Module):
+    def __init__(self, inp, oup, stride, expand_ratio):
+        super().__init__()
+        hidden = int(round(inp * expand_ratio))
+        self.use_res_connect = stride == 1 and inp == oup
+        layers = [conv_bn_relu6(inp, hidden, 1)] if expand_ratio != 1 else []
+        layers += [conv_bn_relu6(hidden, hidden, 3, stride, hidden), nn.Conv2d(hidden, oup, 1, bias=False),
+                   nn.BatchNorm2d(oup)]
+        self.conv = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return x + self.conv(x) if self.use_res_connect else self.conv(x)
+
+
+class MobileNetV2(nn.Module):
+    def __init__(self, num_classes=1000, width=1.0, stem_stride=2):
+        super().__init__()
+        inp = make_divisible(32 * width)
+        self.last_channel = make_divisible(1280 * max(1.0, width))
+        layers = [conv_bn_relu6(3, inp, 3, stem_stride)]
+        self.stage_ends = []  # indices into features whose output ends a resolution stage
+        for t, c, n, s in MBV2_SETTINGS:
+            oup = make_divisible(c * width)
+            for i in range(n):
+                stride = s if i == 0 else 1
+                if stride != 1 and len(layers) > 1:
+                    self.stage_ends.append(len(layers) - 1)
+                layers.append(InvertedResidual(inp, oup, stride, t))
+                inp = oup
+        layers.append(conv_bn_relu6(inp, self.last_channel, 1))
+        self.stage_ends.append(len(layers) - 1)
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(self.last_channel, num_classes))
+
+    def forward(self, x):
+        feats = {}
+        for k, layer in enumerate(self.features):
+            x = layer(x)
+            if k in self.stage_ends:
+                feats[f"stage{self.stage_ends.index(k) + 1}"] = x
+        pooled = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+        feats["pooled"] = pooled
+        return self.classifier(pooled), feats
+
+
+# ---------------------------------------------------------------- ResNet (torchvision)
+
+
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, inplanes, planes, stride=1, downsample=None):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + (x if self.downsample is None else self.downsample(x)))
+
+
+class Bottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, inplanes, planes, stride=1, downsample=None):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(planes * 4)
+        self.downsample = downsample
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = F.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return F.relu(out + (x if self.downsample is None else self.downsample(x)))
+
+
+class ResNet(nn.Module):
+    def __init__(self, block, layers, num_classes=1000):
+        super().__init__()
+        self.inplanes = 64
+        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        self.layer1 = self._make_layer(block, 64, layers[0], 1)
+        self.layer2 = self._make_layer(block, 128, layers[1], 2)
+        self.layer3 = self._make_layer(block, 256, layers[2], 2)
+        self.layer4 = self._make_layer(block, 512, layers[3], 2)
+        self.fc = nn.Linear(512 * block.expansion, num_classes)
+
+    def _make_layer(self, block, planes, n, stride):
+        downsample = None
+        if stride != 1 or self.inplanes != planes * block.expansion:
+            downsample = nn.Sequential(nn.Conv2d(self.inplanes, planes * block.expansion, 1, stride, bias=False),
+                                       nn.BatchNorm2d(planes * block.expansion))
+        layers = [block(self.inplanes, planes, stride, downsample)]
+        self.inplanes = planes * block.expansion
+        layers += [block(self.inplanes, planes) for _ in range(1, n)]
+        return nn.Sequential(*layers)
+
+    def forward(self, x):
+        feats = {}
+        x = self.maxpool(F.relu(self.bn1(self.conv1(x))))
+        feats["stem"] = x
+        for i in range(1, 5):
+            x = getattr(self, f"layer{i}")(x)
+            feats[f"layer{i}"] = x
+        pooled = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+        feats["pooled"] = pooled
+        return self.fc(pooled), feats
+
+
+# ---------------------------------------------------------------- small CNN (jka's own)
+
+
+class SmallCNN(nn.Module):
+    def __init__(self, num_classes=10, width=1.0, in_channels=3):
+        super().__init__()
+        ch = [max(1, int(round(c * width))) for c in (32, 64, 128)]
+        prev = in_channels
+        for i, c in enumerate(ch, 1):
+            setattr(self, f"conv{i}", nn.Conv2d(prev, c, 3, 1, 1, bias=False))
+            setattr(self, f"bn{i}", nn.BatchNorm2d(c))
+            prev = c
+        self.linear = nn.Linear(ch[-1], num_classes)
+
+    def forward(self, x):
+        feats = {}
+        for i in range(1, 4):
+            x = F.relu(getattr(self, f"bn{i}")(getattr(self, f"conv{i}")(x)))
+            feats[f"block{i}"] = x
+            if i == 2:
+                x = F.max_pool2d(x, 2, 2)
+        pooled = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+        feats["pooled"] = pooled
+        return self.linear(pooled), feats
+
+
+# ---------------------------------------------------------------- registry
+
+_TORCH_REGISTRY = {
+    "cifar_resnet18": lambda nc, **kw: CifarResNet([2, 2, 2, 2], nc, **kw),
+    "cifar_resnet34": lambda nc, **kw: CifarResNet([3, 4, 6, 3], nc, **kw),
+    "wrn16_1": lambda nc, **kw: WideResNet(16, 1, nc, **kw),
+    "wrn16_2": lambda nc, **kw: WideResNet(16, 2, nc, **kw),
+    "wrn40_1": lambda nc, **kw: WideResNet(40, 1, nc, **kw),
+    "wrn40_2": lambda nc, **kw: WideResNet(40, 2, nc, **kw),
+    "vgg8_bn": lambda nc, **kw: VGG(VGG_CFGS["S"], nc, **kw),
+    "vgg11_bn": lambda nc, **kw: VGG(VGG_CFGS["A"], nc, **kw),
+    "vgg13_bn": lambda nc, **kw: VGG(VGG_CFGS["B"], nc, **kw),
+    "mobilenetv2": lambda nc, **kw: MobileNetV2(nc, 1.0, **kw),
+    "mobilenetv2_x0_5": lambda nc, **kw: MobileNetV2(nc, 0.5, **kw),
+    "resnet18": lambda nc, **kw: ResNet(BasicBlock, [2, 2, 2, 2], nc, **kw),
+    "resnet34": lambda nc, **kw: ResNet(BasicBlock, [3, 4, 6, 3], nc, **kw),
+    "resnet50": lambda nc, **kw: ResNet(Bottleneck, [3, 4, 6, 3], nc, **kw),
+    "small_cnn": lambda nc, **kw: SmallCNN(nc, **kw),
+}
+
+
+def torch_available() -> list[str]:
+    return sorted(_TORCH_REGISTRY)
+
+
+def torch_create(name: str, num_classes: int, **kwargs) -> nn.Module:
+    """The PyTorch twin of ``jka.models.create(name, num_classes, **kwargs)``."""
+    if name not in _TORCH_REGISTRY:
+        raise errors.unknown_choice("model", name, torch_available())
+    return _TORCH_REGISTRY[name](num_classes, **kwargs)
+
+
+def flax_path(torch_key: str, is_norm: bool) -> tuple[str, tuple[str, ...]]:
+    """``(collection, path)`` of the Flax leaf for a PyTorch state-dict key.
+
+    ``is_norm`` says whether the owning module is a BatchNorm (its ``weight`` becomes ``scale``).
+    ``num_batches_tracked`` has no Flax counterpart; callers skip it.
+    """
+    parts = torch_key.split(".")
+    *mods, leaf = parts
+    path: list[str] = []
+    for m in mods:
+        if m.isdigit() and path:
+            path[-1] = f"{path[-1]}_{m}"
+        else:
+            path.append(m)
+    if leaf in ("running_mean", "running_var"):
+        return "batch_stats", (*path, leaf.removeprefix("running_"))
+    if leaf == "weight":
+        leaf = "scale" if is_norm else "kernel"
+    return "params", (*path, leaf)

@@ -1,0 +1,63 @@
+"""Config builders shared by the demo and the files under configs/ (one place per recipe)."""
+from __future__ import annotations
+
+import ml_collections
+
+
+def base_config(**overrides) -> ml_collections.ConfigDict:
+    """Every key a run may use, with defaults. Configs change what they need."""
+    cfg = ml_collections.ConfigDict()
+    cfg.algorithm = "supervised"
+    cfg.seed = 0
+    cfg.data = ml_collections.ConfigDict(dict(
+        name="digits", image_size=8, batch_size=64, classes=None, data_dir=None,
+        augment=dict(crop_pad=0, flip=False)))
+    cfg.model = ml_collections.ConfigDict(dict(name="small_cnn", kwargs={}))
+    cfg.teachers = []
+    cfg.optim = ml_collections.ConfigDict(dict(
+        name="sgd", lr=0.05, momentum=0.9, nesterov=False, weight_decay=5e-4, schedule="cosine",
+        warmup_steps=0, grad_clip=None))
+    cfg.loss = ml_collections.ConfigDict(dict(T=4.0, alpha=1.0, beta=0.0))
+    cfg.train = ml_collections.ConfigDict(dict(
+        steps=1000, log_every=50, eval_every=0, checkpoint_every=0, keep_checkpoints=3,
+        dtype="float32", progress=True, mesh=dict(data=-1, model=1)))
+    for k, v in overrides.items():
+        cfg[k] = v
+    return cfg
+
+
+DIGITS_HALVES = ([0, 1, 2, 3, 4], [5, 6, 7, 8, 9])
+
+
+def digits_teacher(classes=None, steps: int = 600, arch: str = "small_cnn") -> ml_collections.ConfigDict:
+    """A digits classifier trained from labels on ``classes`` (all ten when None)."""
+    cfg = base_config()
+    cfg.data.classes = None if classes is None else list(classes)
+    cfg.data.augment.crop_pad = 1
+    cfg.model.name = arch
+    cfg.train.steps = steps
+    return cfg
+
+
+def digits_kd_student(teacher_specs, steps: int = 800, arch: str = "small_cnn", T: float = 4.0):
+    """A 10-class digits student trained only from the teachers' outputs (no labels)."""
+    cfg = base_config(algorithm="kd")
+    cfg.teachers = teacher_specs
+    cfg.data.augment.crop_pad = 1
+    cfg.model.name = arch
+    cfg.loss.T = T
+    cfg.loss.alpha = 1.0
+    cfg.loss.beta = 0.0
+    cfg.train.steps = steps
+    return cfg
+
+
+def digits_teacher_specs(steps: int = 600):
+    """Teacher A on digits 0–4 and teacher B on 5–9, trained first when their workdir is empty."""
+    return [dict(workdir=f"teacher_{name}", classes=list(c), config=digits_teacher(c, steps))
+            for name, c in zip("ab", DIGITS_HALVES)]
+
+
+def demo_config():
+    """The demo: both teachers are trained first, then the no-label student."""
+    return digits_kd_student(digits_teacher_specs())

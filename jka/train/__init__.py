@@ -1,0 +1,1 @@
+"""The training core shared by every algorithm: state, optimizers, mesh, checkpoints, the loop."""

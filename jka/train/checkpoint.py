@@ -1,0 +1,89 @@
+"""Checkpoints of training state (orbax, resumable) and exported models (msgpack + model.json).
+
+A training checkpoint holds the whole algorithm state and is only meant for resuming. An
+exported model is what other runs consume: ``WORKDIR/model/`` with ``model.json`` (architecture,
+number of classes, the dataset classes it predicts, input statistics) and ``variables.msgpack``
+(``params`` and ``batch_stats``). Teachers, converted PyTorch checkpoints and students all use it.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from flax import serialization
+
+from jka.errors import UserError
+
+
+class Checkpointer:
+    """Periodic + final checkpoints of the algorithm state in ``WORKDIR/checkpoints``, keep ``keep``."""
+
+    def __init__(self, workdir: str, keep: int = 3, async_save: bool = True):
+        self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
+        self.manager = ocp.CheckpointManager(
+            self.directory,
+            options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+                                                 enable_async_checkpointing=async_save),
+        )
+
+    def latest_step(self) -> int | None:
+        return self.manager.latest_step()
+
+    def save(self, step: int, state) -> None:
+        self.manager.save(step, args=ocp.args.StandardSave(serialization.to_state_dict(state)))
+
+    def restore(self, state_like, step: int | None = None):
+        step = self.latest_step() if step is None else step
+        target = serialization.to_state_dict(state_like)
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+        try:
+            restored = self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
+        except (ValueError, KeyError) as err:
+            raise UserError(
+                f"checkpoint at step {step} in {self.directory} does not match this config's state "
+                f"({err}); use a fresh --workdir or the config that wrote it") from None
+        return serialization.from_state_dict(state_like, restored), step
+
+    def wait(self):
+        self.manager.wait_until_finished()
+
+    def close(self):
+        self.manager.wait_until_finished()
+        self.manager.close()
+
+
+def export_model(directory: str, arch: str, num_classes: int, variables: dict, **meta) -> None:
+    """Write ``model.json`` and ``variables.msgpack`` to ``directory``."""
+    os.makedirs(directory, exist_ok=True)
+    host = jax.tree.map(lambda a: np.asarray(jax.device_get(a)), dict(variables))
+    with open(os.path.join(directory, "variables.msgpack"), "wb") as f:
+        f.write(serialization.msgpack_serialize(host))
+    info = {"arch": arch, "num_classes": int(num_classes), **meta}
+    with open(os.path.join(directory, "model.json"), "w") as f:
+        json.dump(info, f, indent=2)
+
+
+def model_dir(path: str) -> str:
+    """``path`` itself if it holds model.json, else ``path/model`` (a training workdir)."""
+    if os.path.isfile(os.path.join(path, "model.json")):
+        return path
+    return os.path.join(path, "model")
+
+
+def load_model(path: str) -> tuple[dict, dict[str, Any]]:
+    """(variables, info) of an exported model; ``path`` is the model dir or a training workdir."""
+    d = model_dir(path)
+    meta_path = os.path.join(d, "model.json")
+    if not os.path.isfile(meta_path):
+        raise UserError(
+            f"no exported model at {path!r} (expected {meta_path}); train it first with "
+            "`jka train CONFIG --workdir DIR` or convert one with `jka convert`")
+    with open(meta_path) as f:
+        info = json.load(f)
+    with open(os.path.join(d, "variables.msgpack"), "rb") as f:
+        variables = serialization.msgpack_restore(f.read())
+    return variables, info

@@ -1,0 +1,212 @@
+"""The training loop every algorithm shares.
+
+One compiled step (``jax.jit`` with the state donated), batches sharded over the mesh's ``data``
+axis, state replicated; periodic evaluation, metrics, orbax checkpoints with resume, a progress
+bar, and a clean stop that keeps the last good checkpoint when the loss turns NaN/inf.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from jka import algorithms
+from jka.data import Batches, load_split, select_classes
+from jka.data.core import eval_batches
+from jka.errors import UserError
+from jka.train import mesh as mesh_lib
+from jka.train.checkpoint import Checkpointer, export_model
+from jka.train.metrics import MetricWriter, to_python
+from jka.train.teachers import load_teachers
+
+
+class TrainingDiverged(UserError):
+    pass
+
+
+def _all_finite(tree) -> bool:
+    leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating)]
+    return bool(all(jnp.all(jnp.isfinite(x)) for x in leaves))
+
+
+def evaluate(algo, state, test_ds, batch_size: int, mesh, groups=None) -> dict:
+    """Accuracy of the student on ``test_ds`` (labels in the student's class order).
+
+    ``groups`` maps a name to a list of student output indices; the accuracy on the test samples
+    whose label is in each group is reported under that name.
+    """
+    sharding = mesh_lib.data_sharding(mesh)
+    n_dev = mesh.shape["data"]
+    bs = max(n_dev, (min(batch_size, len(test_ds)) // n_dev) * n_dev)
+    predict = _compiled_predict(algo, mesh)
+    preds = []
+    for batch, n_valid in eval_batches(test_ds, bs):
+        logits = predict(state, jax.device_put(batch["image"], sharding))
+        preds.append(np.asarray(jax.device_get(jnp.argmax(logits, -1)))[:n_valid])
+    pred = np.concatenate(preds)
+    labels = test_ds.labels
+    out = {"accuracy": float(np.mean(pred == labels))}
+    for name, idx in (groups or {}).items():
+        sel = np.isin(labels, idx)
+        out[name] = float(np.mean(pred[sel] == labels[sel])) if sel.any() else float("nan")
+    return out
+
+
+def _compiled_predict(algo, mesh):
+    if not hasattr(algo, "_predict_jit"):
+        algo._predict_jit = jax.jit(algo.predict, out_shardings=mesh_lib.replicated(mesh))
+    return algo._predict_jit
+
+
+def teacher_groups(algo) -> dict:
+    """Student output indices of each teacher's classes, e.g. for per-teacher accuracies."""
+    pos = {c: i for i, c in enumerate(algo.student_classes)}
+    return {f"teacher{k}_classes": [pos[c] for c in t.classes if c in pos] for k, t in enumerate(algo.teachers)}
+
+
+@dataclasses.dataclass
+class Run:
+    """Everything a run is built from; shared by ``train`` and ``evaluate_workdir``."""
+
+    cfg: Any
+    workdir: str
+    mesh: Any
+    algo: Any
+    teachers: list
+    teacher_vars: Any
+    train_ds: Any
+    test_ds: Any
+    batches: Batches
+    state: Any
+    ckpt: Checkpointer
+    start: int
+
+
+def setup(cfg, workdir: str) -> Run:
+    """Build data, teachers, the algorithm and its state; restore the latest checkpoint if any."""
+    os.makedirs(workdir, exist_ok=True)
+    seed = int(cfg.get("seed", 0))
+    mesh = mesh_lib.make_mesh(**cfg.train.get("mesh", {}))
+    batch_size = int(cfg.data.batch_size)
+    mesh_lib.check_batch(batch_size, mesh)
+
+    teachers = load_teachers(cfg, workdir)
+    full_train = load_split(cfg.data, "train")
+    info = {"num_classes": full_train.num_classes, "mean": full_train.mean, "std": full_train.std}
+    algo = algorithms.get(cfg.algorithm)(cfg, teachers, info)
+    train_ds = select_classes(full_train, algo.student_classes)
+    test_ds = load_split(cfg.data, "test", algo.student_classes)
+    batches = Batches(train_ds, batch_size, seed, with_labels=algo.uses_labels)
+
+    repl = mesh_lib.replicated(mesh)
+    state = jax.device_put(algo.init(jax.random.PRNGKey(seed), batches.host_batch(0)), repl)
+    teacher_vars = jax.device_put([t.variables for t in teachers], repl)
+
+    ckpt = Checkpointer(workdir, keep=int(cfg.train.get("keep_checkpoints", 3)))
+    start = 0
+    if ckpt.latest_step() is not None:
+        state, start = ckpt.restore(state)
+        state = jax.device_put(state, repl)
+    return Run(cfg, workdir, mesh, algo, teachers, teacher_vars, train_ds, test_ds, batches, state, ckpt, start)
+
+
+def evaluate_workdir(cfg, workdir: str) -> dict:
+    """Evaluate the latest checkpoint of ``workdir`` on the test split."""
+    run = setup(cfg, workdir)
+    if run.start == 0:
+        raise UserError(f"no checkpoint in {run.ckpt.directory}; train first with `jka train CONFIG --workdir {workdir}`")
+    out = {"step": run.start, "eval": evaluate(run.algo, run.state, run.test_ds, int(cfg.data.batch_size),
+                                              run.mesh, teacher_groups(run.algo))}
+    run.ckpt.close()
+    return out
+
+
+def train(cfg, workdir: str) -> dict:
+    """Run (or resume) the config's training in ``workdir``; returns the summary it writes."""
+    run = setup(cfg, workdir)
+    algo, mesh, state, ckpt, start = run.algo, run.mesh, run.state, run.ckpt, run.start
+    teachers, teacher_vars, batches, test_ds, train_ds = run.teachers, run.teacher_vars, run.batches, run.test_ds, run.train_ds
+    batch_size = int(cfg.data.batch_size)
+    repl, dshard = mesh_lib.replicated(mesh), mesh_lib.data_sharding(mesh)
+    step_fn = jax.jit(algo.train_step, donate_argnums=(0,), in_shardings=(repl, repl, dshard),
+                      out_shardings=(repl, repl))
+    total = algo.total_steps
+    log_every = int(cfg.train.get("log_every", 50))
+    eval_every = int(cfg.train.get("eval_every", 0))
+    ckpt_every = int(cfg.train.get("checkpoint_every", 0))
+    writer = MetricWriter(workdir)
+    groups = teacher_groups(algo)
+    bar = tqdm(total=total, initial=start, disable=not (cfg.train.get("progress", True) and sys.stderr.isatty()),
+               desc=f"{algo.name}", dynamic_ncols=True, leave=False)
+    last_good = ckpt.latest_step()
+    t_last, s_last = time.perf_counter(), start
+    metrics = {}
+    step = start
+    try:
+        for step in range(start, total):
+            state, metrics = step_fn(state, teacher_vars, batches.device_batch(step, dshard))
+            done = step + 1
+            if done % log_every == 0 or done == total:
+                m = to_python(metrics)
+                if not all(np.isfinite(v) for v in jax.tree.leaves(m)):
+                    raise TrainingDiverged(
+                        f"loss became {m.get('loss')} at step {done}; the last good checkpoint "
+                        f"(step {last_good}) is kept in {ckpt.directory}. Lower optim.lr, enable "
+                        "optim.grad_clip or check the inputs, then rerun")
+                now = time.perf_counter()
+                rate = (done - s_last) / max(now - t_last, 1e-9)
+                t_last, s_last = now, done
+                m.update(steps_per_s=rate, img_per_s=rate * batch_size)
+                writer.write(done, "train", m)
+                bar.set_postfix(loss=f"{m['loss']:.4f}", step_s=f"{rate:.1f}", img_s=f"{rate * batch_size:.0f}")
+            if eval_every and done % eval_every == 0 and done != total:
+                writer.write(done, "eval", evaluate(algo, state, test_ds, batch_size, mesh, groups))
+            if ckpt_every and done % ckpt_every == 0 and done != total:
+                _save(ckpt, done, state, last_good)
+                last_good = done
+            bar.update(1)
+    finally:
+        bar.close()
+
+    _save(ckpt, total, state, last_good)
+    ckpt.close()
+    final = evaluate(algo, state, test_ds, batch_size, mesh, groups)
+    writer.write(total, "eval", final)
+    writer.close()
+    arch, n_out, variables, meta = algo.export(state)
+    if jax.process_index() == 0:
+        export_model(os.path.join(workdir, "model"), arch, n_out, variables,
+                     mean=list(train_ds.mean), std=list(train_ds.std), image_shape=list(train_ds.image_shape),
+                     **meta)
+    summary = {
+        "step": total,
+        "algorithm": algo.name,
+        "eval": final,
+        "train": to_python(metrics) if metrics else {},
+        "student_classes": algo.student_classes,
+        "teachers": [{"arch": t.arch, "classes": t.classes} for t in teachers],
+        "labels_used": algo.uses_labels,
+        "devices": jax.device_count(),
+    }
+    if jax.process_index() == 0:
+        with open(os.path.join(workdir, "summary.json"), "w") as f:
+            json.dump(summary, f, indent=2)
+    return summary
+
+
+def _save(ckpt: Checkpointer, step: int, state, last_good):
+    if ckpt.latest_step() == step:
+        return
+    if not _all_finite(state):
+        raise TrainingDiverged(
+            f"the training state has NaN/inf values at step {step}; the last good checkpoint "
+            f"(step {last_good}) is kept in {ckpt.directory}. Lower optim.lr or enable optim.grad_clip, then rerun")
+    ckpt.save(step, state)
