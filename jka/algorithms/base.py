@@ -14,7 +14,9 @@ import jax
 import jax.numpy as jnp
 
 from jka import models
+from jka.data import Batches, load_split, select_classes
 from jka.data.augment import random_crop_flip, to_float
+from jka.train.evaluate import classification_eval
 from jka.train.state import TrainState, make_optimizer
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -46,11 +48,10 @@ class Algorithm:
     name = "base"
     uses_labels = True
 
-    def __init__(self, cfg, teachers: Sequence[Teacher], data_info: dict):
+    def __init__(self, cfg, teachers: Sequence[Teacher]):
         self.cfg = cfg
         self.teachers = list(teachers)
-        self.mean, self.std = data_info["mean"], data_info["std"]
-        self.student_classes = list(self.default_student_classes(cfg, data_info))
+        self.load_data()
         self.dtype = compute_dtype(cfg)
         self.student_kwargs = dict(cfg.model.get("kwargs", {}))
         self.student = models.create(cfg.model.name, len(self.student_classes), dtype=self.dtype,
@@ -58,9 +59,40 @@ class Algorithm:
         self.total_steps = int(cfg.train.steps)
 
     # -- pieces subclasses override -------------------------------------------------------------
-    def default_student_classes(self, cfg, data_info):
+    def default_student_classes(self, cfg, num_classes: int):
         classes = cfg.data.get("classes", None)
-        return list(range(data_info["num_classes"])) if classes is None else list(classes)
+        return list(range(num_classes)) if classes is None else list(classes)
+
+    def load_data(self):
+        """Sets ``student_classes``, ``train_ds``, ``test_ds`` (labels in student order), ``mean``, ``std``.
+
+        Algorithms with other data (dense tasks, no data at all) override this, ``train_batches``
+        and ``evaluate``.
+        """
+        full = load_split(self.cfg.data, "train")
+        self.student_classes = list(self.default_student_classes(self.cfg, full.num_classes))
+        self.train_ds = select_classes(full, self.student_classes)
+        self.test_ds = load_split(self.cfg.data, "test", self.student_classes)
+        self.mean, self.std = full.mean, full.std
+
+    def train_batches(self, seed: int):
+        """Step-indexed batches: ``host_batch(step)`` and ``device_batch(step, sharding)``."""
+        return Batches(self.train_ds, int(self.cfg.data.batch_size), seed, with_labels=self.uses_labels)
+
+    def eval_groups(self) -> dict:
+        """Student output indices of each teacher's classes (accuracy is reported per group)."""
+        pos = {c: i for i, c in enumerate(self.student_classes)}
+        return {f"teacher{k}_classes": [pos[c] for c in t.classes if c in pos]
+                for k, t in enumerate(self.teachers)}
+
+    def evaluate(self, state, mesh) -> dict:
+        """Student accuracy on the test split, overall and per teacher's classes."""
+        return classification_eval(self.predict, state, self.test_ds, int(self.cfg.data.batch_size), mesh,
+                                   self.eval_groups())
+
+    def export_info(self) -> dict:
+        """Extra ``model.json`` fields of the exported student."""
+        return {"mean": list(self.mean), "std": list(self.std), "image_shape": list(self.train_ds.image_shape)}
 
     def loss(self, params, batch_stats, teacher_vars, x, batch, rng):
         """Returns ``(loss, (new_batch_stats, metrics))``."""

@@ -21,7 +21,7 @@ def teacher_logits(teachers, teacher_vars, x):
 class KD(Algorithm):
     name = "kd"
 
-    def __init__(self, cfg, teachers, data_info):
+    def __init__(self, cfg, teachers):
         if not teachers:
             raise ConfigError("algorithm 'kd' needs at least one entry in teachers")
         union = [c for t in teachers for c in t.classes]
@@ -31,9 +31,9 @@ class KD(Algorithm):
         self.beta = float(cfg.loss.get("beta", 0.0))
         self.T = float(cfg.loss.get("T", 1.0))
         self.uses_labels = self.beta > 0
-        super().__init__(cfg, teachers, data_info)
+        super().__init__(cfg, teachers)
 
-    def default_student_classes(self, cfg, data_info):
+    def default_student_classes(self, cfg, num_classes):
         return [c for t in self.teachers for c in t.classes]
 
     def loss(self, params, batch_stats, teacher_vars, x, batch, rng):

@@ -127,3 +127,15 @@ def eval_batches(ds: ArrayDataset, batch_size: int) -> Iterator[tuple[dict, int]
         idx = np.where(valid, idx, 0)
         yield {"image": ds.images[idx], "label": ds.labels[idx].astype(np.int32),
                "mask": valid.astype(np.float32)}, int(valid.sum())
+
+
+class NoData:
+    """For data-free algorithms: every batch is empty, so no real image can reach the step."""
+
+    steps_per_epoch = 1
+
+    def host_batch(self, step: int) -> dict:
+        return {}
+
+    def device_batch(self, step: int, sharding) -> dict:
+        return {}

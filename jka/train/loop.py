@@ -19,8 +19,6 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jka import algorithms
-from jka.data import Batches, load_split, select_classes
-from jka.data.core import eval_batches
 from jka.errors import UserError
 from jka.train import mesh as mesh_lib
 from jka.train.checkpoint import Checkpointer, export_model
@@ -37,41 +35,6 @@ def _all_finite(tree) -> bool:
     return bool(all(jnp.all(jnp.isfinite(x)) for x in leaves))
 
 
-def evaluate(algo, state, test_ds, batch_size: int, mesh, groups=None) -> dict:
-    """Accuracy of the student on ``test_ds`` (labels in the student's class order).
-
-    ``groups`` maps a name to a list of student output indices; the accuracy on the test samples
-    whose label is in each group is reported under that name.
-    """
-    sharding = mesh_lib.data_sharding(mesh)
-    n_dev = mesh.shape["data"]
-    bs = max(n_dev, (min(batch_size, len(test_ds)) // n_dev) * n_dev)
-    predict = _compiled_predict(algo, mesh)
-    preds = []
-    for batch, n_valid in eval_batches(test_ds, bs):
-        logits = predict(state, jax.device_put(batch["image"], sharding))
-        preds.append(np.asarray(jax.device_get(jnp.argmax(logits, -1)))[:n_valid])
-    pred = np.concatenate(preds)
-    labels = test_ds.labels
-    out = {"accuracy": float(np.mean(pred == labels))}
-    for name, idx in (groups or {}).items():
-        sel = np.isin(labels, idx)
-        out[name] = float(np.mean(pred[sel] == labels[sel])) if sel.any() else float("nan")
-    return out
-
-
-def _compiled_predict(algo, mesh):
-    if not hasattr(algo, "_predict_jit"):
-        algo._predict_jit = jax.jit(algo.predict, out_shardings=mesh_lib.replicated(mesh))
-    return algo._predict_jit
-
-
-def teacher_groups(algo) -> dict:
-    """Student output indices of each teacher's classes, e.g. for per-teacher accuracies."""
-    pos = {c: i for i, c in enumerate(algo.student_classes)}
-    return {f"teacher{k}_classes": [pos[c] for c in t.classes if c in pos] for k, t in enumerate(algo.teachers)}
-
-
 @dataclasses.dataclass
 class Run:
     """Everything a run is built from; shared by ``train`` and ``evaluate_workdir``."""
@@ -82,9 +45,7 @@ class Run:
     algo: Any
     teachers: list
     teacher_vars: Any
-    train_ds: Any
-    test_ds: Any
-    batches: Batches
+    batches: Any
     state: Any
     ckpt: Checkpointer
     start: int
@@ -99,12 +60,8 @@ def setup(cfg, workdir: str) -> Run:
     mesh_lib.check_batch(batch_size, mesh)
 
     teachers = load_teachers(cfg, workdir)
-    full_train = load_split(cfg.data, "train")
-    info = {"num_classes": full_train.num_classes, "mean": full_train.mean, "std": full_train.std}
-    algo = algorithms.get(cfg.algorithm)(cfg, teachers, info)
-    train_ds = select_classes(full_train, algo.student_classes)
-    test_ds = load_split(cfg.data, "test", algo.student_classes)
-    batches = Batches(train_ds, batch_size, seed, with_labels=algo.uses_labels)
+    algo = algorithms.get(cfg.algorithm)(cfg, teachers)
+    batches = algo.train_batches(seed)
 
     repl = mesh_lib.replicated(mesh)
     state = jax.device_put(algo.init(jax.random.PRNGKey(seed), batches.host_batch(0)), repl)
@@ -115,7 +72,7 @@ def setup(cfg, workdir: str) -> Run:
     if ckpt.latest_step() is not None:
         state, start = ckpt.restore(state)
         state = jax.device_put(state, repl)
-    return Run(cfg, workdir, mesh, algo, teachers, teacher_vars, train_ds, test_ds, batches, state, ckpt, start)
+    return Run(cfg, workdir, mesh, algo, teachers, teacher_vars, batches, state, ckpt, start)
 
 
 def evaluate_workdir(cfg, workdir: str) -> dict:
@@ -123,17 +80,33 @@ def evaluate_workdir(cfg, workdir: str) -> dict:
     run = setup(cfg, workdir)
     if run.start == 0:
         raise UserError(f"no checkpoint in {run.ckpt.directory}; train first with `jka train CONFIG --workdir {workdir}`")
-    out = {"step": run.start, "eval": evaluate(run.algo, run.state, run.test_ds, int(cfg.data.batch_size),
-                                              run.mesh, teacher_groups(run.algo))}
+    out = {"step": run.start, "eval": run.algo.evaluate(run.state, run.mesh)}
     run.ckpt.close()
     return out
 
 
+def write_summary(workdir: str, summary: dict) -> None:
+    if jax.process_index() == 0:
+        with open(os.path.join(workdir, "summary.json"), "w") as f:
+            json.dump(summary, f, indent=2)
+
+
 def train(cfg, workdir: str) -> dict:
-    """Run (or resume) the config's training in ``workdir``; returns the summary it writes."""
+    """Run (or resume) the config's training in ``workdir``; returns the summary it writes.
+
+    An algorithm class with ``is_job = True`` is not a single compiled step but a job (several
+    phases, each itself a ``train`` of a sub-config in a sub-workdir, or an analysis such as a
+    transferability study): its ``run_job(cfg, workdir) -> summary`` runs instead.
+    """
+    cls = algorithms.get(cfg.algorithm)
+    if getattr(cls, "is_job", False):
+        os.makedirs(workdir, exist_ok=True)
+        summary = cls.run_job(cfg, workdir)
+        write_summary(workdir, summary)
+        return summary
     run = setup(cfg, workdir)
     algo, mesh, state, ckpt, start = run.algo, run.mesh, run.state, run.ckpt, run.start
-    teachers, teacher_vars, batches, test_ds, train_ds = run.teachers, run.teacher_vars, run.batches, run.test_ds, run.train_ds
+    teachers, teacher_vars, batches = run.teachers, run.teacher_vars, run.batches
     batch_size = int(cfg.data.batch_size)
     repl, dshard = mesh_lib.replicated(mesh), mesh_lib.data_sharding(mesh)
     step_fn = jax.jit(algo.train_step, donate_argnums=(0,), in_shardings=(repl, repl, dshard),
@@ -143,7 +116,6 @@ def train(cfg, workdir: str) -> dict:
     eval_every = int(cfg.train.get("eval_every", 0))
     ckpt_every = int(cfg.train.get("checkpoint_every", 0))
     writer = MetricWriter(workdir)
-    groups = teacher_groups(algo)
     bar = tqdm(total=total, initial=start, disable=not (cfg.train.get("progress", True) and sys.stderr.isatty()),
                desc=f"{algo.name}", dynamic_ncols=True, leave=False)
     last_good = ckpt.latest_step()
@@ -168,7 +140,7 @@ def train(cfg, workdir: str) -> dict:
                 writer.write(done, "train", m)
                 bar.set_postfix(loss=f"{m['loss']:.4f}", step_s=f"{rate:.1f}", img_s=f"{rate * batch_size:.0f}")
             if eval_every and done % eval_every == 0 and done != total:
-                writer.write(done, "eval", evaluate(algo, state, test_ds, batch_size, mesh, groups))
+                writer.write(done, "eval", algo.evaluate(state, mesh))
             if ckpt_every and done % ckpt_every == 0 and done != total:
                 _save(ckpt, done, state, last_good)
                 last_good = done
@@ -178,14 +150,12 @@ def train(cfg, workdir: str) -> dict:
 
     _save(ckpt, total, state, last_good)
     ckpt.close()
-    final = evaluate(algo, state, test_ds, batch_size, mesh, groups)
+    final = algo.evaluate(state, mesh)
     writer.write(total, "eval", final)
     writer.close()
     arch, n_out, variables, meta = algo.export(state)
     if jax.process_index() == 0:
-        export_model(os.path.join(workdir, "model"), arch, n_out, variables,
-                     mean=list(train_ds.mean), std=list(train_ds.std), image_shape=list(train_ds.image_shape),
-                     **meta)
+        export_model(os.path.join(workdir, "model"), arch, n_out, variables, **algo.export_info(), **meta)
     summary = {
         "step": total,
         "algorithm": algo.name,
@@ -196,9 +166,7 @@ def train(cfg, workdir: str) -> dict:
         "labels_used": algo.uses_labels,
         "devices": jax.device_count(),
     }
-    if jax.process_index() == 0:
-        with open(os.path.join(workdir, "summary.json"), "w") as f:
-            json.dump(summary, f, indent=2)
+    write_summary(workdir, summary)
     return summary
 
 

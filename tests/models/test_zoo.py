@@ -97,11 +97,16 @@ def test_bf16_compute_keeps_float32_params_and_logits(name):
     assert feats["pooled"].dtype == jnp.bfloat16
 
 
+def _random_like(tree, seed=0):
+    rng = np.random.default_rng(seed)
+    return jax.tree_util.tree_map(lambda a: jnp.asarray(rng.uniform(0.5, 1.5, a.shape), a.dtype), tree)
+
+
 def test_small_models_run_for_real():
     x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 8, 8, 1)), jnp.float32)
     for kw in ({}, {"width": 0.5}, {"dtype": jnp.bfloat16}):
         model = models.create("small_cnn", 10, **kw)
-        variables = jax.jit(model.init)(jax.random.key(0), x)
+        variables = _random_like(jax.eval_shape(model.init, jax.random.key(0), x))
         logits, feats = jax.jit(model.apply)(variables, x)
         assert logits.shape == (2, 10) and logits.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(logits)))
         (logits, _), updates = jax.jit(
@@ -176,3 +181,45 @@ def test_torch_twin_feature_shapes(name):
     for key, t in tfeats.items():
         nhwc = tuple(t.shape) if t.ndim == 2 else (t.shape[0], t.shape[2], t.shape[3], t.shape[1])
         assert feats[key].shape == nhwc, key
+
+
+@pytest.mark.parametrize("name,size,kw", [
+    ("small_cnn", 8, {}),
+    ("cifar_resnet18", 16, {}),
+    ("wrn16_2", 16, {}),
+    ("vgg8_bn", 32, {}),
+    ("mobilenetv2_x0_5", 16, {"stem_stride": 1}),
+    ("resnet50", 32, {}),
+])
+def test_torch_twin_numerically_equal(name, size, kw):
+    """Weights copied along ``flax_path`` give the same logits and features (eval mode)."""
+    torch = pytest.importorskip("torch")
+    from jka.convert import torch_models
+
+    torch.manual_seed(0)
+    tmodel = torch_models.torch_create(name, 5, **kw).eval()
+    norm_modules = {n for n, m in tmodel.named_modules() if isinstance(m, torch.nn.BatchNorm2d)}
+    for n, m in tmodel.named_modules():  # non-trivial BN statistics
+        if n in norm_modules:
+            m.running_mean.uniform_(-0.5, 0.5), m.running_var.uniform_(0.5, 1.5), m.weight.data.uniform_(0.5, 1.5)
+    variables = {"params": {}, "batch_stats": {}}
+    for key, t in tmodel.state_dict().items():
+        if key.endswith("num_batches_tracked"):
+            continue
+        coll, path = torch_models.flax_path(key, key.rsplit(".", 1)[0] in norm_modules)
+        a = t.detach().numpy()
+        a = a.transpose(2, 3, 1, 0) if a.ndim == 4 else a.T if a.ndim == 2 else a
+        node = variables[coll]
+        for p in path[:-1]:
+            node = node.setdefault(p, {})
+        node[path[-1]] = jnp.asarray(a)
+    x = np.random.default_rng(0).normal(size=(2, 3, size, size)).astype(np.float32)
+    with torch.no_grad():
+        tlogits, tfeats = tmodel(torch.from_numpy(x))
+    model = models.create(name, 5, **kw)
+    logits, feats = jax.jit(model.apply)(variables, jnp.asarray(x.transpose(0, 2, 3, 1)))
+    np.testing.assert_allclose(logits, tlogits.numpy(), rtol=1e-4, atol=1e-4)
+    for k, t in tfeats.items():
+        t = t.numpy()
+        t = t.transpose(0, 2, 3, 1) if t.ndim == 4 else t
+        np.testing.assert_allclose(feats[k], t, rtol=1e-4, atol=1e-4, err_msg=k)

@@ -1,0 +1,53 @@
+"""Evaluation of a student on held-out data, sharded over the mesh like training."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jka.data.core import eval_batches
+from jka.train import mesh as mesh_lib
+
+_JIT_CACHE: dict = {}
+
+
+def compiled(fn, mesh):
+    """``jax.jit(fn)`` with replicated outputs, cached per (function, mesh)."""
+    key = (fn, id(mesh))
+    if key not in _JIT_CACHE:
+        _JIT_CACHE[key] = jax.jit(fn, out_shardings=mesh_lib.replicated(mesh))
+    return _JIT_CACHE[key]
+
+
+def predict_all(predict, state, ds, batch_size: int, mesh, keys=("image",)) -> np.ndarray:
+    """Outputs of ``predict(state, images)`` over all of ``ds`` in order (host numpy)."""
+    sharding = mesh_lib.data_sharding(mesh)
+    n_dev = mesh.shape["data"]
+    bs = max(n_dev, (min(batch_size, len(ds)) // n_dev) * n_dev)
+    fn = compiled(predict, mesh)
+    outs = []
+    for batch, n_valid in eval_batches(ds, bs):
+        out = fn(state, jax.device_put(batch["image"], sharding))
+        outs.append(np.asarray(jax.device_get(out))[:n_valid])
+    return np.concatenate(outs)
+
+
+_ARGMAX: dict = {}
+
+
+def _argmax_of(predict):
+    """One stable function object per ``predict`` so the jit cache hits on every evaluation."""
+    if predict not in _ARGMAX:
+        _ARGMAX[predict] = lambda s, x: jnp.argmax(predict(s, x), -1)
+    return _ARGMAX[predict]
+
+
+def classification_eval(predict, state, ds, batch_size: int, mesh, groups=None) -> dict:
+    """Accuracy on ``ds`` (labels in the student's output order), and per group of output indices."""
+    pred = predict_all(_argmax_of(predict), state, ds, batch_size, mesh)
+    labels = ds.labels
+    out = {"accuracy": float(np.mean(pred == labels))}
+    for name, idx in (groups or {}).items():
+        sel = np.isin(labels, idx)
+        out[name] = float(np.mean(pred[sel] == labels[sel])) if sel.any() else float("nan")
+    return out
