@@ -44,7 +44,7 @@ def _parse(value: str):
 def _child(node, key: str, path: str):
     if isinstance(node, (list, tuple)):
         if not key.isdigit() or int(key) >= len(node):
-            raise ConfigError(f"unknown config key {path!r}: index {key} out of range 0..{len(node) - 1}")
+            raise ConfigError(f"unknown config key {path!r}: the list has {len(node)} entries")
         return node[int(key)]
     if key not in node:
         raise ConfigError(f"unknown config key {path!r}; valid keys here: {', '.join(sorted(node.keys()))}")

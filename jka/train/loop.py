@@ -85,6 +85,13 @@ def evaluate_workdir(cfg, workdir: str) -> dict:
     return out
 
 
+def compile_step(algo, mesh):
+    """The algorithm's step, jitted once: state donated and replicated, batch split over ``data``."""
+    repl, dshard = mesh_lib.replicated(mesh), mesh_lib.data_sharding(mesh)
+    return jax.jit(algo.train_step, donate_argnums=(0,), in_shardings=(repl, repl, dshard),
+                   out_shardings=(repl, repl))
+
+
 def write_summary(workdir: str, summary: dict) -> None:
     if jax.process_index() == 0:
         with open(os.path.join(workdir, "summary.json"), "w") as f:
@@ -109,8 +116,7 @@ def train(cfg, workdir: str) -> dict:
     teachers, teacher_vars, batches = run.teachers, run.teacher_vars, run.batches
     batch_size = int(cfg.data.batch_size)
     repl, dshard = mesh_lib.replicated(mesh), mesh_lib.data_sharding(mesh)
-    step_fn = jax.jit(algo.train_step, donate_argnums=(0,), in_shardings=(repl, repl, dshard),
-                      out_shardings=(repl, repl))
+    step_fn = compile_step(algo, mesh)
     total = algo.total_steps
     log_every = int(cfg.train.get("log_every", 50))
     eval_every = int(cfg.train.get("eval_every", 0))
@@ -145,6 +151,9 @@ def train(cfg, workdir: str) -> dict:
                 _save(ckpt, done, state, last_good)
                 last_good = done
             bar.update(1)
+    except BaseException:
+        ckpt.close()  # let an in-flight async save finish, so the last good checkpoint is on disk
+        raise
     finally:
         bar.close()
 

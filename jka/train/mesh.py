@@ -13,16 +13,22 @@ from jka.errors import ConfigError
 
 
 def make_mesh(data: int = -1, model: int = 1, devices=None) -> Mesh:
-    """A 2-D mesh ``(data, model)``; ``data=-1`` takes every device not used by ``model``."""
+    """A 2-D mesh ``(data, model)``.
+
+    ``data=-1`` takes every device not used by ``model``; a smaller ``data × model`` uses the first
+    devices only (e.g. ``train.mesh.data=1`` runs on one device of many).
+    """
     devices = list(devices if devices is not None else jax.devices())
     n = len(devices)
     if model < 1 or n % model:
         raise ConfigError(f"mesh.model={model} must divide the {n} devices")
     if data == -1:
         data = n // model
-    if data * model != n:
-        raise ConfigError(f"mesh data={data} × model={model} must equal the {n} available devices")
-    return Mesh(np.asarray(devices).reshape(data, model), ("data", "model"))
+    if data < 1 or data * model > n:
+        raise ConfigError(f"mesh data={data} × model={model} needs {data * model} devices; {n} are available")
+    if data * model < n and jax.process_count() > 1:
+        raise ConfigError("in a multi-process run the mesh must use every device (train.mesh.data=-1)")
+    return Mesh(np.asarray(devices[: data * model]).reshape(data, model), ("data", "model"))
 
 
 def data_sharding(mesh: Mesh) -> NamedSharding:
