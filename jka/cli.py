@@ -58,6 +58,9 @@ def main(argv=None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
+        from jka.train.distributed import maybe_initialize
+
+        maybe_initialize()
         args.fn(args)
     except UserError as err:
         print(f"jka: error: {err}", file=sys.stderr)

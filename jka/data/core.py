@@ -91,10 +91,7 @@ class Batches:
         return self._perm(epoch)[start:start + self.batch_size]
 
     def host_batch(self, step: int) -> dict:
-        idx = self.indices(step)
-        nproc, pid = jax.process_count(), jax.process_index()
-        local = len(idx) // nproc
-        idx = idx[pid * local:(pid + 1) * local]
+        idx = process_slice(self.indices(step))
         batch = {"image": self.ds.images[idx]}
         if self.with_labels:
             batch["label"] = self.ds.labels[idx].astype(np.int32)
@@ -108,6 +105,13 @@ class Batches:
         while True:
             yield self.device_batch(step, sharding)
             step += 1
+
+
+def process_slice(global_rows):
+    """This process's contiguous share of a global batch (all of it in a one-process run)."""
+    nproc, pid = jax.process_count(), jax.process_index()
+    local = len(global_rows) // nproc
+    return global_rows[pid * local:(pid + 1) * local]
 
 
 def to_global(host_batch: dict, sharding) -> dict:

@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jka.data.core import eval_batches
+from jka.data.core import eval_batches, process_slice, to_global
 from jka.train import mesh as mesh_lib
 
 _JIT_CACHE: dict = {}
@@ -23,11 +23,12 @@ def predict_all(predict, state, ds, batch_size: int, mesh, keys=("image",)) -> n
     """Outputs of ``predict(state, images)`` over all of ``ds`` in order (host numpy)."""
     sharding = mesh_lib.data_sharding(mesh)
     n_dev = mesh.shape["data"]
-    bs = max(n_dev, (min(batch_size, len(ds)) // n_dev) * n_dev)
+    bs = max(n_dev, (min(batch_size, len(ds)) // n_dev) * n_dev)  # divisible by devices and processes
     fn = compiled(predict, mesh)
     outs = []
     for batch, n_valid in eval_batches(ds, bs):
-        out = fn(state, jax.device_put(batch["image"], sharding))
+        local = {"image": process_slice(batch["image"])}
+        out = fn(state, to_global(local, sharding)["image"])
         outs.append(np.asarray(jax.device_get(out))[:n_valid])
     return np.concatenate(outs)
 
