@@ -92,6 +92,12 @@ def compile_step(algo, mesh):
                    out_shardings=(repl, repl))
 
 
+def compilations(jitted) -> int | None:
+    """Number of compiled variants a jitted function holds (None if this jax cannot tell)."""
+    size = getattr(jitted, "_cache_size", None)
+    return int(size()) if callable(size) else None
+
+
 def write_summary(workdir: str, summary: dict) -> None:
     if jax.process_index() == 0:
         with open(os.path.join(workdir, "summary.json"), "w") as f:
@@ -174,6 +180,8 @@ def train(cfg, workdir: str) -> dict:
         "teachers": [{"arch": t.arch, "classes": t.classes} for t in teachers],
         "labels_used": algo.uses_labels,
         "devices": jax.device_count(),
+        # How many times the step was compiled in this process (1 = no recompilation).
+        "step_compilations": compilations(step_fn),
     }
     write_summary(workdir, summary)
     return summary

@@ -121,4 +121,5 @@ def test_metrics_and_summary_files(tmp_path):
     assert [ln["step"] for ln in lines if "eval/accuracy" in ln] == [5, 10]
     assert all(ln["train/img_per_s"] > 0 for ln in lines if "train/loss" in ln)
     assert set(summary) >= {"step", "eval", "train"} and summary["labels_used"] is True
+    assert summary["step_compilations"] == 1  # evaluation in between did not force a recompile
     assert (tmp_path / "run" / "model" / "model.json").exists()
