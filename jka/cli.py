@@ -50,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", help="also write the results as JSON to this file")
     d.add_argument("--workdir", help="keep the runs here (default: a temporary directory)")
     d.set_defaults(fn=_demo)
+
+    from jka.convert.cli import add_parser as add_convert_parser
+
+    add_convert_parser(sub)
     return p
 
 

@@ -1,0 +1,11 @@
+"""PyTorch bridge: load PyTorch checkpoints of the zoo into Flax, verify them, export them.
+
+``load_torch(src, arch, num_classes)`` gives Flax variables; ``convert(arch, src, out, num_classes)``
+writes an exported model that configs can use as a teacher (``jka convert`` on the command line).
+Importing this package does not import torch; :mod:`jka.convert.torch_models` (jka's PyTorch
+definitions of the zoo) and ``.pt`` files need it, ``.safetensors`` files do not.
+"""
+from jka.convert.bridge import convert, verify
+from jka.convert.load import convert_state_dict, load_torch, read_state_dict
+
+__all__ = ["convert", "convert_state_dict", "load_torch", "read_state_dict", "verify"]

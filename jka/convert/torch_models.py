@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from jka import errors
+from jka.convert.naming import flax_path  # noqa: F401  (torch-free; re-exported here)
 
 # ---------------------------------------------------------------- CIFAR ResNet (DAFL / CMI "8x")
 
@@ -354,24 +355,3 @@ def torch_create(name: str, num_classes: int, **kwargs) -> nn.Module:
     if name not in _TORCH_REGISTRY:
         raise errors.unknown_choice("model", name, torch_available())
     return _TORCH_REGISTRY[name](num_classes, **kwargs)
-
-
-def flax_path(torch_key: str, is_norm: bool) -> tuple[str, tuple[str, ...]]:
-    """``(collection, path)`` of the Flax leaf for a PyTorch state-dict key.
-
-    ``is_norm`` says whether the owning module is a BatchNorm (its ``weight`` becomes ``scale``).
-    ``num_batches_tracked`` has no Flax counterpart; callers skip it.
-    """
-    parts = torch_key.split(".")
-    *mods, leaf = parts
-    path: list[str] = []
-    for m in mods:
-        if m.isdigit() and path:
-            path[-1] = f"{path[-1]}_{m}"
-        else:
-            path.append(m)
-    if leaf in ("running_mean", "running_var"):
-        return "batch_stats", (*path, leaf.removeprefix("running_"))
-    if leaf == "weight":
-        leaf = "scale" if is_norm else "kernel"
-    return "params", (*path, leaf)

@@ -1,0 +1,1 @@
+"""Benchmarks of jka against PyTorch (``python -m benchmarks.throughput --help``)."""

@@ -1,0 +1,304 @@
+"""Training-step throughput of jka vs PyTorch on the same models, batch and device, in one run.
+
+    python -m benchmarks.throughput --task kd --teacher cifar_resnet34 --student cifar_resnet18 \
+        --batch 256 --steps 50 [--framework jax|torch|both] [--json FILE] [--dtype bfloat16|float32]
+
+The jax side is jka's own step: the ``KD``/``Supervised`` algorithm's ``train_step`` built from a
+``jka.recipes.base_config`` config and jitted with the state donated exactly as
+``jka.train.loop`` does; only the data source is replaced by one random batch kept on the device
+(both frameworks time the step, not the input pipeline; augmentation is off on both sides).
+Timed steps are synchronised one by one after warm-up; the median gives img/s.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import jax
+import numpy as np
+
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2470, 0.2435, 0.2616)
+RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+
+
+def has_accelerator() -> bool:
+    return jax.default_backend() != "cpu"
+
+
+def make_config(args):
+    """The jka config of the benchmarked step (SGD + cosine, KD with T=4, α=1, β=1)."""
+    from jka.recipes import base_config
+
+    cfg = base_config(algorithm=args.task)
+    cfg.model.name = args.student
+    cfg.data.name = "synthetic"
+    cfg.data.batch_size = args.batch
+    cfg.data.image_size = args.image_size
+    cfg.data.num_classes = args.num_classes
+    cfg.data.augment = dict(crop_pad=0, flip=False)
+    cfg.optim.update(dict(name="sgd", lr=0.1, momentum=0.9, weight_decay=5e-4, schedule="cosine"))
+    cfg.loss.update(dict(T=4.0, alpha=1.0, beta=1.0))
+    cfg.train.steps = args.steps + args.warmup
+    cfg.train.dtype = args.dtype
+    return cfg
+
+
+def random_images(args, seed=0):
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (args.batch, args.image_size, args.image_size, 3), dtype=np.uint8)
+    labels = rng.integers(0, args.num_classes, (args.batch,)).astype(np.int32)
+    return images, labels
+
+
+def synthetic_algorithm(cls):
+    """``cls`` with its data replaced by one random in-memory batch (the step itself is untouched)."""
+    from jka.data.core import ArrayDataset
+
+    class Synthetic(cls):
+        def load_data(self):
+            n, size = int(self.cfg.data.num_classes), int(self.cfg.data.image_size)
+            self.student_classes = list(self.default_student_classes(self.cfg, n))
+            rng = np.random.default_rng(0)
+            images = rng.integers(0, 256, (len(self.student_classes), size, size, 3), dtype=np.uint8)
+            self.train_ds = self.test_ds = ArrayDataset(images, np.arange(len(self.student_classes)), n,
+                                                        CIFAR_MEAN, CIFAR_STD)
+            self.mean, self.std = CIFAR_MEAN, CIFAR_STD
+
+    Synthetic.__name__ = f"Synthetic{cls.__name__}"
+    return Synthetic
+
+
+def _flops(compiled) -> float | None:
+    try:
+        cost = compiled.cost_analysis()
+    except Exception:  # noqa: BLE001 - not every backend reports costs
+        return None
+    if isinstance(cost, (list, tuple)):
+        cost = cost[0] if cost else None
+    return float(cost["flops"]) if cost and "flops" in cost else None
+
+
+def _peak_jax_memory(device) -> int | None:
+    try:
+        stats = device.memory_stats()
+    except Exception:  # noqa: BLE001
+        return None
+    return int(stats["peak_bytes_in_use"]) if stats and "peak_bytes_in_use" in stats else None
+
+
+def summarise(times_s: list[float], batch: int, flops: float | None, compile_s: float, warmup_s: float,
+              peak: int | None, **extra) -> dict:
+    med = statistics.median(times_s)
+    return {"img_per_s": batch / med, "ms_per_step": 1e3 * med, "compile_s": compile_s, "warmup_s": warmup_s,
+            "peak_mem_bytes": peak, "flops_per_step": flops,
+            "tflops": (flops / med / 1e12) if flops else None, "timed_steps": len(times_s), **extra}
+
+
+def bench_jax(args) -> dict:
+    from jka import algorithms, models
+    from jka.algorithms.base import Teacher
+    from jka.train import mesh as mesh_lib
+
+    cfg = make_config(args)
+    dtype = {"float32": jax.numpy.float32, "bfloat16": jax.numpy.bfloat16}[args.dtype]
+    teachers = []
+    if args.task == "kd":
+        module = models.create(args.teacher, args.num_classes, dtype=dtype)
+        x0 = jax.numpy.zeros((1, args.image_size, args.image_size, 3), jax.numpy.float32)
+        tvars = jax.jit(lambda k: module.init(k, x0, train=False))(jax.random.PRNGKey(1))
+        teachers = [Teacher(args.teacher, module, tvars, list(range(args.num_classes)))]
+    algo = synthetic_algorithm(algorithms.get(args.task))(cfg, teachers)
+
+    mesh = mesh_lib.make_mesh(**cfg.train.get("mesh", {}))
+    mesh_lib.check_batch(args.batch, mesh)
+    repl, dshard = mesh_lib.replicated(mesh), mesh_lib.data_sharding(mesh)
+    images, labels = random_images(args)
+    batch = jax.device_put({"image": images, "label": labels}, dshard)
+    state = jax.device_put(algo.init(jax.random.PRNGKey(0), {"image": images[:1], "label": labels[:1]}), repl)
+    teacher_vars = jax.device_put([t.variables for t in teachers], repl)
+    step_fn = jax.jit(algo.train_step, donate_argnums=(0,), in_shardings=(repl, repl, dshard),
+                      out_shardings=(repl, repl))  # as in jka.train.loop.train
+
+    t0 = time.perf_counter()
+    compiled = step_fn.lower(state, teacher_vars, batch).compile()
+    compile_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for _ in range(args.warmup):
+        state, metrics = compiled(state, teacher_vars, batch)
+    jax.block_until_ready(state)
+    warmup_s = time.perf_counter() - t0
+    times = []
+    for _ in range(args.steps):
+        t0 = time.perf_counter()
+        state, metrics = compiled(state, teacher_vars, batch)
+        jax.block_until_ready(state)
+        times.append(time.perf_counter() - t0)
+    loss = float(metrics["loss"])
+    return summarise(times, args.batch, _flops(compiled), compile_s, warmup_s,
+                     _peak_jax_memory(jax.devices()[0]), flops_source="xla", final_loss=loss,
+                     devices=jax.device_count())
+
+
+def bench_torch(args, compiled: bool, flops: float | None = None, flops_source: str | None = None) -> dict:
+    import torch
+
+    from benchmarks.torch_steps import StepConfig, TorchStep, flops_per_step
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(0)
+    cfg = StepConfig(task=args.task, student=args.student, teacher=args.teacher if args.task == "kd" else None,
+                     num_classes=args.num_classes, lr=0.1, momentum=0.9, weight_decay=5e-4,
+                     total_steps=args.steps + args.warmup, T=4.0, alpha=1.0, beta=1.0,
+                     mean=CIFAR_MEAN, std=CIFAR_STD, bf16=args.dtype == "bfloat16")
+    step = TorchStep(cfg, device, compiled=compiled)
+    images, labels = random_images(args)
+    images = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().to(device)  # NCHW uint8 on device
+    labels = torch.from_numpy(labels).long().to(device)
+    if flops is None and not compiled:
+        flops, flops_source = flops_per_step(step, images, labels), "torch.utils.flop_counter"
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    t0 = time.perf_counter()
+    step(images, labels)  # the first step pays for torch.compile
+    step.synchronize()
+    compile_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for _ in range(max(args.warmup - 1, 0)):
+        loss = step(images, labels)
+    step.synchronize()
+    warmup_s = time.perf_counter() - t0
+    times = []
+    for _ in range(args.steps):
+        t0 = time.perf_counter()
+        loss = step(images, labels)
+        step.synchronize()
+        times.append(time.perf_counter() - t0)
+    peak = int(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else None
+    return summarise(times, args.batch, flops, compile_s, warmup_s, peak,
+                     flops_source=flops_source if flops else None, final_loss=float(loss.detach()),
+                     torch_device=str(device), channels_last=True, autocast_bf16=cfg.bf16)
+
+
+def device_name() -> str:
+    d = jax.devices()[0]
+    kind = getattr(d, "device_kind", "") or ""
+    if d.platform == "cpu":
+        return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+    return f"{d.platform} {kind}".strip()
+
+
+def _ratio(a, b):
+    return a["img_per_s"] / b["img_per_s"] if a and b and "img_per_s" in a and "img_per_s" in b else None
+
+
+def run(args) -> dict:
+    result = {"device": device_name(), "task": args.task, "batch": args.batch, "jax_version": jax.__version__,
+              "config": {"teacher": args.teacher if args.task == "kd" else None, "student": args.student,
+                         "image_size": args.image_size, "num_classes": args.num_classes, "dtype": args.dtype,
+                         "steps": args.steps, "warmup": args.warmup, "optimizer": "sgd(momentum=0.9, wd=5e-4)",
+                         "loss": "kd(T=4)+ce" if args.task == "kd" else "ce"},
+              "jax": None, "torch": None, "torch_compile": None}
+    if args.framework in ("jax", "both"):
+        result["jax"] = bench_jax(args)
+    if args.framework in ("torch", "both"):
+        try:
+            import torch
+        except ImportError:
+            result["torch"] = result["torch_compile"] = {"skipped": "torch is not installed"}
+        else:
+            result["torch_version"] = torch.__version__
+            xla_flops = result["jax"]["flops_per_step"] if result["jax"] else None
+            result["torch"] = bench_torch(args, False, xla_flops, "xla" if xla_flops else None)
+            flops, source = result["torch"]["flops_per_step"], result["torch"]["flops_source"]
+            use_compile = args.torch_compile == "on" or (args.torch_compile == "auto" and torch.cuda.is_available())
+            if not use_compile:
+                result["torch_compile"] = {"skipped": "off (--torch-compile auto compiles only on CUDA; "
+                                                      "use --torch-compile on)"}
+            else:
+                try:
+                    result["torch_compile"] = bench_torch(args, True, flops, source)
+                except Exception as err:  # noqa: BLE001 - inductor missing/failing must not end the run
+                    result["torch_compile"] = {"skipped": f"torch.compile failed: {type(err).__name__}: {err}"[:500]}
+    result["speedup_vs_torch_eager"] = _ratio(result["jax"], result["torch"])
+    result["speedup_vs_torch_compile"] = _ratio(result["jax"], result["torch_compile"])
+    return result
+
+
+def default_json_path(args) -> str | None:
+    """Under benchmarks/results/ only when an accelerator ran it (CPU numbers are not recorded)."""
+    if not has_accelerator():
+        return None
+    kind = (getattr(jax.devices()[0], "device_kind", "") or jax.default_backend()).lower().replace(" ", "_")
+    teacher = f"{args.teacher}-" if args.task == "kd" else ""
+    return os.path.join(RESULTS_DIR, f"{args.task}_{teacher}{args.student}_b{args.batch}_{args.dtype}_{kind}.json")
+
+
+def write_json(result: dict, path: str) -> str:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(result, f, indent=2)
+    return path
+
+
+def format_table(result: dict) -> str:
+    rows = [f"{result['task']} step, batch {result['batch']}, {result['config']['dtype']} on {result['device']}"]
+    for name in ("jax", "torch", "torch_compile"):
+        r = result.get(name)
+        if not r:
+            continue
+        if "skipped" in r:
+            rows.append(f"  {name:14s} skipped: {r['skipped']}")
+            continue
+        tf = f"{r['tflops']:.3f}" if r.get("tflops") else "n/a"
+        mem = f"{r['peak_mem_bytes'] / 2**20:.0f} MiB" if r.get("peak_mem_bytes") else "n/a"
+        rows.append(f"  {name:14s} {r['img_per_s']:10.1f} img/s  {r['ms_per_step']:9.2f} ms/step  "
+                    f"compile {r['compile_s']:.1f}s  warm-up {r['warmup_s']:.1f}s  {tf} TFLOP/s  peak {mem}")
+    for key in ("speedup_vs_torch_eager", "speedup_vs_torch_compile"):
+        if result.get(key) is not None:
+            rows.append(f"  {key} = {result[key]:.2f}x")
+    return "\n".join(rows)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.throughput", description=__doc__.split("\n\n")[0])
+    p.add_argument("--task", choices=("kd", "supervised"), default="kd")
+    p.add_argument("--teacher", default="cifar_resnet34")
+    p.add_argument("--student", default="cifar_resnet18")
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--steps", type=int, default=50, help="timed steps")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps after compilation")
+    p.add_argument("--framework", choices=("jax", "torch", "both"), default="both")
+    p.add_argument("--dtype", choices=("bfloat16", "float32"), default=None,
+                   help="compute dtype (default: bfloat16 on an accelerator, float32 on CPU)")
+    p.add_argument("--image-size", type=int, default=32)
+    p.add_argument("--num-classes", type=int, default=100)
+    p.add_argument("--torch-compile", choices=("auto", "on", "off"), default="auto",
+                   help="auto: torch.compile on CUDA only (inductor on a small CPU takes minutes)")
+    p.add_argument("--json", default=None, help="write the result here (default: benchmarks/results/... on an "
+                   "accelerator, nowhere on CPU)")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.dtype is None:
+        args.dtype = "bfloat16" if has_accelerator() else "float32"
+    if args.steps < 1 or args.batch < 1:
+        print("--steps and --batch must be >= 1", file=sys.stderr)
+        return 2
+    result = run(args)
+    print(format_table(result))
+    path = args.json or default_json_path(args)
+    if path:
+        print(f"wrote {write_json(result, path)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""Convert a PyTorch checkpoint into an exported jka model, optionally verified against PyTorch.
+
+``convert`` writes ``OUT/model.json`` + ``OUT/variables.msgpack`` (:func:`jka.train.checkpoint.export_model`),
+so any config can name OUT as ``teachers[i].workdir``. ``verify`` runs jka's PyTorch twin of the
+architecture with the same weights next to the Flax model, both in inference mode and float32 on
+the same random batch, and reports the largest absolute differences.
+"""
+from __future__ import annotations
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jka import models
+from jka.convert.load import convert_state_dict, input_channels, read_state_dict
+from jka.errors import UserError
+from jka.train.checkpoint import export_model
+
+# the verification input side of architectures made for ImageNet-sized inputs; 32 otherwise
+IMAGENET_ARCHS = ("resnet18", "resnet34", "resnet50", "mobilenetv2", "mobilenetv2_x0_5")
+VERIFY_TOLERANCE = 1e-4  # max |Δlogit| relative to max(1, max |logit|)
+
+
+def default_image_size(arch: str, kwargs: dict | None = None) -> int:
+    kwargs = kwargs or {}
+    if arch == "small_cnn":
+        return 8
+    if arch in IMAGENET_ARCHS and kwargs.get("stem_stride", 2) != 1:
+        return 224
+    return 32
+
+
+def _max_abs(a, b) -> float:
+    return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
+
+
+def verify(arch: str, num_classes: int, variables: dict, state: dict, kwargs: dict | None = None,
+           in_channels: int = 3, image_size: int | None = None, batch: int = 2, seed: int = 0) -> dict:
+    """``{'logits': max|Δ|, 'features': {name: max|Δ|}, 'max_abs_logit': ...}`` of Flax vs PyTorch.
+
+    ``state`` is the PyTorch state dict the variables were converted from (loaded strictly into the
+    twin). Features are compared in NHWC.
+    """
+    try:
+        import torch
+    except ImportError:
+        raise UserError("--verify needs PyTorch (pip install 'jka[torch]')") from None
+    from jka.convert.torch_models import torch_create
+
+    kwargs = dict(kwargs or {})
+    size = image_size or default_image_size(arch, kwargs)
+    torch_kwargs = dict(kwargs, **({"in_channels": in_channels} if in_channels != 3 else {}))
+    twin = torch_create(arch, num_classes, **torch_kwargs).eval()
+    tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state.items()}
+    try:
+        missing, unexpected = twin.load_state_dict(tensors, strict=False)
+    except RuntimeError as err:  # shapes jka's twin cannot take (e.g. a non-RGB stem it does not model)
+        detail = str(err).replace("\n", " ")
+        raise UserError(f"jka's PyTorch {arch} cannot take these weights for --verify: {detail}") from None
+    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+    if missing or unexpected:  # cannot happen after a successful conversion unless the twin differs
+        raise UserError(f"jka's PyTorch {arch} does not take these weights (missing {missing}, "
+                        f"unexpected {unexpected}); report this as a bug")
+    x = np.random.default_rng(seed).normal(size=(batch, in_channels, size, size)).astype(np.float32)
+    tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        with torch.no_grad():
+            t_logits, t_feats = twin(torch.from_numpy(x))
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
+    model = models.create(arch, num_classes, dtype=jnp.float32, **kwargs)
+    with jax.default_matmul_precision("highest"):
+        logits, feats = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, x.transpose(0, 2, 3, 1))
+    report = {"logits": _max_abs(logits, t_logits.numpy()), "features": {},
+              "max_abs_logit": float(np.max(np.abs(t_logits.numpy())))}
+    for name, t in t_feats.items():
+        t = t.numpy()
+        t = t.transpose(0, 2, 3, 1) if t.ndim == 4 else t
+        report["features"][name] = _max_abs(feats[name], t) if name in feats else float("nan")
+    return report
+
+
+def verify_ok(report: dict) -> bool:
+    return report["logits"] <= VERIFY_TOLERANCE * max(1.0, report["max_abs_logit"])
+
+
+def format_report(report: dict) -> str:
+    lines = [f"max |Δlogit| = {report['logits']:.3g} (max |logit| {report['max_abs_logit']:.3g})"]
+    lines += [f"max |Δ{name}| = {d:.3g}" for name, d in report["features"].items()]
+    return "\n".join(lines)
+
+
+def convert(arch: str, src, out: str, num_classes: int, verify: bool = False, kwargs: dict | None = None,
+            image_size: int | None = None, log=print) -> dict:
+    """Convert ``src`` (see :func:`jka.convert.load_torch`) into an exported model at ``out``.
+
+    With ``verify`` the PyTorch twin is compared first and a disagreement beyond 1e-4 (relative to
+    the logit scale) raises :class:`UserError` without writing anything. Returns
+    ``{'out', 'tensors', 'in_channels', 'verify'}``.
+    """
+    kwargs = dict(kwargs or {})
+    where = repr(os.fspath(src)) if isinstance(src, (str, os.PathLike)) else "the given state dict"
+    state = read_state_dict(src)
+    in_channels = input_channels(arch, num_classes, kwargs, state)
+    variables = convert_state_dict(state, arch, num_classes, kwargs, in_channels, where)
+    result = {"out": out, "tensors": len(state), "in_channels": in_channels, "verify": None}
+    if verify:
+        report = verify_fn(arch, num_classes, variables, state, kwargs, in_channels, image_size)
+        result["verify"] = report
+        log(format_report(report))
+        if not verify_ok(report):
+            raise UserError(f"the converted {arch} disagrees with PyTorch (max |Δlogit| {report['logits']:.3g}); "
+                            "nothing was written. Check --kwargs (e.g. stem_stride) and the architecture name")
+    size = image_size or default_image_size(arch, kwargs)
+    export_model(out, arch, num_classes, variables, classes=list(range(num_classes)), kwargs=kwargs,
+                 image_shape=[size, size, in_channels], source=where, converted_from="pytorch")
+    log(f"wrote {out} ({arch}, {num_classes} classes, {len(state)} tensors)")
+    return result
+
+
+verify_fn = verify  # ``convert``'s ``verify`` flag shadows the function's name inside it

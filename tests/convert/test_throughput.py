@@ -1,0 +1,57 @@
+"""The benchmark harness runs jka's real step and PyTorch's on tiny settings and writes its JSON."""
+import json
+import math
+import os
+import sys
+
+import pytest
+
+pytest.importorskip("torch")
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+
+from benchmarks import throughput  # noqa: E402
+
+TOP_LEVEL = {"device", "task", "batch", "jax_version", "config", "jax", "torch", "torch_compile",
+             "speedup_vs_torch_eager", "speedup_vs_torch_compile"}
+PER_FRAMEWORK = {"img_per_s", "ms_per_step", "compile_s", "warmup_s", "peak_mem_bytes", "flops_per_step", "tflops"}
+
+
+def test_harness_writes_both_frameworks(tmp_path, capsys):
+    task = "kd"
+    out = tmp_path / "result.json"
+    code = throughput.main(["--task", task, "--teacher", "small_cnn", "--student", "small_cnn", "--batch", "8",
+                            "--steps", "2", "--warmup", "1", "--image-size", "8", "--num-classes", "10",
+                            "--framework", "both", "--torch-compile", "off", "--json", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "speedup_vs_torch_eager" in printed and f"wrote {out}" in printed
+    result = json.loads(out.read_text())
+    assert TOP_LEVEL <= set(result)
+    assert result["task"] == task and result["batch"] == 8 and result["config"]["student"] == "small_cnn"
+    for name in ("jax", "torch"):
+        r = result[name]
+        assert PER_FRAMEWORK <= set(r), name
+        assert r["img_per_s"] > 0 and r["ms_per_step"] > 0 and r["timed_steps"] == 2
+        assert abs(r["img_per_s"] * r["ms_per_step"] / 1e3 - 8) < 1e-6  # img/s = batch / median step time
+        assert r["flops_per_step"] > 0 and r["tflops"] > 0
+    # the same work is counted once (XLA's cost analysis) for both frameworks
+    assert result["torch"]["flops_per_step"] == result["jax"]["flops_per_step"]
+    assert result["speedup_vs_torch_eager"] == pytest.approx(result["jax"]["img_per_s"] / result["torch"]["img_per_s"])
+    assert "skipped" in result["torch_compile"] and result["speedup_vs_torch_compile"] is None
+    assert math.isfinite(result["jax"]["final_loss"]) and math.isfinite(result["torch"]["final_loss"])
+    if throughput.has_accelerator():
+        assert result["jax"]["peak_mem_bytes"] > 0
+    else:
+        assert result["torch"]["peak_mem_bytes"] is None
+
+
+def test_results_are_recorded_only_on_an_accelerator():
+    args = throughput.build_parser().parse_args(["--batch", "256"])
+    args.dtype = "bfloat16"
+    path = throughput.default_json_path(args)
+    if throughput.has_accelerator():
+        assert path.startswith(throughput.RESULTS_DIR) and "kd_cifar_resnet34-cifar_resnet18_b256" in path
+    else:
+        assert path is None
