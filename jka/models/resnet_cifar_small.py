@@ -1,0 +1,82 @@
+"""CIFAR ResNet-(6n+2) of He et al. (3 stages 16/32/64, BasicBlocks), optionally with branches.
+
+``depth=32`` gives n = 5 blocks per stage. With ``num_branches = K > 1`` the stages up to
+``shared_stages`` form a shared trunk and every branch owns private copies of the later stages and
+its own classifier (the FFL reference network: trunk to stage 2, two private stage-3 branches).
+
+* ``num_branches == 1``: returns ``(logits, features)`` like every zoo model (features ``stem``,
+  ``layer1..3``, ``pooled``).
+* ``num_branches > 1``: returns ``(list of K logits, list of K feature dicts)``; shared stages
+  appear in every branch's dict.
+
+Shortcuts are 1×1 conv + BN when the shape changes. Flax names: ``conv1``/``bn1``,
+``layer{s}_{i}`` (shared) or ``branch{k}_layer{s}_{i}``, ``linear`` or ``branch{k}_linear``.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from jka.errors import ConfigError
+from jka.models.cifar_resnet import PAD1, BasicBlock
+from jka.models.layers import BatchNorm
+
+
+class CifarResNetSmall(nn.Module):
+    num_classes: int
+    depth: int = 32
+    widths: Sequence[int] = (16, 32, 64)
+    num_branches: int = 1
+    shared_stages: int = 2
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        if (self.depth - 2) % 6 or self.depth < 8:
+            raise ConfigError(f"CIFAR ResNet depth must be 6n+2 (8, 14, 20, 32, 56, ...), got {self.depth}")
+        if not 0 <= self.shared_stages <= len(self.widths):
+            raise ConfigError(f"shared_stages must be in 0..{len(self.widths)}, got {self.shared_stages}")
+        n = (self.depth - 2) // 6
+        multi = self.num_branches > 1
+        x = nn.Conv(self.widths[0], (3, 3), padding=PAD1, use_bias=False, dtype=self.dtype, name="conv1")(x)
+        x = nn.relu(BatchNorm(use_running_average=not train, dtype=self.dtype, name="bn1")(x))
+        shared = {"stem": x}
+
+        def stage(h, s, prefix):
+            for i in range(n):
+                stride = 2 if (s > 0 and i == 0) else 1
+                h = BasicBlock(self.widths[s], stride, dtype=self.dtype, name=f"{prefix}layer{s + 1}_{i}")(h, train)
+            return h
+
+        trunk = self.shared_stages if multi else len(self.widths)
+        for s in range(trunk):
+            x = stage(x, s, "")
+            shared[f"layer{s + 1}"] = x
+        all_logits, all_feats = [], []
+        for k in range(self.num_branches):
+            prefix = f"branch{k}_" if multi else ""
+            h, feats = x, dict(shared)
+            for s in range(trunk, len(self.widths)):
+                h = stage(h, s, prefix)
+                feats[f"layer{s + 1}"] = h
+            pooled = jnp.mean(h, axis=(1, 2))
+            feats["pooled"] = pooled
+            logits = nn.Dense(self.num_classes, dtype=self.dtype, name=f"{prefix}linear")(pooled)
+            all_logits.append(logits.astype(jnp.float32))
+            all_feats.append(feats)
+        if not multi:
+            return all_logits[0], all_feats[0]
+        return all_logits, all_feats
+
+
+def cifar_resnet32(num_classes, dtype=jnp.float32, **kw):
+    return CifarResNetSmall(num_classes, depth=32, dtype=dtype, **kw)
+
+
+def cifar_resnet8(num_classes, dtype=jnp.float32, **kw):
+    return CifarResNetSmall(num_classes, depth=8, dtype=dtype, **kw)
+
+
+MODELS = {"cifar_resnet32": cifar_resnet32, "cifar_resnet8": cifar_resnet8}
