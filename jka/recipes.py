@@ -16,7 +16,7 @@ def base_config(**overrides) -> ml_collections.ConfigDict:
     cfg.teachers = []
     cfg.optim = ml_collections.ConfigDict(dict(
         name="sgd", lr=0.05, momentum=0.9, nesterov=False, weight_decay=5e-4, schedule="cosine",
-        warmup_steps=0, grad_clip=None))
+        warmup_steps=0, grad_clip=None, decay_at=(0.5, 0.75), decay_factor=0.1))
     cfg.loss = ml_collections.ConfigDict(dict(T=4.0, alpha=1.0, beta=0.0))
     cfg.train = ml_collections.ConfigDict(dict(
         steps=1000, log_every=50, eval_every=0, checkpoint_every=0, keep_checkpoints=3,
