@@ -54,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     from jka.convert.cli import add_parser as add_convert_parser
 
     add_convert_parser(sub)
+
+    from jka.transfer import cli as transfer_cli
+
+    transfer_cli.add_parser(sub)
     return p
 
 

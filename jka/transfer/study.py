@@ -1,0 +1,288 @@
+"""Comparing a zoo (what ``jka transfer`` runs) and the digits study that checks the scores against
+measured transfer (what ``configs/transfer/digits_study.py`` runs).
+
+Study protocol. Every network of the zoo is trained by jka on one labeling of the same digits.
+A *target* is a task with its own network (whose graph stands for the task); every other network
+is a *source*. The measured transfer value of a source for a target is the held-out accuracy of a
+linear probe (logistic regression) on the source's features, fitted on a small labelled budget of
+the target's labels and averaged over a few random budgets. Per target, the Spearman correlation
+between a label-free score (DEPARA similarity, or the negative attribution distance) and the
+measured values is computed over the sources; the mean over targets is tested against chance by
+permuting each target's scores over its sources (one-sided p-value).
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Sequence
+
+import numpy as np
+
+from jka.errors import ConfigError, unknown_choice
+from jka.transfer import plots
+from jka.transfer.attribution import ZooModel, feature_vectors
+from jka.transfer.depara import Graph, average_ranks, build_graph, layer_scores, select_layer, similarity_matrix, spearman
+from jka.transfer.distance import distance_matrix, rank_sources
+
+COMPARE_METHODS = ("attribution", "depara")
+
+
+# --------------------------------------------------------------------------------------------------
+# Comparing a zoo (no labels)
+# --------------------------------------------------------------------------------------------------
+def zoo_graphs(zoo: Sequence[ZooModel], probe: np.ndarray, layer: str = "pooled",
+               attribution: str = "grad_input", mesh=None) -> dict[str, Graph]:
+    return {m.name: build_graph(m, probe, layer, attribution, mesh) for m in zoo}
+
+
+def compare_zoo(zoo: Sequence[ZooModel], probe: np.ndarray, method: str = "depara", layer: str = "pooled",
+                lam: float = 1.0, attribution: str = "grad_input", mesh=None,
+                graphs: dict[str, Graph] | None = None) -> dict:
+    """Score matrix of the zoo and the ranking of sources per target (best first)."""
+    if method not in COMPARE_METHODS:
+        raise unknown_choice("transfer method", method, COMPARE_METHODS)
+    names = [m.name for m in zoo]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"zoo model names must be unique, got {names}")
+    graphs = graphs or zoo_graphs(zoo, probe, layer, attribution, mesh)
+    if method == "depara":
+        names, matrix = similarity_matrix(graphs, lam)
+        kind, higher = "similarity", True
+    else:
+        names, matrix = distance_matrix({n: g.nodes for n, g in graphs.items()})
+        kind, higher = "distance", False
+    rankings = {t: rank_sources(matrix, names, t, higher) for t in names}
+    return {"method": method, "kind": kind, "higher_is_closer": higher, "layer": layer, "lam": lam,
+            "attribution": attribution, "probe_images": int(len(probe)), "names": names,
+            "matrix": matrix.tolist(), "rankings": {t: [[s, v] for s, v in r] for t, r in rankings.items()}}
+
+
+def ranking_table(result: dict, top: int = 3) -> str:
+    """One line per target: its best ``top`` sources with their scores."""
+    width = max(len(n) for n in result["names"])
+    head = f"{'target'.ljust(width)}  best sources ({result['method']} {result['kind']}, " \
+           f"{'higher' if result['higher_is_closer'] else 'lower'} is closer)"
+    lines = [head, "-" * len(head)]
+    for t, ranked in result["rankings"].items():
+        lines.append(f"{t.ljust(width)}  " + ", ".join(f"{s} ({v:.3f})" for s, v in ranked[:top]))
+    return "\n".join(lines)
+
+
+def write_outputs(result: dict, out: str, k: int = 2, groups=None, prefix: str = "") -> dict:
+    """``{prefix}transfer.json``, ``{prefix}heatmap.png`` and ``{prefix}graph.png`` in ``out``."""
+    os.makedirs(out, exist_ok=True)
+    names, matrix = result["names"], np.asarray(result["matrix"])
+    label = "DEPARA similarity" if result["method"] == "depara" else "attribution distance"
+    paths = {"json": os.path.join(out, f"{prefix}transfer.json"),
+             "heatmap": os.path.join(out, f"{prefix}heatmap.png"),
+             "graph": os.path.join(out, f"{prefix}graph.png")}
+    with open(paths["json"], "w") as f:
+        json.dump(result, f, indent=2)
+    plots.heatmap(matrix, names, paths["heatmap"], f"{label} ({result['layer']}, {result['probe_images']} probes)",
+                  cmap="viridis" if result["higher_is_closer"] else "viridis_r", label=label)
+    plots.graph(matrix, names, paths["graph"], f"zoo graph: edges to the {k} nearest ({label})", k=k,
+                higher_is_closer=result["higher_is_closer"], groups=groups)
+    return paths
+
+
+# --------------------------------------------------------------------------------------------------
+# Measured transfer (labels used only here, to check the label-free scores)
+# --------------------------------------------------------------------------------------------------
+def linear_probe_accuracy(f_train: np.ndarray, y_train: np.ndarray, f_test: np.ndarray, y_test: np.ndarray,
+                          budget: int, repeats: int, seed: int = 0) -> float:
+    """Mean held-out accuracy of logistic regression fitted on ``budget`` random labelled samples."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    accs = []
+    for r in range(repeats):
+        idx = np.random.default_rng([seed, r]).permutation(len(y_train))[:budget]
+        if len(np.unique(y_train[idx])) < 2:
+            accs.append(float(np.mean(y_test == y_train[idx][0])))
+            continue
+        scaler = StandardScaler().fit(f_train[idx])
+        clf = LogisticRegression(max_iter=2000, C=1.0)
+        clf.fit(scaler.transform(f_train[idx]), y_train[idx])
+        accs.append(float(clf.score(scaler.transform(f_test), y_test)))
+    return float(np.mean(accs))
+
+
+def correlation_test(scores: dict[str, dict[str, float]], values: dict[str, dict[str, float]],
+                     permutations: int, seed: int = 0) -> dict:
+    """Per-target Spearman(score, value) over sources, their mean, and a one-sided permutation p-value.
+
+    The null hypothesis: the scores carry no information on the ranking of sources, so permuting
+    each target's scores over its sources gives a mean correlation as large as the observed one.
+    """
+    targets = list(scores)
+    s = [np.array([scores[t][src] for src in values[t]]) for t in targets]
+    v = [np.array([values[t][src] for src in values[t]]) for t in targets]
+    per = {t: spearman(a, b) for t, a, b in zip(targets, s, v)}
+    observed = float(np.mean(list(per.values())))
+    # Spearman(perm(a), b) = Pearson(perm(ranks(a)), ranks(b)): permute the ranks, all permutations at once.
+    rng = np.random.default_rng(seed)
+    null = np.zeros(permutations)
+    for a, b in zip(s, v):
+        ra, rb = average_ranks(a), average_ranks(b)
+        rb = rb - rb.mean()
+        perm = rng.permuted(np.tile(ra, (permutations, 1)), axis=1)
+        perm = perm - perm.mean(1, keepdims=True)
+        den = np.sqrt(np.sum(perm ** 2, 1) * np.sum(rb ** 2))
+        null += np.where(den > 0, perm @ rb / np.where(den > 0, den, 1.0), 0.0) / len(s)
+    hits = int(np.sum(null >= observed - 1e-12))
+    return {"per_target": per, "mean": observed, "p_value": (hits + 1) / (permutations + 1)}
+
+
+# --------------------------------------------------------------------------------------------------
+# The digits study
+# --------------------------------------------------------------------------------------------------
+def _log(msg: str, t0: float):
+    print(f"[transfer_study {time.perf_counter() - t0:7.1f}s] {msg}", file=sys.stderr, flush=True)
+
+
+def run_study(cfg, workdir: str) -> dict:
+    """Train (or reuse) the zoo, score it without labels, measure real transfer, compare."""
+    from jka.algorithms.transfer_study import relabel
+    from jka.data import load_split
+    from jka.transfer.zoo import load_probe, load_zoo_config
+
+    t0 = time.perf_counter()
+    tc = cfg.transfer
+    specs = list(cfg.zoo)
+    zoo = load_zoo_config(cfg, workdir)
+    by_name = {m.name: m for m in zoo}
+    task_of = {s["name"]: s["task"] for s in specs}
+    targets = list(tc.targets)
+    missing = [t for t in targets if t not in by_name]
+    if missing:
+        raise ConfigError(f"transfer.targets {missing} are not zoo names; choose from {list(by_name)}")
+    t_zoo = time.perf_counter()
+    _log(f"zoo of {len(zoo)} models ready", t0)
+
+    # Label-free scores on unlabelled probe images.
+    probe = load_probe("digits", int(tc.probe_size), int(cfg.seed))
+    layer, lam, method = tc.layer, float(tc.lam), tc.attribution
+    graphs = zoo_graphs(zoo, probe, layer, method)
+    depara = compare_zoo(zoo, probe, "depara", layer, lam, method, graphs=graphs)
+    attrib = compare_zoo(zoo, probe, "attribution", layer, lam, method, graphs=graphs)
+    t_scores = time.perf_counter()
+    _log("DEPARA graphs, similarity and distance matrices done", t0)
+
+    # Measured transfer: linear probes on every source's features with the target's labels.
+    data_cfg = cfg.data
+    train, test = load_split(data_cfg, "train"), load_split(data_cfg, "test")
+    budget, repeats = int(tc.budget), int(tc.repeats)
+    feat_layer = tc.get("transfer_layer", "pooled")  # the features a linear probe is fitted on
+    feats = {m.name: (feature_vectors(m, train.images, feat_layer), feature_vectors(m, test.images, feat_layer))
+             for m in zoo}
+    labels = {t: (relabel(task_of[t], train.labels, "train")[0], relabel(task_of[t], test.labels, "test")[0])
+              for t in targets}
+    values, dep_scores, att_scores = {}, {}, {}
+    names = depara["names"]
+    dep_m, att_m = np.asarray(depara["matrix"]), np.asarray(attrib["matrix"])
+    for t in targets:
+        ti = names.index(t)
+        y_tr, y_te = labels[t]
+        values[t] = {s: linear_probe_accuracy(feats[s][0], y_tr, feats[s][1], y_te, budget, repeats, cfg.seed)
+                     for s in names if s != t}
+        dep_scores[t] = {s: float(dep_m[ti, names.index(s)]) for s in values[t]}
+        att_scores[t] = {s: -float(att_m[ti, names.index(s)]) for s in values[t]}
+    perms = int(tc.permutations)
+    dep_test = correlation_test(dep_scores, values, perms, cfg.seed)
+    att_test = correlation_test(att_scores, values, perms, cfg.seed)
+    t_measure = time.perf_counter()
+    _log("measured transfer and correlation tests done", t0)
+
+    # Layer selection: for each target, the layers of its DEPARA-selected source.
+    layers_out, hits, all_hits = {}, 0, []
+    target_graphs = {t: graphs[t] for t in targets}
+    layer_cache: dict = {}
+
+    def layer_eval(src: str, t: str):
+        m = by_name[src]
+        if src not in layer_cache:
+            lays = [x for x in m.layers() if x != "logits"]
+            g = {x: build_graph(m, probe, x, method) for x in lays}
+            f = {x: (feature_vectors(m, train.images, x), feature_vectors(m, test.images, x)) for x in lays}
+            layer_cache[src] = (lays, g, f)
+        lays, g, f = layer_cache[src]
+        scores = layer_scores(target_graphs[t], g, lam)
+        y_tr, y_te = labels[t]
+        measured = {x: linear_probe_accuracy(f[x][0], y_tr, f[x][1], y_te, budget, int(tc.layer_repeats), cfg.seed)
+                    for x in lays}
+        picked = select_layer(scores)
+        best_two = sorted(measured, key=measured.get, reverse=True)[:2]
+        return {"scores": scores, "measured": measured, "picked": picked, "best_two": best_two,
+                "within_best_two": picked in best_two}
+
+    for t in targets:
+        src = depara["rankings"][t][0][0]
+        res = layer_eval(src, t)
+        layers_out[t] = {"source": src, **res}
+        hits += res["within_best_two"]
+    if tc.get("layer_all_sources", False):
+        for t in targets:
+            for s in values[t]:
+                all_hits.append(layer_eval(s, t)["within_best_two"])
+    t_layers = time.perf_counter()
+    _log("layer selection done", t0)
+
+    # Pictures and JSON.
+    groups = [m.arch for m in zoo]
+    pics = {"depara": write_outputs(depara, workdir, int(tc.k), groups, prefix="depara_"),
+            "attribution": write_outputs(attrib, workdir, int(tc.k), groups, prefix="attribution_")}
+    pics["scatter"] = scatter_plot(dep_scores, att_scores, values, os.path.join(workdir, "depara_vs_transfer.png"))
+    top1 = {t: {"depara": depara["rankings"][t][0][0], "attribution": attrib["rankings"][t][0][0],
+                "measured": max(values[t], key=values[t].get)} for t in targets}
+    study = {"transfer_values": values, "depara_scores": dep_scores, "attribution_scores": att_scores,
+             "layer_selection": layers_out, "top1": top1, "tasks": task_of}
+    with open(os.path.join(workdir, "study.json"), "w") as f:
+        json.dump(study, f, indent=2)
+
+    eval_ = {
+        "spearman_depara_mean": dep_test["mean"],
+        "spearman_attribution_mean": att_test["mean"],
+        "spearman_depara": dep_test["per_target"],
+        "spearman_attribution": att_test["per_target"],
+        "p_value_depara": dep_test["p_value"],
+        "p_value_attribution": att_test["p_value"],
+        "p_value_test": f"one-sided permutation test, {perms} permutations of each target's scores over its sources",
+        "layer_selection_fraction": hits / len(targets),
+        "top1_depara_is_best_measured": float(np.mean([top1[t]["depara"] == top1[t]["measured"] for t in targets])),
+    }
+    if all_hits:
+        eval_["layer_selection_fraction_all_sources"] = float(np.mean(all_hits))
+    return {
+        "step": 0,
+        "algorithm": "transfer_study",
+        "eval": eval_,
+        "zoo": {m.name: {"arch": m.arch, "task": task_of[m.name], "kwargs": m.info.get("kwargs", {})} for m in zoo},
+        "settings": {"probe_images": int(len(probe)), "layer": layer, "lam": lam, "attribution": method,
+                     "budget": budget, "repeats": repeats, "transfer_layer": feat_layer},
+        "seconds": {"zoo": t_zoo - t0, "scores": t_scores - t_zoo, "measured_transfer": t_measure - t_scores,
+                    "layer_selection": t_layers - t_measure},
+        "files": {k: v for k, v in pics.items()},
+        "labels_used": "only to measure transfer values (the scores use none)",
+    }
+
+
+def scatter_plot(dep_scores, att_scores, values, path: str) -> str:
+    """Label-free scores against measured transfer, one colour per target."""
+    plt = plots._plt()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    cmap = plt.get_cmap("tab10")
+    for ax, scores, title in ((axes[0], dep_scores, "DEPARA similarity"),
+                              (axes[1], att_scores, "− attribution distance")):
+        for i, t in enumerate(values):
+            xs = [scores[t][s] for s in values[t]]
+            ys = [values[t][s] for s in values[t]]
+            ax.scatter(xs, ys, color=cmap(i % 10), label=f"{t} (ρ={spearman(xs, ys):.2f})", s=25)
+        ax.set_xlabel(title)
+        ax.set_ylabel("linear-probe accuracy (transfer)")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
