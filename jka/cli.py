@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     from jka.errors import UserError
 
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_intermixed_args(argv)
     try:
         from jka.train.distributed import maybe_initialize
 

@@ -1,0 +1,313 @@
+"""Adaptive / selective amalgamation (SPEC §3.3, ICCV 2019 "customizing student networks").
+
+Teachers may overlap in the classes they know. The union of their classes is split into
+**sub-tasks**: ``amal.subtasks`` (lists of dataset classes), or by default the groups of classes
+known by the same set of teachers (A on 0–6 and B on 3–9 give {0,1,2}: A; {3..6}: A, B; {7,8,9}: B).
+For a sample x and a sub-task g, teacher k's sub-task prediction is its logits restricted to g's
+classes, ``t_k|g``; its entropy ``H = −Σ p log p`` (``jka.losses.amalgamation.entropy``) decides:
+the sample learns only from the least-entropy teacher (``amal.selection='entropy'``). The
+baseline ``amal.selection='average'`` learns from all of g's teachers averaged (mean of their
+sub-task probabilities, mean of their feature losses).
+
+The algorithm is a job (``adaptive``) of two phases, each an ordinary compiled-step training:
+
+1. ``adaptive_component``, once per sub-task g (``WORKDIR/component_<g>``): a component net over
+   g's classes learns, with per-sample selection weights ``w_k(x)`` (one-hot, or 1/K for average),
+       L = w0 · T² KL(Σ_k w_k σ(t_k|g / T) ‖ σ(c / T)) + w1 · mean_x Σ_k w_k(x) Σ_ℓ MSE_x(P_kℓ f_c^ℓ, f_tk^ℓ)
+   with 1×1 projections ``P_kℓ`` from the component's width into teacher k's width (teacher maps
+   resized to the component's spatial size). Its ``eval`` reports the share of training samples
+   that chose each teacher (``selection_teacher<k>``), computed from the teachers only.
+2. ``adaptive_student`` (``WORKDIR/student``): the target student (a zoo model whose final linear
+   layer is the concatenation of one head per sub-task) learns from the frozen components on all
+   samples: ``L = w0 Σ_g MSE(a_g · head_g, c_g) + w1 Σ_g Σ_ℓ MSE(Q_gℓ f_s^ℓ, f_cg^ℓ)`` with a learnable
+   scale ``a_g = exp(log_a_g)`` per head and 1×1 projections ``Q_gℓ``. The scales are folded into
+   the exported linear layer, so the exported model is a plain zoo classifier.
+
+The job's ``summary.json`` is the student's, plus the selection statistics
+(``eval.selection_subtask<g>_teacher<k>``), ``eval.overlap_classes`` (accuracy on the classes more
+than one teacher knows) and the phases' summaries.
+"""
+from __future__ import annotations
+
+import copy
+import os
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from jka import losses
+from jka.algorithms.base import Algorithm
+from jka.algorithms.layerwise import MultiPartAmalgamation, match_spatial
+from jka.data import select_classes
+from jka.data.sources import load_split
+from jka.errors import ConfigError
+from jka.losses.amalgamation import per_sample_mse, select_least_entropy
+from jka.train.evaluate import predict_all
+
+SELECTIONS = ("entropy", "average")
+
+
+def derive_subtasks(teacher_classes):
+    """Group the union of the teachers' classes by the set of teachers that know each class."""
+    order, groups = [], {}
+    for classes in teacher_classes:
+        for c in classes:
+            key = tuple(k for k, cs in enumerate(teacher_classes) if c in cs)
+            if key not in groups:
+                groups[key] = []
+                order.append(key)
+            if c not in groups[key]:
+                groups[key].append(c)
+    return [groups[key] for key in order]
+
+
+def subtasks_of(cfg, teacher_classes):
+    sub = cfg.amal.get("subtasks", None)
+    if sub is None:
+        return derive_subtasks(teacher_classes)
+    sub = [[int(c) for c in g] for g in sub]
+    flat = [c for g in sub for c in g]
+    if len(set(flat)) != len(flat):
+        raise ConfigError(f"amal.subtasks {sub} repeat a class; each class belongs to one sub-task")
+    for g in sub:
+        if not any(set(g) <= set(cs) for cs in teacher_classes):
+            raise ConfigError(f"no teacher knows all classes of sub-task {g}; split amal.subtasks so each "
+                              "sub-task lies inside some teacher's classes")
+    return sub
+
+
+def _restricted_logits(logits, idx):
+    return jnp.take(logits, jnp.asarray(idx, jnp.int32), axis=-1)
+
+
+def selection_weights(sub_logits, selection: str):
+    """(B, K) per-sample weights of the K teachers of a sub-task: least entropy one-hot, or 1/K."""
+    if selection == "entropy":
+        return select_least_entropy(sub_logits)
+    b = sub_logits[0].shape[0]
+    return jnp.full((b, len(sub_logits)), 1.0 / len(sub_logits), jnp.float32)
+
+
+class Projections(nn.Module):
+    """1×1 projections of the learner's features into each target's width, per layer."""
+
+    widths: tuple  # widths[k][l]
+
+    @nn.compact
+    def __call__(self, maps, train: bool = False):
+        return [[nn.Dense(c, name=f"proj{k}_{l}")(m) for l, (c, m) in enumerate(zip(ws, maps))]
+                for k, ws in enumerate(self.widths)]
+
+
+class AdaptiveComponent(MultiPartAmalgamation):
+    """Phase 1: a component net for one sub-task, from the per-sample least-entropy teacher."""
+
+    name = "adaptive_component"
+
+    def __init__(self, cfg, teachers):
+        if "amal" not in cfg or cfg.amal.get("component", None) is None:
+            raise ConfigError("adaptive_component is a phase of the 'adaptive' job; run algorithm='adaptive'")
+        self.amal = cfg.amal
+        self.T = float(self.amal.get("T", 1.0))
+        self.uses_labels = False
+        self.selection = self.amal.get("selection", "entropy")
+        if self.selection not in SELECTIONS:
+            raise ConfigError(f"amal.selection must be one of {SELECTIONS}, not {self.selection!r}")
+        self.subtask = subtasks_of(cfg, [t.classes for t in teachers])[int(self.amal.component)]
+        self.knowing = [k for k, t in enumerate(teachers) if set(self.subtask) <= set(t.classes)]
+        self.index = {k: [teachers[k].classes.index(c) for c in self.subtask] for k in self.knowing}
+        self.layers = tuple(self.amal.get("layers", ()))
+        self.weights = tuple(float(w) for w in self.amal.get("weights", (1.0, 1.0, 1.0)))
+        Algorithm.__init__(self, cfg, teachers)
+        self._select_fn = self._selection_of_images
+
+    def default_student_classes(self, cfg, num_classes):
+        return list(self.subtask)
+
+    def load_data(self):
+        """Train on every image of the teachers' classes (no labels); test on the sub-task's classes."""
+        union = sorted({c for t in self.teachers for c in t.classes})
+        full = load_split(self.cfg.data, "train")
+        self.student_classes = list(self.subtask)
+        self.train_ds = select_classes(full, union)
+        self.test_ds = load_split(self.cfg.data, "test", self.student_classes)
+        self.mean, self.std = full.mean, full.std
+
+    def eval_groups(self):
+        return {}
+
+    def gather(self, s_feats, t_feats):
+        s_maps = [self.feature(s_feats, n, "the component") for n in self.layers]
+        t_maps = [[match_spatial(self.feature(t_feats[k], n, f"teacher {k}"), s) for n, s in zip(self.layers, s_maps)]
+                  for k in self.knowing]
+        return s_maps, t_maps
+
+    def build_modules(self, s_feats, t_feats):
+        _, t_maps = self.gather(s_feats, t_feats)
+        return Projections(tuple(tuple(m.shape[-1] for m in ms) for ms in t_maps))
+
+    def module_inputs(self, s_feats, t_feats):
+        return (self.gather(s_feats, t_feats)[0],)
+
+    def weights_of(self, t_out):
+        sub = [_restricted_logits(t_out[k][0], self.index[k]) for k in self.knowing]
+        return sub, selection_weights(sub, self.selection)
+
+    def amal_loss(self, params, batch_stats, t_out, x, step):
+        c, c_feats, c_bs = self.apply_student(params["student"], batch_stats["student"], x, train=True)
+        sub, w = self.weights_of(t_out)
+        target = sum(w[:, i:i + 1] * jax.nn.softmax(t / self.T, axis=-1) for i, t in enumerate(sub))
+        log_q = jax.nn.log_softmax(c / self.T, axis=-1)
+        l_logit = (self.T ** 2) * jnp.mean(jnp.sum(target * (jnp.log(jnp.clip(target, 1e-12)) - log_q), axis=-1))
+        projs, b_bs = self.apply_modules(params, batch_stats, c_feats, [f for _, f in t_out])
+        _, t_maps = self.gather(c_feats, [f for _, f in t_out])
+        per_sample = sum(w[:, i] * sum(per_sample_mse(p, f) for p, f in zip(projs[i], t_maps[i]))
+                         for i in range(len(self.knowing)))
+        l_feat = jnp.mean(per_sample)
+        loss = self.weights[0] * l_logit + self.weights[1] * l_feat
+        shares = {f"select_teacher{k}": jnp.mean(w[:, i]) for i, k in enumerate(self.knowing)}
+        return loss, ({"student": c_bs, "blocks": b_bs}, {"logit": l_logit, "feat": l_feat, **shares})
+
+    def _selection_of_images(self, state, images):
+        x = self.prepare(None, images, augment=False)
+        t_out = [(t(t.variables, x)[0], None) if k in self.knowing else (None, None)
+                 for k, t in enumerate(self.teachers)]
+        return self.weights_of(t_out)[1]
+
+    def evaluate(self, state, mesh):
+        out = super().evaluate(state, mesh)
+        w = predict_all(self._select_fn, state, self.train_ds, int(self.cfg.data.batch_size), mesh)
+        for i, k in enumerate(self.knowing):
+            out[f"selection_teacher{k}"] = float(w[:, i].mean())
+        return out
+
+
+class HeadScales(nn.Module):
+    """Learnable log-scale per head and 1×1 projections into each component's widths."""
+
+    n_heads: int
+    widths: tuple  # widths[g][l]
+
+    @nn.compact
+    def __call__(self, maps, train: bool = False):
+        log_scale = self.param("log_scale", nn.initializers.zeros, (self.n_heads,))
+        return log_scale, Projections(self.widths, name="proj")(maps)
+
+
+class AdaptiveStudent(MultiPartAmalgamation):
+    """Phase 2: the multi-head target student from the frozen component nets (disjoint sub-tasks)."""
+
+    name = "adaptive_student"
+
+    def __init__(self, cfg, teachers):
+        super().__init__(cfg, teachers)
+        self.layers = tuple(self.amal.get("layers", ()))
+        self.weights = tuple(float(w) for w in self.amal.get("weights", (1.0, 1.0, 1.0)))
+        sizes = [len(t.classes) for t in teachers]
+        self.bounds = [int(b) for b in np.cumsum(sizes)[:-1]]
+        self.head_of = np.repeat(np.arange(len(sizes)), sizes)
+
+    def eval_groups(self):
+        pos = {c: i for i, c in enumerate(self.student_classes)}
+        groups = {f"subtask{g}": [pos[c] for c in t.classes] for g, t in enumerate(self.teachers)}
+        overlap = self.amal.get("overlap_classes", None)
+        if overlap:
+            groups["overlap_classes"] = [pos[c] for c in overlap if c in pos]
+        return groups
+
+    def gather(self, s_feats, t_feats):
+        s_maps = [self.feature(s_feats, n, "the student") for n in self.layers]
+        t_maps = [[match_spatial(self.feature(f, n, f"component {g}"), s) for n, s in zip(self.layers, s_maps)]
+                  for g, f in enumerate(t_feats)]
+        return s_maps, t_maps
+
+    def build_modules(self, s_feats, t_feats):
+        _, t_maps = self.gather(s_feats, t_feats)
+        return HeadScales(len(self.teachers), tuple(tuple(m.shape[-1] for m in ms) for ms in t_maps))
+
+    def module_inputs(self, s_feats, t_feats):
+        return (self.gather(s_feats, t_feats)[0],)
+
+    def scaled(self, logits, log_scale):
+        return logits * jnp.exp(log_scale)[jnp.asarray(self.head_of)]
+
+    def amal_loss(self, params, batch_stats, t_out, x, step):
+        s, s_feats, s_bs = self.apply_student(params["student"], batch_stats["student"], x, train=True)
+        t_feats = [f for _, f in t_out]
+        (log_scale, projs), b_bs = self.apply_modules(params, batch_stats, s_feats, t_feats)
+        heads = jnp.split(self.scaled(s, log_scale), self.bounds, axis=-1)
+        l_logit = sum(losses.mse(h, t) for h, (t, _) in zip(heads, t_out))
+        _, t_maps = self.gather(s_feats, t_feats)
+        l_feat = sum(losses.mse(p, f) for pg, fg in zip(projs, t_maps) for p, f in zip(pg, fg))
+        loss = self.weights[0] * l_logit + self.weights[1] * l_feat
+        return loss, ({"student": s_bs, "blocks": b_bs}, {"logit": l_logit, "feat": l_feat})
+
+    def predict(self, state, images):
+        return self.scaled(super().predict(state, images), state.params["blocks"]["log_scale"])
+
+    def export(self, state):
+        """The student with each head's scale folded into its final linear layer."""
+        arch, n, variables, meta = super().export(state)
+        scale = np.asarray(jnp.exp(state.params["blocks"]["log_scale"]))[self.head_of]
+        params = dict(variables["params"])
+        heads = [k for k, v in params.items() if isinstance(v, dict) and "kernel" in v and "bias" in v
+                 and v["kernel"].ndim == 2 and v["kernel"].shape[-1] == n]
+        if len(heads) != 1:
+            raise ConfigError(f"cannot find the final linear layer of {arch!r} to fold the head scales into; "
+                              "use a zoo model with one Dense classifier")
+        head = params[heads[0]]
+        params[heads[0]] = {**head, "kernel": head["kernel"] * scale, "bias": head["bias"] * scale}
+        return arch, n, {**variables, "params": params}, meta
+
+
+class AdaptiveAmalgamation(Algorithm):
+    """The job: component nets per sub-task, then the multi-head target student."""
+
+    name = "adaptive"
+    is_job = True
+    uses_labels = False
+
+    @classmethod
+    def run_job(cls, cfg, workdir):
+        from jka.train.loop import train
+        from jka.train.teachers import ensure_trained, load_teachers
+
+        if "amal" not in cfg:
+            raise ConfigError("algorithm 'adaptive' needs an 'amal' section (see configs/amalgamation/digits_adaptive.py)")
+        if len(cfg.teachers) < 2:
+            raise ConfigError("algorithm 'adaptive' needs at least two teachers")
+        cfg = ml_collections.ConfigDict(cfg.to_dict())
+        for spec in cfg.teachers:  # resolve against the job's workdir, train missing teachers once
+            spec["workdir"] = ensure_trained(spec, workdir, cfg.train.get("progress", True))
+        loaded = load_teachers(cfg, workdir)
+        teacher_classes = [[int(c) for c in t.classes] for t in loaded]
+        subtasks = subtasks_of(cfg, teacher_classes)
+        overlap = [c for g in subtasks for c in g if sum(c in cs for cs in teacher_classes) > 1]
+
+        phases, components, selection = {}, [], {}
+        for g, classes in enumerate(subtasks):
+            sub = copy.deepcopy(cfg)
+            sub.algorithm = "adaptive_component"
+            sub.amal.subtasks = subtasks
+            sub.amal.component = g
+            sub.train.steps = int(cfg.amal.get("component_steps", None) or cfg.train.steps)
+            path = os.path.join(workdir, f"component_{g}")
+            phases[f"component_{g}"] = s = train(sub, path)
+            components.append(dict(workdir=path, classes=list(classes)))
+            for key, v in s["eval"].items():
+                if key.startswith("selection_"):
+                    selection[f"selection_subtask{g}_{key[len('selection_'):]}"] = v
+
+        sub = copy.deepcopy(cfg)
+        sub.algorithm = "adaptive_student"
+        sub.teachers = components
+        sub.amal.overlap_classes = overlap
+        student = train(sub, os.path.join(workdir, "student"))
+        return {**student, "algorithm": cls.name, "eval": {**student["eval"], **selection},
+                "subtasks": subtasks, "overlap": overlap, "selection": cfg.amal.get("selection", "entropy"),
+                "teachers": [{"arch": t.arch, "classes": c} for t, c in zip(loaded, teacher_classes)],
+                "phases": {k: {"eval": v["eval"], "step": v["step"]} for k, v in phases.items()},
+                "labels_used": False}
