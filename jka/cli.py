@@ -64,7 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     from jka.errors import UserError
 
-    args = build_parser().parse_intermixed_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # Overrides may also come after --workdir (`jka train CFG --workdir D k=v`).
+    if extra:
+        if hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+            args.overrides = list(args.overrides) + extra
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         from jka.train.distributed import maybe_initialize
 
