@@ -61,6 +61,7 @@ def setup(cfg, workdir: str) -> Run:
 
     teachers = load_teachers(cfg, workdir)
     algo = algorithms.get(cfg.algorithm)(cfg, teachers)
+    algo.workdir = workdir  # for algorithms that write files of their own (sample grids)
     batches = algo.train_batches(seed)
 
     repl = mesh_lib.replicated(mesh)

@@ -1,0 +1,18 @@
+"""Data-free amalgamation (group-stack dual GAN, SPEC §3.5) of two digits teachers — small_cnn
+(width 0.5) on 0–4 and on 5–9, trained first from real digits — into one 10-class small_cnn, with no real image
+seen by the generator or the student.
+
+    jka train configs/datafree/digits_amalgamation.py --workdir /tmp/digits_amalgamation
+
+Phases: gan/ (generator + filters), dual_1..3/ (dual blocks), regrouped student in model/.
+Should reach >= 0.80 accuracy on the real held-out digits (summary.json ``eval.accuracy``).
+
+Unpublished weights chosen here (see jka/algorithms/datafree_amalgamation.py): alpha (activation)
+0.1, beta (balance / information entropy) 5, gamma (sparsity, multi-class) 0, intermediate-group
+consistency 1, stream weights 1.0 (image stream) and 0.5 (generator-feature stream).
+"""
+from jka.algorithms.datafree_amalgamation import digits_amalgamation_config
+
+
+def get_config():
+    return digits_amalgamation_config(gan_steps=600, dual_steps=300, width=0.5, batch_size=64)
