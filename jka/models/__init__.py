@@ -11,7 +11,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jka import errors
-from jka.models import cifar_resnet, mobilenetv2, resnet, resnet_cifar_small, small_cnn, vgg, vgg16_graft, wrn
+from jka.models import cifar_resnet, mobilenetv2, resnet, resnet_cifar_small, segnet, small_cnn, vgg, vgg16_graft, wrn
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "cifar_resnet18": cifar_resnet.cifar_resnet18,
@@ -31,6 +31,8 @@ _REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "small_cnn": small_cnn.small_cnn,
     **resnet_cifar_small.MODELS,
     **vgg16_graft.MODELS,
+    "segnet": segnet.segnet,
+    "branchy_segnet": segnet.branchy_segnet,
 }
 
 
