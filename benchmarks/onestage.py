@@ -1,0 +1,106 @@
+"""One-stage vs two-stage adversarial training speed (SPEC §5.1), on the same device.
+
+- DFAD on digits (teacher small_cnn → student small_cnn×0.5, generator): one schedule unit of
+  two-stage = 1 generator step + ``kd_steps`` student steps; one-stage = 1 joint step (one
+  backward pass through a gradient reversal updates both) + ``kd_steps − 1`` student steps. Both
+  make 1 generator and ``kd_steps`` student updates.
+- DCGAN on digits (GroupNorm D, non-saturating loss): two-stage = a D step then a G step (G's forward
+  pass shared); one-stage = one backward pass with the per-sample scaler γ = −e^{−p}.
+
+Compile time is excluded (a warm-up call first). Prints ms/step, img/s and the speed-up
+(two-stage time / one-stage time) and writes JSON with ``--json``.
+
+    python -m benchmarks.onestage --steps 20 --batch 64 --json benchmarks/results/onestage_cpu.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+
+import jax
+import jax.numpy as jnp
+
+
+def _time(fn, state, args, steps: int, warmup: int):
+    for _ in range(warmup):
+        state, m = fn(state, *args)
+    jax.block_until_ready((state, m))
+    t = time.perf_counter()
+    for _ in range(steps):
+        state, m = fn(state, *args)
+    jax.block_until_ready((state, m))
+    return (time.perf_counter() - t) / steps
+
+
+def bench_dfad(batch: int, kd_steps: int, steps: int, warmup: int):
+    from jka import algorithms, models
+    from jka.algorithms.base import Teacher
+    from jka.algorithms.dafl import digits_datafree
+
+    module = models.create("small_cnn", 10)
+    variables = module.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 1)), train=False)
+    teacher = Teacher("small_cnn", module, variables, list(range(10)))
+    out = {}
+    for one_stage in (False, True):
+        cfg = digits_datafree("dfad", steps=1000, kd_steps=kd_steps, g_steps=1, one_stage=one_stage)
+        cfg.data.batch_size = batch
+        algo = algorithms.get("dfad")(cfg, [teacher])
+        state = algo.init(jax.random.PRNGKey(1), {})
+        fn = jax.jit(algo.train_step, donate_argnums=0)
+        sec = _time(lambda s, tv: fn(s, tv, {}), state, ([variables],), steps, warmup)
+        out["one_stage" if one_stage else "two_stage"] = dict(
+            ms_per_step=1e3 * sec, img_per_s=kd_steps * batch / sec,
+            unit=f"1 generator + {kd_steps} student updates")
+    out["speedup"] = out["two_stage"]["ms_per_step"] / out["one_stage"]["ms_per_step"]
+    return out
+
+
+def bench_gan(batch: int, steps: int, warmup: int):
+    from jka.algorithms.gan import GANTrainer
+    from jka.data import load_split
+    from jka.recipes import base_config
+
+    data = jnp.asarray(load_split(base_config().data, "train").images)
+    out = {}
+    for one_stage in (False, True):
+        tr = GANTrainer(dict(loss="asymmetric", one_stage=one_stage, d_norm="group"), data.shape[1:], batch, 1000)
+        fn = jax.jit(tr.step, donate_argnums=0)
+        sec = _time(fn, tr.init(jax.random.PRNGKey(0)), (data,), steps, warmup)
+        out["one_stage" if one_stage else "two_stage"] = dict(ms_per_step=1e3 * sec, img_per_s=batch / sec,
+                                                              unit="1 generator + 1 discriminator update")
+    out["speedup"] = out["two_stage"]["ms_per_step"] / out["one_stage"]["ms_per_step"]
+    return out
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--steps", type=int, default=20, help="timed calls per case")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--kd-steps", type=int, default=5)
+    p.add_argument("--only", choices=["dfad", "gan"], default=None)
+    p.add_argument("--json", default=None, help="write the results here")
+    a = p.parse_args(argv)
+    results = {"benchmark": "onestage", "device": str(jax.devices()[0]), "backend": jax.default_backend(),
+               "device_count": jax.device_count(), "host": platform.node(), "jax": jax.__version__,
+               "batch": a.batch, "steps": a.steps, "cases": {}}
+    if a.only in (None, "dfad"):
+        results["cases"]["dfad_digits"] = bench_dfad(a.batch, a.kd_steps, a.steps, a.warmup)
+    if a.only in (None, "gan"):
+        results["cases"]["dcgan_digits"] = bench_gan(a.batch, a.steps, a.warmup)
+    print(f"device: {results['device']} ({results['backend']}), batch {a.batch}")
+    print(f"{'case':14s} {'mode':10s} {'ms/step':>10s} {'img/s':>10s}")
+    for case, r in results["cases"].items():
+        for mode in ("two_stage", "one_stage"):
+            print(f"{case:14s} {mode:10s} {r[mode]['ms_per_step']:10.2f} {r[mode]['img_per_s']:10.1f}")
+        print(f"{case:14s} speed-up (two-stage time / one-stage time): {r['speedup']:.2f}x")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(results, f, indent=2)
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,14 @@
+"""DFAD on CIFAR-10, wrn40 → 2_wrn16_1 (SPEC §5, §7 table; PyTorch original: see SPEC §7).
+
+The teacher is a converted checkpoint: `teachers.0.workdir` must hold an exported model
+(`model/model.json` + `variables.msgpack`, e.g. converted from the KAmalEngine PyTorch weights).
+No CIFAR-10 training image is used; the tfds `cifar10` test split only evaluates the student.
+
+Run: `jka train configs/datafree/cifar10_dfad_wrn40_2_wrn16_1.py teachers.0.workdir=/path/to/teacher --workdir DIR`
+(one-stage for ZSKT/DFAD: add `datafree.one_stage=True`).
+"""
+from jka.algorithms.dafl import cifar10_datafree
+
+
+def get_config():
+    return cifar10_datafree("dfad", "wrn40_2_wrn16_1", kd_steps=5, g_steps=1)

@@ -1,0 +1,12 @@
+"""ZSKT on digits (SPEC §5): G maximises kd(s, t, T=1), the student minimises it. Should reach ≥ 0.75.
+
+Run: `jka train configs/datafree/digits_zskt.py --workdir /tmp/digits_zskt` (the digits teacher is trained first
+into WORKDIR/teacher unless `teachers.0.workdir=/abs/path` names an exported one).
+Student: small_cnn width 0.5 on 8×8 digits; no real image reaches the generator or the student;
+`summary.json` reports the student's accuracy on the real held-out digits.
+"""
+from jka.algorithms.dafl import digits_datafree
+
+
+def get_config():
+    return digits_datafree("zskt", steps=150, kd_steps=5, g_steps=1)
