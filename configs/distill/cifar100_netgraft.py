@@ -10,40 +10,16 @@ in WORKDIR/teacher first unless ``teachers.0.workdir`` points at an exported VGG
 converted from PyTorch). The paper reports 64.22 / 68.16 / 68.86 % for N = 1 / 5 / 10.
 No model selection on the test split: every phase keeps its last step.
 """
-from jka.recipes import base_config
 
-DATASET, CLASSES = "cifar100", 100
+import importlib.util
+import os
 
-
-def teacher_config():
-    cfg = base_config(algorithm="supervised")
-    cfg.data.name = DATASET
-    cfg.data.image_size = 32
-    cfg.data.batch_size = 128
-    cfg.data.augment.crop_pad = 4
-    cfg.data.augment.flip = True
-    cfg.model.name = "vgg16_teacher"
-    cfg.model.kwargs = dict(width=1.0)
-    cfg.optim.lr = 0.05
-    cfg.optim.weight_decay = 5e-4
-    cfg.optim.schedule = "cosine"
-    cfg.train.steps = 200 * (50_000 // 128)
-    return cfg
+_spec = importlib.util.spec_from_file_location(
+    "cifar10_netgraft", os.path.join(os.path.dirname(os.path.abspath(__file__)), "cifar10_netgraft.py"))
+_cifar10 = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_cifar10)
 
 
 def get_config():
-    cfg = base_config(algorithm="netgraft")
-    cfg.data.name = DATASET
-    cfg.data.image_size = 32
-    cfg.data.augment.crop_pad = 4
-    cfg.data.augment.flip = True
-    cfg.model.name = "vgg16_graft"
-    cfg.model.kwargs = dict(width=1.0)
-    cfg.teachers = [dict(workdir="teacher", config=teacher_config())]
-    cfg.optim.name = "adam"
-    cfg.optim.lr = 1e-3
-    cfg.optim.weight_decay = 0.0
-    cfg.optim.schedule = "cosine"
-    cfg.netgraft = dict(n_per_class=5, sample_seed=0, batch_size=None, block_steps=2000, chain_steps=3000,
-                        eval_batch_size=500, eval_every_phase=True, start=0, stop=5, init_from=None)
-    return cfg
+    """The CIFAR-10 recipe with CIFAR-100's data and 100 classes."""
+    return _cifar10.get_config("cifar100")

@@ -12,12 +12,12 @@ No model selection on the test split: every phase keeps its last step.
 """
 from jka.recipes import base_config
 
-DATASET, CLASSES = "cifar10", 10
+DATASET = "cifar10"
 
 
-def teacher_config():
+def teacher_config(dataset: str = DATASET):
     cfg = base_config(algorithm="supervised")
-    cfg.data.name = DATASET
+    cfg.data.name = dataset
     cfg.data.image_size = 32
     cfg.data.batch_size = 128
     cfg.data.augment.crop_pad = 4
@@ -31,15 +31,16 @@ def teacher_config():
     return cfg
 
 
-def get_config():
+def get_config(dataset: str = DATASET):
+    """``dataset`` is a tfds name: cifar10 here, cifar100 from cifar100_netgraft.py."""
     cfg = base_config(algorithm="netgraft")
-    cfg.data.name = DATASET
+    cfg.data.name = dataset
     cfg.data.image_size = 32
     cfg.data.augment.crop_pad = 4
     cfg.data.augment.flip = True
     cfg.model.name = "vgg16_graft"
     cfg.model.kwargs = dict(width=1.0)
-    cfg.teachers = [dict(workdir="teacher", config=teacher_config())]
+    cfg.teachers = [dict(workdir="teacher", config=teacher_config(dataset))]
     cfg.optim.name = "adam"
     cfg.optim.lr = 1e-3
     cfg.optim.weight_decay = 0.0

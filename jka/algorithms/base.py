@@ -132,12 +132,22 @@ class Algorithm:
         state = state.apply_gradients(grads, batch_stats=new_bs)
         return state, {"loss": loss, **metrics}
 
+    @staticmethod
+    def student_variables(state) -> tuple:
+        """(params, batch_stats) of the student; a state training several modules keeps the
+        student's under the key ``'student'``."""
+        params, batch_stats = state.params, state.batch_stats
+        if isinstance(params, dict) and "student" in params:
+            return params["student"], batch_stats["student"]
+        return params, batch_stats
+
     def predict(self, state, images):
         x = self.prepare(None, images, augment=False)
-        logits, _, _ = self.apply_student(state.params, state.batch_stats, x, train=False)
+        logits, _, _ = self.apply_student(*self.student_variables(state), x, train=False)
         return logits
 
     def export(self, state):
         """(arch, num_classes, variables, extra model.json fields) of the trained student."""
-        return (self.cfg.model.name, len(self.student_classes), state.variables,
+        params, batch_stats = self.student_variables(state)
+        return (self.cfg.model.name, len(self.student_classes), {"params": params, "batch_stats": batch_stats},
                 {"classes": self.student_classes, "kwargs": self.student_kwargs})

@@ -16,7 +16,6 @@ from __future__ import annotations
 import re
 
 import jax
-import jax.numpy as jnp
 
 from jka import losses
 from jka.algorithms.base import Algorithm
@@ -126,13 +125,3 @@ class Distill(Algorithm):
             metrics["aux"] = out["aux"]
         new_bs = {"student": bs_student, "aux": upd.get("batch_stats", batch_stats["aux"])}
         return loss, (new_bs, metrics)
-
-    def predict(self, state, images):
-        x = self.prepare(None, images, augment=False)
-        logits, _, _ = self.apply_student(state.params["student"], state.batch_stats["student"], x, train=False)
-        return logits
-
-    def export(self, state):
-        variables = {"params": state.params["student"], "batch_stats": state.batch_stats["student"]}
-        return (self.cfg.model.name, len(self.student_classes), variables,
-                {"classes": self.student_classes, "kwargs": self.student_kwargs})

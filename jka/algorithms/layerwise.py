@@ -211,16 +211,6 @@ class MultiPartAmalgamation(KD):
         state = state.apply_gradients(grads, batch_stats=new_bs)
         return state, {"loss": loss, **metrics}
 
-    def predict(self, state, images):
-        x = self.prepare(None, images, augment=False)
-        logits, _, _ = self.apply_student(state.params["student"], state.batch_stats["student"], x, train=False)
-        return logits
-
-    def export(self, state):
-        variables = {"params": state.params["student"], "batch_stats": state.batch_stats["student"]}
-        return (self.cfg.model.name, len(self.student_classes), variables,
-                {"classes": self.student_classes, "kwargs": self.student_kwargs})
-
 
 class LayerBlock(nn.Module):
     """enc (ΣC_t→C_s), fam (C_s→C_s), dec (C_s→ΣC_t): 1×1 convolutions over the channel axis."""
