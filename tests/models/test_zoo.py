@@ -60,8 +60,11 @@ def _flat(tree):
     return {tuple(k.key for k in path): leaf for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
 
 
+EXTRA_MODELS = ("cifar_resnet8", "cifar_resnet32", "vgg16_teacher", "vgg16_graft", "segnet", "branchy_segnet")
+
+
 def test_registry_names():
-    assert models.available() == sorted(SIZES)
+    assert models.available() == sorted([*SIZES, *EXTRA_MODELS])
 
 
 @pytest.mark.parametrize("name,num_classes,expected", PUBLISHED)
