@@ -26,6 +26,16 @@ def base_config(**overrides) -> ml_collections.ConfigDict:
     return cfg
 
 
+def cifar_data(cfg, name: str = "cifar10", batch_size: int = 128):
+    """A tfds CIFAR dataset at 32 px with the standard augmentation (crop with 4 px padding, flip)."""
+    cfg.data.name = name
+    cfg.data.image_size = 32
+    cfg.data.batch_size = batch_size
+    cfg.data.augment.crop_pad = 4
+    cfg.data.augment.flip = True
+    return cfg
+
+
 DIGITS_HALVES = ([0, 1, 2, 3, 4], [5, 6, 7, 8, 9])
 
 

@@ -14,11 +14,7 @@ TRAIN_SIZE = 50_000
 
 def get_config():
     cfg = recipes.base_config(algorithm="kd")
-    cfg.data.name = "cifar10"
-    cfg.data.image_size = 32
-    cfg.data.batch_size = 128
-    cfg.data.augment.crop_pad = 4
-    cfg.data.augment.flip = True
+    recipes.cifar_data(cfg, "cifar10", 128)
     cfg.model.name = "cifar_resnet18"
     # Relative teacher workdirs are resolved against this run's --workdir: a sibling run.
     cfg.teachers = [dict(workdir="../c10_resnet34", classes=list(range(10)))]

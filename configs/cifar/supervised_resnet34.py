@@ -16,11 +16,7 @@ TRAIN_SIZE = 50_000
 
 def get_config():
     cfg = recipes.base_config()
-    cfg.data.name = "cifar10"
-    cfg.data.image_size = 32
-    cfg.data.batch_size = 128
-    cfg.data.augment.crop_pad = 4
-    cfg.data.augment.flip = True
+    recipes.cifar_data(cfg, "cifar10", 128)
     cfg.model.name = "cifar_resnet34"
     cfg.optim.update(name="sgd", lr=0.1, momentum=0.9, weight_decay=5e-4, schedule="cosine")
     cfg.train.steps = EPOCHS * TRAIN_SIZE // cfg.data.batch_size

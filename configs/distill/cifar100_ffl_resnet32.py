@@ -8,18 +8,14 @@ Needs CIFAR-100 prepared for tfds (``data.data_dir=DIR``) and a GPU: SGD 0.1 Nes
 epochs. The FFL paper reports each ResNet-32 branch clearly above a ResNet-32 trained alone
 (about 70–71 % vs 69 %) and the fused classifier above the branches.
 """
-from jka.recipes import base_config
+from jka.recipes import base_config, cifar_data
 
 TRAIN_IMAGES, BATCH, EPOCHS = 50_000, 128, 300
 
 
 def get_config():
     cfg = base_config(algorithm="ffl")
-    cfg.data.name = "cifar100"
-    cfg.data.image_size = 32
-    cfg.data.batch_size = BATCH
-    cfg.data.augment.crop_pad = 4
-    cfg.data.augment.flip = True
+    cifar_data(cfg, "cifar100", BATCH)
     cfg.model.name = "cifar_resnet32"
     cfg.model.kwargs = dict(shared_stages=2)
     cfg.optim.name = "sgd"

@@ -20,11 +20,7 @@ TRAIN_SIZE = 50_000
 
 def get_config(method: str = "kd"):
     cfg = recipes.base_config(algorithm="distill")
-    cfg.data.name = "cifar100"
-    cfg.data.image_size = 32
-    cfg.data.batch_size = 64
-    cfg.data.augment.crop_pad = 4
-    cfg.data.augment.flip = True
+    recipes.cifar_data(cfg, "cifar100", 64)
     cfg.model.name = "wrn16_2"
     cfg.teachers = [dict(workdir="../c100_wrn40_2", classes=list(range(100)))]
     cfg.loss.T = 4.0
