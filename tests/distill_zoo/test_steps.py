@@ -34,13 +34,7 @@ def small_cfg(method, teacher_dir, steps=3, batch=16):
     return cfg
 
 
-SVD_HANGS = pytest.mark.skip(
-    reason="the svd step never returns on CPU jax 0.10.2 (LAPACK eigh inside the compiled step "
-           "deadlocks; all threads idle) — known open problem, see the issue note")
-
-
-@pytest.mark.parametrize("method", [pytest.param(m, marks=SVD_HANGS) if m == "svd" else m
-                                    for m in sorted(TERMS)])
+@pytest.mark.parametrize("method", sorted(TERMS))
 def test_steps_run_and_train_student_and_aux(method, teacher_dir):
     cfg = small_cfg(method, teacher_dir)
     cfg.optim.weight_decay = 0.0  # so a parameter moves only if its gradient is nonzero

@@ -10,6 +10,10 @@ adds 1×1 adapters otherwise).
 
 The student's singular vectors come from ``eigh(XᵀX)`` with a gradient that ignores pairs of
 (near-)equal eigenvalues, so dead (all-zero) ReLU channels do not turn the gradient into NaN.
+
+The eigen-decompositions are chained (each input gets ``0 ×`` the previous result) so that XLA runs
+them one after another: on CPU (jax 0.10.2) two LAPACK ``syevd`` calls scheduled concurrently inside
+one compiled step sometimes never return (every thread idle). The chain costs nothing measurable.
 """
 from __future__ import annotations
 
@@ -85,9 +89,12 @@ def rbf(v, v_prev):
 def svd(fs_list, ft_list, k: int = 1):
     total, prev = 0.0, None
     b = fs_list[0].shape[0]
+    order = 0.0  # see the module note: chains the eigen-decompositions one after another
     for fs, ft in zip(fs_list, ft_list):
-        s_t, v_t = right_singular(jax.lax.stop_gradient(f32(ft)), k)
-        _, v_s = right_singular(fs, k + 3)
+        s_t, v_t = right_singular(jax.lax.stop_gradient(f32(ft)) + order, k)
+        order = 0.0 * jax.lax.stop_gradient(jnp.sum(v_t))
+        _, v_s = right_singular(fs + order, k + 3)
+        order = 0.0 * jax.lax.stop_gradient(jnp.sum(v_s))
         s_t = l2_normalize(s_t, axis=1)[:, None, :]
         v_t = canonical_sign(l2_normalize(v_t, axis=1)) * s_t
         v_s = align(l2_normalize(v_s, axis=1), v_t) * s_t
