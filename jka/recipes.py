@@ -20,7 +20,10 @@ def base_config(**overrides) -> ml_collections.ConfigDict:
     cfg.loss = ml_collections.ConfigDict(dict(T=4.0, alpha=1.0, beta=0.0))
     cfg.train = ml_collections.ConfigDict(dict(
         steps=1000, log_every=50, eval_every=0, checkpoint_every=0, keep_checkpoints=3,
-        dtype="float32", progress=True, mesh=dict(data=-1, model=1)))
+        dtype="float32", progress=True, mesh=dict(data=-1, model=1),
+        # Split arrays of >= min_size elements over the mesh's `model` axis (teachers; the state too
+        # with state=True) so a teacher larger than one device fits; nothing changes while model=1.
+        shard=dict(teachers=True, state=False, min_size=1 << 14)))
     for k, v in overrides.items():
         cfg[k] = v
     return cfg

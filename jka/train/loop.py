@@ -49,6 +49,8 @@ class Run:
     state: Any
     ckpt: Checkpointer
     start: int
+    state_sharding: Any = None
+    teacher_sharding: Any = None
 
 
 def setup(cfg, workdir: str) -> Run:
@@ -64,16 +66,23 @@ def setup(cfg, workdir: str) -> Run:
     algo.workdir = workdir  # for algorithms that write files of their own (sample grids)
     batches = algo.train_batches(seed)
 
-    repl = mesh_lib.replicated(mesh)
-    state = jax.device_put(algo.init(jax.random.PRNGKey(seed), batches.host_batch(0)), repl)
-    teacher_vars = jax.device_put([t.variables for t in teachers], repl)
+    # train.shard: split large arrays over the mesh's `model` axis (teachers by default; the
+    # training state too with shard.state=True); a no-op on a mesh with model=1.
+    shard = cfg.train.get("shard", {})
+    min_size = int(shard.get("min_size", 1 << 14))
+    state = algo.init(jax.random.PRNGKey(seed), batches.host_batch(0))
+    state_sh = mesh_lib.param_shardings(state, mesh, bool(shard.get("state", False)), min_size)
+    state = jax.device_put(state, state_sh)
+    teacher_vars = [t.variables for t in teachers]
+    teacher_sh = mesh_lib.param_shardings(teacher_vars, mesh, bool(shard.get("teachers", True)), min_size)
+    teacher_vars = jax.device_put(teacher_vars, teacher_sh)
 
     ckpt = Checkpointer(workdir, keep=int(cfg.train.get("keep_checkpoints", 3)))
     start = 0
     if ckpt.latest_step() is not None:
         state, start = ckpt.restore(state)
-        state = jax.device_put(state, repl)
-    return Run(cfg, workdir, mesh, algo, teachers, teacher_vars, batches, state, ckpt, start)
+        state = jax.device_put(state, state_sh)
+    return Run(cfg, workdir, mesh, algo, teachers, teacher_vars, batches, state, ckpt, start, state_sh, teacher_sh)
 
 
 def evaluate_workdir(cfg, workdir: str) -> dict:
@@ -86,11 +95,17 @@ def evaluate_workdir(cfg, workdir: str) -> dict:
     return out
 
 
-def compile_step(algo, mesh):
-    """The algorithm's step, jitted once: state donated and replicated, batch split over ``data``."""
+def compile_step(algo, mesh, state_sharding=None, teacher_sharding=None):
+    """The algorithm's step, jitted once: state donated, batch split over ``data``.
+
+    State and teachers are replicated unless shardings are given (``mesh_lib.fsdp_sharding``);
+    the new state keeps the state's sharding, the metrics are replicated.
+    """
     repl, dshard = mesh_lib.replicated(mesh), mesh_lib.data_sharding(mesh)
-    return jax.jit(algo.train_step, donate_argnums=(0,), in_shardings=(repl, repl, dshard),
-                   out_shardings=(repl, repl))
+    state_sharding = repl if state_sharding is None else state_sharding
+    teacher_sharding = repl if teacher_sharding is None else teacher_sharding
+    return jax.jit(algo.train_step, donate_argnums=(0,), in_shardings=(state_sharding, teacher_sharding, dshard),
+                   out_shardings=(state_sharding, repl))
 
 
 def compilations(jitted) -> int | None:
@@ -122,8 +137,8 @@ def train(cfg, workdir: str) -> dict:
     algo, mesh, state, ckpt, start = run.algo, run.mesh, run.state, run.ckpt, run.start
     teachers, teacher_vars, batches = run.teachers, run.teacher_vars, run.batches
     batch_size = int(cfg.data.batch_size)
-    repl, dshard = mesh_lib.replicated(mesh), mesh_lib.data_sharding(mesh)
-    step_fn = compile_step(algo, mesh)
+    dshard = mesh_lib.data_sharding(mesh)
+    step_fn = compile_step(algo, mesh, run.state_sharding, run.teacher_sharding)
     total = algo.total_steps
     log_every = int(cfg.train.get("log_every", 50))
     eval_every = int(cfg.train.get("eval_every", 0))
