@@ -56,18 +56,20 @@ def random_images(args, seed=0):
     return images, labels
 
 
-def synthetic_algorithm(cls):
-    """``cls`` with its data replaced by one random in-memory batch (the step itself is untouched)."""
+def synthetic_algorithm(cls, n_images: int | None = None):
+    """``cls`` with its data replaced by random in-memory RGB images (the step itself is untouched):
+    one per class, or ``n_images`` (labels cycling over the classes)."""
     from jka.data.core import ArrayDataset
 
     class Synthetic(cls):
         def load_data(self):
             n, size = int(self.cfg.data.num_classes), int(self.cfg.data.image_size)
             self.student_classes = list(self.default_student_classes(self.cfg, n))
+            k = len(self.student_classes)
+            count = n_images or k
             rng = np.random.default_rng(0)
-            images = rng.integers(0, 256, (len(self.student_classes), size, size, 3), dtype=np.uint8)
-            self.train_ds = self.test_ds = ArrayDataset(images, np.arange(len(self.student_classes)), n,
-                                                        CIFAR_MEAN, CIFAR_STD)
+            images = rng.integers(0, 256, (count, size, size, 3), dtype=np.uint8)
+            self.train_ds = self.test_ds = ArrayDataset(images, np.arange(count) % k, n, CIFAR_MEAN, CIFAR_STD)
             self.mean, self.std = CIFAR_MEAN, CIFAR_STD
 
     Synthetic.__name__ = f"Synthetic{cls.__name__}"
@@ -125,22 +127,28 @@ def bench_jax(args) -> dict:
     step_fn = jax.jit(algo.train_step, donate_argnums=(0,), in_shardings=(repl, repl, dshard),
                       out_shardings=(repl, repl))  # as in jka.train.loop.train
 
+    return time_step(step_fn, state, (teacher_vars, batch), args.batch, args.steps, args.warmup)
+
+
+def time_step(step_fn, state, rest: tuple, batch: int, steps: int, warmup: int) -> dict:
+    """Compile ``step_fn(state, *rest) -> (state, metrics)``, run ``warmup`` untimed steps, then time
+    ``steps`` steps one by one (each synchronised); ``summarise`` the median."""
     t0 = time.perf_counter()
-    compiled = step_fn.lower(state, teacher_vars, batch).compile()
+    compiled = step_fn.lower(state, *rest).compile()
     compile_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    for _ in range(args.warmup):
-        state, metrics = compiled(state, teacher_vars, batch)
+    for _ in range(warmup):
+        state, metrics = compiled(state, *rest)
     jax.block_until_ready(state)
     warmup_s = time.perf_counter() - t0
     times = []
-    for _ in range(args.steps):
+    for _ in range(steps):
         t0 = time.perf_counter()
-        state, metrics = compiled(state, teacher_vars, batch)
+        state, metrics = compiled(state, *rest)
         jax.block_until_ready(state)
         times.append(time.perf_counter() - t0)
-    loss = float(metrics["loss"])
-    return summarise(times, args.batch, _flops(compiled), compile_s, warmup_s,
+    loss = float(metrics["loss"]) if "loss" in metrics else None
+    return summarise(times, batch, _flops(compiled), compile_s, warmup_s,
                      _peak_jax_memory(jax.devices()[0]), flops_source="xla", final_loss=loss,
                      devices=jax.device_count())
 

@@ -1,0 +1,132 @@
+"""The compiled step of every algorithm family, timed from its real-dataset config, in one run.
+
+    python -m benchmarks.families [--only kd,cfl,...] [--batch 256] [--image-size 32] \
+        [--steps 20] [--warmup 2] [--dtype bfloat16] [--json FILE]
+
+Each family is a config of ``configs/`` (the one a user would run on real data) whose algorithm is
+built exactly as ``jka train`` builds it; only the data source is replaced by random RGB images
+(``throughput.synthetic_algorithm``) and the teachers by randomly initialised models of the
+config's architectures (speed does not depend on the weights). For the data-free methods one
+"step" is one compiled schedule unit (generator + student steps for DFAD, one synthesis round with
+its student steps for DeepInversion and CMI), so ``ms_per_step`` is per unit and ``img_per_s``
+counts the unit's synthesised batch once.
+
+Per family: the fields of ``throughput.summarise`` (img/s, ms/step, compile s, peak memory, XLA
+FLOPs and achieved TFLOP/s). On an accelerator the JSON goes to ``benchmarks/results/`` unless
+``--json`` says where. The PyTorch side of the comparison is ``benchmarks/throughput.py`` (KD) and
+``benchmarks/onestage.py`` (DFAD and GAN one- vs two-stage).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import jax
+
+from benchmarks.throughput import (RESULTS_DIR, device_name, has_accelerator, synthetic_algorithm, time_step,
+                                   write_json)
+
+# family → (config, teacher architectures, number of classes of the data, config overrides)
+SUITE = {
+    "kd": ("configs/cifar/kd_resnet34_resnet18.py", ["cifar_resnet34"], 10, {}),
+    "layerwise": ("configs/amalgamation/cars_aircraft_layerwise.py", ["resnet18", "resnet18"], 296, {}),
+    "cfl": ("configs/amalgamation/cars_aircraft_cfl.py", ["resnet18", "resnet18"], 296, {}),
+    "dfad_two_stage": ("configs/datafree/cifar10_dfad_resnet34_resnet18.py", ["cifar_resnet34"], 10,
+                       {"datafree.one_stage": False}),
+    "dfad_one_stage": ("configs/datafree/cifar10_dfad_resnet34_resnet18.py", ["cifar_resnet34"], 10,
+                       {"datafree.one_stage": True}),
+    "deepinversion_round": ("configs/datafree/cifar10_deepinv_resnet34_resnet18.py", ["cifar_resnet34"], 10, {}),
+    "cmi_round": ("configs/datafree/cifar10_cmi_resnet34_resnet18.py", ["cifar_resnet34"], 10, {}),
+}
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def build(family: str, batch: int, image_size: int | None, dtype: str | None):
+    """The family's algorithm (synthetic data, random teachers), its initial state and teacher variables."""
+    from jka import algorithms, models
+    from jka import config as config_lib
+    from jka.algorithms.base import Teacher, compute_dtype
+
+    path, archs, num_classes, overrides = SUITE[family]
+    cfg = config_lib.load(os.path.join(REPO, path), [f"{k}={v!r}" for k, v in overrides.items()])
+    cfg.data.name = "synthetic"
+    cfg.data.num_classes = num_classes
+    cfg.data.batch_size = batch
+    if image_size:
+        cfg.data.image_size = image_size
+    if dtype:
+        cfg.train.dtype = dtype
+    size = int(cfg.data.get("image_size", 32) or 32)
+    cfg.data.image_size = size
+    if "datafree" in cfg and "batch_size" in cfg.datafree:
+        cfg.datafree.batch_size = batch
+    teachers = []
+    x0 = jax.numpy.zeros((1, size, size, 3), jax.numpy.float32)
+    for k, (spec, arch) in enumerate(zip(cfg.teachers, archs)):
+        classes = list(spec.get("classes", None) or range(int(cfg.data.num_classes)))
+        module = models.create(arch, len(classes), dtype=compute_dtype(cfg))
+        variables = jax.jit(lambda key, m=module: m.init(key, x0, train=False))(jax.random.PRNGKey(100 + k))
+        teachers.append(Teacher(arch, module, variables, classes, {}))
+    algo = synthetic_algorithm(algorithms.get(cfg.algorithm), n_images=batch)(cfg, teachers)
+    return cfg, algo, teachers
+
+
+def bench_family(family: str, args) -> dict:
+    from jka.train import loop
+    from jka.train import mesh as mesh_lib
+
+    cfg, algo, teachers = build(family, args.batch, args.image_size, args.dtype)
+    mesh = mesh_lib.make_mesh(**cfg.train.get("mesh", {}))
+    mesh_lib.check_batch(args.batch, mesh)
+    batches = algo.train_batches(0)
+    batch = batches.device_batch(0, mesh_lib.data_sharding(mesh))
+    repl = mesh_lib.replicated(mesh)
+    state = jax.device_put(algo.init(jax.random.PRNGKey(0), batches.host_batch(0)), repl)
+    teacher_vars = jax.device_put([t.variables for t in teachers], repl)
+    step_fn = loop.compile_step(algo, mesh)
+    out = time_step(step_fn, state, (teacher_vars, batch), args.batch, args.steps, args.warmup)
+    out.update(config=SUITE[family][0], overrides=SUITE[family][3], algorithm=cfg.algorithm,
+               student=cfg.model.name, teachers=SUITE[family][1], image_size=int(cfg.data.image_size),
+               dtype=cfg.train.dtype)
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.families", description=__doc__.split("\n\n")[0])
+    p.add_argument("--only", default=",".join(SUITE), help=f"comma-separated families of {list(SUITE)}")
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--image-size", type=int, default=None, help="override every config's image size")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--dtype", choices=("bfloat16", "float32"), default=None,
+                   help="default: bfloat16 on an accelerator, float32 on CPU")
+    p.add_argument("--json", default=None)
+    args = p.parse_args(argv)
+    args.dtype = args.dtype or ("bfloat16" if has_accelerator() else "float32")
+    families = [f.strip() for f in args.only.split(",") if f.strip()]
+    unknown = [f for f in families if f not in SUITE]
+    if unknown:
+        print(f"unknown families {unknown}; choose from {list(SUITE)}", file=sys.stderr)
+        return 2
+    result = {"device": device_name(), "jax_version": jax.__version__, "batch": args.batch, "dtype": args.dtype,
+              "families": {}}
+    for family in families:
+        r = bench_family(family, args)
+        result["families"][family] = r
+        tflops = "" if r["tflops"] is None else f"  {r['tflops']:.1f} TFLOP/s"
+        print(f"{family:22s} {r['ms_per_step']:9.2f} ms/step  {r['img_per_s']:10.1f} img/s  "
+              f"compile {r['compile_s']:6.1f} s{tflops}", flush=True)
+    path = args.json or (os.path.join(RESULTS_DIR, f"families_b{args.batch}_{args.dtype}_"
+                                      f"{jax.devices()[0].device_kind.lower().replace(' ', '_')}.json")
+                         if has_accelerator() else None)
+    if path:
+        print("wrote", write_json(result, path))
+    else:
+        print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
