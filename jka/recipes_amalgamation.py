@@ -12,7 +12,8 @@ DIGITS_OVERLAP = ([0, 1, 2, 3, 4, 5, 6], [3, 4, 5, 6, 7, 8, 9])
 def amal_section(**kw) -> ml_collections.ConfigDict:
     """The ``amal`` section with every key the amalgamation algorithms read (defaults)."""
     amal = dict(layers=["block3"], teacher_layers=None, weights=(1.0, 1.0, 1.0), T=1.0, schedule="joint",
-                ch_ratio=0.25, selection="entropy", subtasks=None, component=None, component_steps=None, overlap_classes=None)
+                ch_ratio=0.25, selection="entropy", subtasks=None, component=None, component_steps=None,
+                overlap_classes=None, calibration=None)
     amal.update(kw)
     return ml_collections.ConfigDict(amal, type_safe=False)
 

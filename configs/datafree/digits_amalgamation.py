@@ -4,15 +4,20 @@ seen by the generator or the student.
 
     jka train configs/datafree/digits_amalgamation.py --workdir /tmp/digits_amalgamation
 
-Phases: gan/ (generator + filters), dual_1..3/ (dual blocks), regrouped student in model/.
-Should reach >= 0.80 accuracy on the real held-out digits (summary.json ``eval.accuracy``).
+Phases: gan/ (generator + filters, 1000 steps), dual_1..3/ (dual blocks, 300 steps each), the
+regrouped student fine-tuned end to end in assemble/ (600 steps), exported to model/.
+Should reach >= 0.80 accuracy on the real held-out digits (summary.json ``eval.accuracy``);
+``phases.gan`` reports how the teachers see the generated images (``teacher<m>_share``: the share
+of images each teacher claims in the union label space, ``union_classes_hit``).
 
 Unpublished weights chosen here (see jka/algorithms/datafree_amalgamation.py): alpha (activation)
 0.1, beta (balance / information entropy) 5, gamma (sparsity, multi-class) 0, intermediate-group
-consistency 1, stream weights 1.0 (image stream) and 0.5 (generator-feature stream).
+consistency 1, stream weights 1.0 (image stream) and 0.5 (generator-feature stream), union label
+space on (``joint``), BN-statistics prior 5 (each teacher over the images it claims), trainable
+per-teacher heads at block 3, 600 assemble steps.
 """
 from jka.algorithms.datafree_amalgamation import digits_amalgamation_config
 
 
 def get_config():
-    return digits_amalgamation_config(gan_steps=600, dual_steps=300, width=0.5, batch_size=64)
+    return digits_amalgamation_config(gan_steps=1000, dual_steps=300, width=0.5, batch_size=64)

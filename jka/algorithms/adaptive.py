@@ -7,23 +7,35 @@ For a sample x and a sub-task g, teacher k's sub-task prediction is its logits r
 classes, ``t_k|g``; its entropy ``H = −Σ p log p`` (``jka.losses.amalgamation.entropy``) decides:
 the sample learns only from the least-entropy teacher (``amal.selection='entropy'``). The
 baseline ``amal.selection='average'`` learns from all of g's teachers averaged (mean of their
-sub-task probabilities, mean of their feature losses).
+calibrated sub-task logits, mean of their feature losses).
 
-The algorithm is a job (``adaptive``) of two phases, each an ordinary compiled-step training:
+The algorithm is a job (``adaptive``): a label-free calibration, then two phases, each an ordinary
+compiled-step training:
 
+0. Calibration (label-free, ``calibrate_teachers``): the teachers' raw logits are put on one scale
+   so that a head built from one teacher can be compared with a head built from another in the
+   student's joint argmax. On the unlabeled training images that both put in their shared classes,
+   teacher k's logits on those classes get teacher j's (calibrated) mean and standard deviation:
+   ``t̃_k = a_k t_k + b_k``; the first teacher of each overlap-connected group is the reference
+   (a = 1, b = 0), so teachers with disjoint classes stay raw, exactly like ``kd``'s concatenated
+   logits. (Without it a weak teacher's small logits lose every joint argmax: measured 0.0125 on
+   digits 7–9.) ``eval.calibration_teacher<k>_scale/_bias`` report the fit.
 1. ``adaptive_component``, once per sub-task g (``WORKDIR/component_<g>``): a component net over
-   g's classes learns, with per-sample selection weights ``w_k(x)`` (one-hot, or 1/K for average),
-       L = w0 · T² KL(Σ_k w_k σ(t_k|g / T) ‖ σ(c / T)) + w1 · mean_x Σ_k w_k(x) Σ_ℓ MSE_x(P_kℓ f_c^ℓ, f_tk^ℓ)
-   with 1×1 projections ``P_kℓ`` from the component's width into teacher k's width (teacher maps
-   resized to the component's spatial size). Its ``eval`` reports the share of training samples
-   that chose each teacher (``selection_teacher<k>``), computed from the teachers only.
+   g's classes learns, with per-sample selection weights ``w_k(x)`` (one-hot on the *raw* teachers'
+   sub-task entropies, or 1/K for average), on every training image (all sub-tasks' images),
+       L = w0 · MSE(c, Σ_k w_k t̃_k|g) + w1 · mean_x Σ_k w_k(x) Σ_ℓ MSE_x(P_kℓ f_c^ℓ, f_tk^ℓ)
+   i.e. logit matching to the selected calibrated teacher's raw logits (not a shift-invariant
+   softmax: on the other sub-tasks' images the logits must stay low, that is what makes the heads
+   comparable), with 1×1 projections ``P_kℓ`` from the component's width into teacher k's width
+   (teacher maps resized to the component's spatial size). Its ``eval`` reports the share of
+   training samples that chose each teacher (``selection_teacher<k>``), from the teachers only.
 2. ``adaptive_student`` (``WORKDIR/student``): the target student (a zoo model whose final linear
    layer is the concatenation of one head per sub-task) learns from the frozen components on all
    samples: ``L = w0 Σ_g MSE(a_g · head_g, c_g) + w1 Σ_g Σ_ℓ MSE(Q_gℓ f_s^ℓ, f_cg^ℓ)`` with a learnable
    scale ``a_g = exp(log_a_g)`` per head and 1×1 projections ``Q_gℓ``. The scales are folded into
    the exported linear layer, so the exported model is a plain zoo classifier.
 
-The job's ``summary.json`` is the student's, plus the selection statistics
+The job's ``summary.json`` is the student's, plus the calibration, the selection statistics
 (``eval.selection_subtask<g>_teacher<k>``), ``eval.overlap_classes`` (accuracy on the classes more
 than one teacher knows) and the phases' summaries.
 """
@@ -42,6 +54,7 @@ from jka import losses
 from jka.algorithms.base import Algorithm
 from jka.algorithms.layerwise import MultiPartAmalgamation, match_spatial
 from jka.data import select_classes
+from jka.data.augment import to_float
 from jka.data.sources import load_split
 from jka.errors import ConfigError
 from jka.losses.amalgamation import per_sample_mse, select_least_entropy
@@ -91,6 +104,51 @@ def selection_weights(sub_logits, selection: str):
     return jnp.full((b, len(sub_logits)), 1.0 / len(sub_logits), jnp.float32)
 
 
+def calibrate_teachers(logits, teacher_classes):
+    """Label-free per-teacher affine calibration ``[(a_k, b_k)]`` from the teachers' logits on the
+    same unlabeled images (``logits[k]``: (N, |classes_k|)). Breadth-first over teachers that share
+    classes: teacher k, reached from calibrated teacher j, gets ``a_k = std(u)/std(v)``,
+    ``b_k = mean(u) − a_k mean(v)`` with ``u = a_j t_j|S + b_j`` and ``v = t_k|S`` over the shared
+    classes S, on the images that both teachers put in S (their argmax is a shared class: both are
+    in their own domain there; all images if fewer than two); the first teacher of each connected
+    group keeps (1, 0)."""
+    cal = [None] * len(logits)
+    for root in range(len(logits)):
+        if cal[root] is not None:
+            continue
+        cal[root] = (1.0, 0.0)
+        queue = [root]
+        while queue:
+            j = queue.pop(0)
+            for k in range(len(logits)):
+                shared = [c for c in teacher_classes[j] if c in teacher_classes[k]]
+                if cal[k] is not None or not shared:
+                    continue
+                a_j, b_j = cal[j]
+                lj, lk = np.asarray(logits[j]), np.asarray(logits[k])
+                ij = [teacher_classes[j].index(c) for c in shared]
+                ik = [teacher_classes[k].index(c) for c in shared]
+                claim = np.isin(lj.argmax(1), ij) & np.isin(lk.argmax(1), ik)  # both in their domain
+                if claim.sum() < 2:
+                    claim = np.ones(len(lj), bool)
+                u, v = a_j * lj[claim][:, ij] + b_j, lk[claim][:, ik]
+                a = float(u.std() / max(v.std(), 1e-8))
+                cal[k] = (a, float(u.mean() - a * v.mean()))
+                queue.append(k)
+    return cal
+
+
+def teacher_logits_on(teachers, ds, mean, std, batch_size: int = 256):
+    """Each teacher's logits (host numpy) on every image of ``ds`` (inference mode, no labels)."""
+    outs = [[] for _ in teachers]
+    fns = [jax.jit(lambda v, x, t=t: t(v, x)[0]) for t in teachers]
+    for i in range(0, len(ds), batch_size):
+        x = to_float(jnp.asarray(ds.images[i:i + batch_size]), mean, std)
+        for k, (t, fn) in enumerate(zip(teachers, fns)):
+            outs[k].append(np.asarray(fn(t.variables, x.astype(jnp.float32))))
+    return [np.concatenate(o) for o in outs]
+
+
 class Projections(nn.Module):
     """1×1 projections of the learner's features into each target's width, per layer."""
 
@@ -111,7 +169,6 @@ class AdaptiveComponent(MultiPartAmalgamation):
         if "amal" not in cfg or cfg.amal.get("component", None) is None:
             raise ConfigError("adaptive_component is a phase of the 'adaptive' job; run algorithm='adaptive'")
         self.amal = cfg.amal
-        self.T = float(self.amal.get("T", 1.0))
         self.uses_labels = False
         self.selection = self.amal.get("selection", "entropy")
         if self.selection not in SELECTIONS:
@@ -121,6 +178,10 @@ class AdaptiveComponent(MultiPartAmalgamation):
         self.index = {k: [teachers[k].classes.index(c) for c in self.subtask] for k in self.knowing}
         self.layers = tuple(self.amal.get("layers", ()))
         self.weights = tuple(float(w) for w in self.amal.get("weights", (1.0, 1.0, 1.0)))
+        cal = self.amal.get("calibration", None) or [(1.0, 0.0)] * len(teachers)
+        if len(cal) != len(teachers):
+            raise ConfigError(f"amal.calibration has {len(cal)} (scale, bias) pairs for {len(teachers)} teachers")
+        self.calibration = [(float(a), float(b)) for a, b in cal]
         Algorithm.__init__(self, cfg, teachers)
         self._select_fn = self._selection_of_images
 
@@ -153,15 +214,19 @@ class AdaptiveComponent(MultiPartAmalgamation):
         return (self.gather(s_feats, t_feats)[0],)
 
     def weights_of(self, t_out):
+        """Raw sub-task logits of the knowing teachers and the per-sample selection weights."""
         sub = [_restricted_logits(t_out[k][0], self.index[k]) for k in self.knowing]
         return sub, selection_weights(sub, self.selection)
+
+    def target_logits(self, sub, w):
+        """``Σ_k w_k t̃_k|g``: the selected (or averaged) teacher's calibrated sub-task logits."""
+        cal = [self.calibration[k] for k in self.knowing]
+        return sum(w[:, i:i + 1] * (a * t + b) for i, (t, (a, b)) in enumerate(zip(sub, cal)))
 
     def amal_loss(self, params, batch_stats, t_out, x, step):
         c, c_feats, c_bs = self.apply_student(params["student"], batch_stats["student"], x, train=True)
         sub, w = self.weights_of(t_out)
-        target = sum(w[:, i:i + 1] * jax.nn.softmax(t / self.T, axis=-1) for i, t in enumerate(sub))
-        log_q = jax.nn.log_softmax(c / self.T, axis=-1)
-        l_logit = (self.T ** 2) * jnp.mean(jnp.sum(target * (jnp.log(jnp.clip(target, 1e-12)) - log_q), axis=-1))
+        l_logit = losses.mse(c, jax.lax.stop_gradient(self.target_logits(sub, w)))
         projs, b_bs = self.apply_modules(params, batch_stats, c_feats, [f for _, f in t_out])
         _, t_maps = self.gather(c_feats, [f for _, f in t_out])
         per_sample = sum(w[:, i] * sum(per_sample_mse(p, f) for p, f in zip(projs[i], t_maps[i]))
@@ -286,6 +351,13 @@ class AdaptiveAmalgamation(Algorithm):
         teacher_classes = [[int(c) for c in t.classes] for t in loaded]
         subtasks = subtasks_of(cfg, teacher_classes)
         overlap = [c for g in subtasks for c in g if sum(c in cs for cs in teacher_classes) > 1]
+        union = sorted({c for cs in teacher_classes for c in cs})
+        full = load_split(cfg.data, "train")
+        calibration = calibrate_teachers(teacher_logits_on(loaded, select_classes(full, union), full.mean, full.std),
+                                         teacher_classes)
+        cfg.amal.calibration = [list(ab) for ab in calibration]
+        cal_stats = {f"calibration_teacher{k}_{n}": v for k, ab in enumerate(calibration)
+                     for n, v in zip(("scale", "bias"), ab)}
 
         phases, components, selection = {}, [], {}
         for g, classes in enumerate(subtasks):
@@ -306,7 +378,7 @@ class AdaptiveAmalgamation(Algorithm):
         sub.teachers = components
         sub.amal.overlap_classes = overlap
         student = train(sub, os.path.join(workdir, "student"))
-        return {**student, "algorithm": cls.name, "eval": {**student["eval"], **selection},
+        return {**student, "algorithm": cls.name, "eval": {**student["eval"], **selection, **cal_stats},
                 "subtasks": subtasks, "overlap": overlap, "selection": cfg.amal.get("selection", "entropy"),
                 "teachers": [{"arch": t.arch, "classes": c} for t, c in zip(loaded, teacher_classes)],
                 "phases": {k: {"eval": v["eval"], "step": v["step"]} for k, v in phases.items()},
