@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jka import models
+from jka.convert import families
 from jka.convert.load import convert_state_dict, input_channels, read_state_dict
 from jka.errors import UserError
 from jka.train.checkpoint import export_model
@@ -41,7 +41,8 @@ def verify(arch: str, num_classes: int, variables: dict, state: dict, kwargs: di
     """``{'logits': max|Δ|, 'features': {name: max|Δ|}, 'max_abs_logit': ...}`` of Flax vs PyTorch.
 
     ``state`` is the PyTorch state dict the variables were converted from (loaded strictly into the
-    twin). Features are compared in NHWC.
+    twin). Outputs and features are compared in NHWC; "logits" is the model's output (a dense map
+    for SegNet, images for the generators, which take a random latent batch instead of images).
     """
     try:
         import torch
@@ -63,24 +64,46 @@ def verify(arch: str, num_classes: int, variables: dict, state: dict, kwargs: di
     if missing or unexpected:  # cannot happen after a successful conversion unless the twin differs
         raise UserError(f"jka's PyTorch {arch} does not take these weights (missing {missing}, "
                         f"unexpected {unexpected}); report this as a bug")
-    x = np.random.default_rng(seed).normal(size=(batch, in_channels, size, size)).astype(np.float32)
+    x = families.example_input(arch, kwargs, in_channels, size, batch, np.random.default_rng(seed))
     tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     try:
         with torch.no_grad():
-            t_logits, t_feats = twin(torch.from_numpy(x))
+            t_logits, t_feats = _split(twin(torch.from_numpy(x)))
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
-    model = models.create(arch, num_classes, dtype=jnp.float32, **kwargs)
+    t_logits = _nhwc(t_logits.numpy())
+    model = families.flax_model(arch, num_classes, kwargs)
     with jax.default_matmul_precision("highest"):
-        logits, feats = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, x.transpose(0, 2, 3, 1))
-    report = {"logits": _max_abs(logits, t_logits.numpy()), "features": {},
-              "max_abs_logit": float(np.max(np.abs(t_logits.numpy())))}
+        apply = jax.jit(lambda v, x: _split(model.apply(v, x, train=False)))
+        logits, feats = apply(variables, families.to_flax_input(x))
+    report = {"logits": _max_abs(logits, t_logits), "features": {},
+              "max_abs_logit": float(np.max(np.abs(t_logits)))}
     for name, t in t_feats.items():
-        t = t.numpy()
-        t = t.transpose(0, 2, 3, 1) if t.ndim == 4 else t
+        t = _nhwc(t.numpy())
         report["features"][name] = _max_abs(feats[name], t) if name in feats else float("nan")
     return report
+
+
+def _split(out):
+    """``(output, features)`` of a model that returns either that pair or its output alone (generators).
+
+    Per-task outputs (the branchy SegNet) are joined along the channels, in task order.
+    """
+    out, feats = out if isinstance(out, tuple) else (out, {})
+    if isinstance(out, (tuple, list)):
+        out = (torch_cat(out) if hasattr(out[0], "detach") else jnp.concatenate(out, axis=-1))
+    return out, feats
+
+
+def torch_cat(outs):
+    import torch
+
+    return torch.cat(list(outs), dim=1)
+
+
+def _nhwc(a: np.ndarray) -> np.ndarray:
+    return a.transpose(0, 2, 3, 1) if a.ndim == 4 else a
 
 
 def verify_ok(report: dict) -> bool:
@@ -116,7 +139,7 @@ def convert(arch: str, src, out: str, num_classes: int, verify: bool = False, kw
                             "nothing was written. Check --kwargs (e.g. stem_stride) and the architecture name")
     size = image_size or default_image_size(arch, kwargs)
     export_model(out, arch, num_classes, variables, classes=list(range(num_classes)), kwargs=kwargs,
-                 image_shape=[size, size, in_channels], source=where, converted_from="pytorch")
+                 image_shape=families.exported_image_shape(arch, kwargs, size, in_channels), source=where, converted_from="pytorch")
     log(f"wrote {out} ({arch}, {num_classes} classes, {len(state)} tensors)")
     return result
 

@@ -27,10 +27,12 @@ def add_parser(subparsers):
     """Register ``convert`` on an ``argparse`` subparsers object; returns the new parser."""
     p = subparsers.add_parser(
         "convert", help="convert a PyTorch checkpoint (.pt/.pth/.safetensors) into a jka model usable as a teacher")
-    p.add_argument("arch", help="zoo architecture, e.g. cifar_resnet34, wrn40_2, resnet50")
+    p.add_argument("arch", help="zoo architecture, e.g. cifar_resnet34, wrn40_2, resnet50, vgg16_teacher, segnet, "
+                   "or the data-free generator / large_generator (options nz, ngf, img_size, nc via --kwargs)")
     p.add_argument("src", help="PyTorch checkpoint: a state dict (maybe under state_dict/model/net) or .safetensors")
     p.add_argument("out", help="output directory (model.json + variables.msgpack); name it in teachers[i].workdir")
-    p.add_argument("--num-classes", type=int, required=True, help="number of outputs of the checkpoint's classifier")
+    p.add_argument("--num-classes", type=int, required=True, help="number of outputs of the checkpoint's classifier (SegNet: "
+                   "output channels; ignored for the generators)")
     p.add_argument("--verify", action="store_true",
                    help="run jka's PyTorch twin on the same weights and print max |Δlogit| and per-feature max |Δ|")
     p.add_argument("--kwargs", default="{}", help="JSON model options, e.g. '{\"stem_stride\": 1}'")

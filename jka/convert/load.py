@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jka import models
+from jka.convert import families
 from jka.convert.naming import flax_path
 from jka.errors import UserError
 
@@ -133,9 +133,10 @@ def _target_shapes_cached(arch, num_classes, frozen_kwargs, in_channels, size):
 
 def _target_shapes(arch, num_classes, kwargs, in_channels, size):
     try:
-        model = models.create(arch, num_classes, **kwargs)
-        x = jnp.zeros((1, size, size, in_channels), jnp.float32)
-        abstract = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
+        model = families.flax_model(arch, num_classes, kwargs)
+        x = jnp.asarray(families.to_flax_input(families.example_input(arch, kwargs, in_channels, size)))
+        method = families.init_method(arch, model)
+        abstract = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False, method=method))
     except TypeError as err:
         raise UserError(f"{arch} does not take the options {kwargs} ({err}); fix --kwargs") from None
     return {c: {p: tuple(v.shape) for p, v in _flat(abstract.get(c, {})).items()}
@@ -157,10 +158,11 @@ def _torch_shape(flax_shape: tuple) -> tuple:
     return (s[3], s[2], s[0], s[1]) if len(s) == 4 else s[::-1] if len(s) == 2 else s
 
 
-def _torch_name(coll: str, path: tuple) -> str:
+def _torch_name(coll: str, path: tuple, arch: str = "") -> str:
     """Best-effort PyTorch key of a Flax leaf for messages (``layer1_0/conv1/kernel`` → ``layer1.0.conv1.weight``)."""
     leaf = {"kernel": "weight", "scale": "weight", "mean": "running_mean", "var": "running_var"}.get(path[-1], path[-1])
-    mods = [re.sub(r"_(\d+)", r".\1", m) for m in path[:-1]]
+    renamed = families.torch_module(arch, tuple(path[:-1]))
+    mods = [renamed] if renamed else [re.sub(r"_(\d+)", r".\1", m) for m in path[:-1]]
     return ".".join([*mods, leaf])
 
 
@@ -169,7 +171,7 @@ def input_channels(arch, num_classes, kwargs, state) -> int:
     a, b = (target_shapes(arch, num_classes, kwargs, c)["params"] for c in (3, 5))
     stems = {p for p in a if a[p] != b.get(p)}
     for key, value in state.items():
-        if value.ndim == 4 and flax_path(key, False)[1] in stems:
+        if value.ndim == 4 and flax_path(families.rename(arch, key), False)[1] in stems:
             return int(value.shape[1])
     return 3
 
@@ -194,20 +196,20 @@ def convert_state_dict(state: Mapping[str, np.ndarray], arch: str, num_classes: 
         if key.rsplit(".", 1)[-1] in DROPPED_LEAVES:
             continue
         # a ``weight`` is a BN scale when the Flax module at that path has one, else a kernel
-        candidates = [flax_path(key, is_norm) for is_norm in (False, True)]
+        candidates = [flax_path(families.rename(arch, key), is_norm) for is_norm in (False, True)]
         hits = [(c, p) for c, p in candidates if p in target[c]]
         if not hits:
             unexpected.append(key)
             continue
         coll, path = hits[0]
-        value = to_flax_layout(np.asarray(value))
+        value = to_flax_layout(families.reorder(arch, kwargs, key, np.asarray(value)))
         if tuple(value.shape) != target[coll][path]:
             expected = _torch_shape(target[coll][path])
             misshaped.append(f"{key} {tuple(_torch_layout(value).shape)} vs expected {expected}")
             misshaped_paths.add((coll, path))
             continue
         filled[coll][path] = value.astype(np.float32) if np.issubdtype(value.dtype, np.floating) else value
-    missing = [_torch_name(c, p) for c in target for p in target[c]
+    missing = [_torch_name(c, p, arch) for c in target for p in target[c]
                if p not in filled[c] and (c, p) not in misshaped_paths]
     if missing or unexpected or misshaped:
         raise UserError(mismatch_message(where, arch, num_classes, kwargs, missing, unexpected, misshaped))

@@ -1,7 +1,9 @@
 """PyTorch twins of the Flax model zoo (:mod:`jka.models`), for checkpoint conversion and tests.
 
-Parameter names follow the PyTorch originals (DAFL/CMI CIFAR ResNet, CRD/RepDistiller WRN and
-VGG-BN, torchvision MobileNetV2 and ResNet), so their state dicts load here unchanged. Every
+Parameter names follow the PyTorch originals (DAFL/CMI CIFAR ResNet and Generator, CRD/RepDistiller
+WRN and VGG-BN, torchvision MobileNetV2, ResNet and VGG16), so their state dicts load here unchanged;
+the SegNet twin uses ``encoder.b``/``decoder.k`` Sequentials. Where a family's names need more than
+the rule below, :mod:`jka.convert.families` holds its explicit rename table. Every
 ``forward`` returns ``(logits, features)`` with the same feature names as the Flax model (NCHW).
 
 The Flax parameter path of a PyTorch key is given by :func:`flax_path`: split the module path on
@@ -18,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from jka import errors
+from jka.convert.families import VGG16_NUM_CONVS
 from jka.convert.naming import flax_path  # noqa: F401  (torch-free; re-exported here)
 
 # ---------------------------------------------------------------- CIFAR ResNet (DAFL / CMI "8x")
@@ -325,6 +328,211 @@ class SmallCNN(nn.Module):
         return self.linear(pooled), feats
 
 
+# ---------------------------------------------------------------- data-free generator (DAFL / CMI layout)
+
+
+class Generator(nn.Module):
+    """``l1`` Linear → ``view(B, C, S/4, S/4)`` → ``conv_blocks``: BN, ×2 up, conv3×3, BN, LeakyReLU(0.2),
+    ×2 up, conv3×3, BN, LeakyReLU, [conv3×3, BN, LeakyReLU for the large one,] conv3×3 → nc, sigmoid.
+
+    ``start_mult=4`` is :class:`jka.models.generators.Generator` (4ngf → 2ngf → ngf → nc),
+    ``start_mult=8`` its ``LargeGenerator``. ``forward(z)`` returns the images (NCHW, in [0, 1]).
+    """
+
+    def __init__(self, nz=256, ngf=64, img_size=32, nc=3, start_mult=4):
+        super().__init__()
+        self.init_size = img_size // 4
+        c0 = start_mult * ngf
+        self.l1 = nn.Sequential(nn.Linear(nz, c0 * self.init_size ** 2))
+        chans = [c0 // 2, c0 // 4] + ([c0 // 8] if start_mult == 8 else [])
+        layers, prev = [nn.BatchNorm2d(c0)], c0
+        for i, c in enumerate(chans):
+            if i < 2:
+                layers.append(nn.Upsample(scale_factor=2))
+            layers += [nn.Conv2d(prev, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c), nn.LeakyReLU(0.2, inplace=True)]
+            prev = c
+        layers += [nn.Conv2d(prev, nc, 3, 1, 1), nn.Sigmoid()]
+        self.conv_blocks = nn.Sequential(*layers)
+
+    def forward(self, z):
+        x = self.l1(z).view(z.shape[0], -1, self.init_size, self.init_size)
+        return self.conv_blocks(x)
+
+
+# ---------------------------------------------------------------- VGG16 without BN and its graft student
+
+
+class VGG16(nn.Module):
+    """torchvision-layout VGG16 ``features.N`` (conv + ReLU, a max-pool per block, no BN) and
+    ``classifier`` Linear-BN1d-Linear on the globally pooled map (the NetGraft teacher).
+
+    With ``teacher_widths`` it is the graft student: ``adapters_in.b`` (b ≥ 1; ``.0`` is an identity)
+    and ``adapters_out.b`` are 1×1 convs without bias around every block. A block's max-pool is
+    skipped once the map is 1 px tall, as in :mod:`jka.models.vgg16_graft`.
+    """
+
+    def __init__(self, num_classes, widths, hidden, teacher_widths=None, in_channels=3):
+        super().__init__()
+        layers, prev, self.block_slices = [], in_channels, []
+        for b, n in enumerate(VGG16_NUM_CONVS):
+            start = len(layers)
+            for _ in range(n):
+                layers += [nn.Conv2d(prev, widths[b], 3, padding=1), nn.ReLU(inplace=True)]
+                prev = widths[b]
+            self.block_slices.append((start, len(layers)))  # the block's pool sits at index ``stop``
+            layers.append(nn.MaxPool2d(2, 2))
+        self.features = nn.Sequential(*layers)
+        self.graft = teacher_widths is not None
+        if self.graft:
+            self.adapters_in = nn.ModuleList([nn.Identity()] + [
+                nn.Conv2d(teacher_widths[b - 1], widths[b - 1], 1, bias=False) for b in range(1, 5)])
+            self.adapters_out = nn.ModuleList([nn.Conv2d(widths[b], teacher_widths[b], 1, bias=False)
+                                               for b in range(5)])
+            prev = teacher_widths[-1]
+        self.classifier = nn.Sequential(nn.Linear(prev, hidden), nn.BatchNorm1d(hidden), nn.Linear(hidden, num_classes))
+
+    def forward(self, x):
+        feats = {}
+        for b, (start, stop) in enumerate(self.block_slices):
+            if self.graft:
+                x = self.adapters_in[b](x)
+            for layer in self.features[start:stop]:
+                x = layer(x)
+            if x.shape[2] >= 2:
+                x = self.features[stop](x)
+            if self.graft:
+                x = self.adapters_out[b](x)
+            feats[f"block{b + 1}"] = x
+        pooled = x.mean(dim=(2, 3))
+        feats["pooled"] = pooled
+        return self.classifier(pooled), feats
+
+
+def _vgg16(num_classes, graft, width=1.0, in_channels=3):
+    from jka.models import vgg16_graft as v
+
+    teacher = v.scaled(v.TEACHER_WIDTHS, width)
+    hidden = v.scaled((v.CLASSIFIER_HIDDEN,), width)[0]
+    if graft:
+        return VGG16(num_classes, v.scaled(v.STUDENT_WIDTHS, width), hidden, teacher, in_channels)
+    return VGG16(num_classes, teacher, hidden, None, in_channels)
+
+
+# ---------------------------------------------------------------- SegNet-VGG16-BN
+
+
+def _segnet_blocks(width, in_channels):
+    """Encoder and decoder ``nn.ModuleList``s of (Conv3×3, BN, ReLU) Sequentials, and the channels
+    after the encoder and after every decoder block."""
+    from jka.models import segnet as s
+
+    def block(widths, prev):
+        layers = []
+        for c in widths:
+            c = s.scaled(c, width)
+            layers += [nn.Conv2d(prev, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(inplace=True)]
+            prev = c
+        return nn.Sequential(*layers), prev
+
+    prev, enc, dec, chans = in_channels, [], [], []
+    for widths in s.ENCODER:
+        b, prev = block(widths, prev)
+        enc.append(b)
+    chans.append(prev)
+    for widths in s.DECODER:
+        b, prev = block(widths, prev)
+        dec.append(b)
+        chans.append(prev)
+    return nn.ModuleList(enc), nn.ModuleList(dec), chans
+
+
+def _encode(encoder, x):
+    indices = []
+    for blk in encoder:
+        x, idx = F.max_pool2d(blk(x), 2, 2, return_indices=True)
+        indices.append(idx)
+    return x, indices
+
+
+def _decode(blk, x, indices, k):
+    """Decoder block ``k`` (0-based): unpool with the mirrored encoder block's indices, then convs."""
+    return blk(F.max_unpool2d(x, indices[len(indices) - 1 - k], 2, 2))
+
+
+class SegNet(nn.Module):
+    """``encoder.b`` / ``decoder.k``: ``nn.Sequential`` of (Conv3×3, BN, ReLU) per conv; every encoder
+    block ends with a 2×2 max-pool keeping its indices, every decoder block starts by unpooling with
+    those of the mirrored encoder block; ``head`` is a 3×3 conv to ``num_classes`` channels.
+    ``forward`` returns ``(out, features)`` as :class:`jka.models.segnet.SegNet` (NCHW).
+    """
+
+    def __init__(self, num_classes, width=1.0, in_channels=3):
+        super().__init__()
+        self.encoder, self.decoder, chans = _segnet_blocks(width, in_channels)
+        self.head = nn.Conv2d(chans[-1], num_classes, 3, padding=1)
+
+    def forward(self, x):
+        x, indices = _encode(self.encoder, x)
+        feats = {"encoder": x, "pooled": x.mean(dim=(2, 3))}
+        for k, blk in enumerate(self.decoder):
+            x = _decode(blk, x, indices, k)
+            feats[f"dec{k + 1}"] = x
+        return self.head(x), feats
+
+
+class ChannelAttention(nn.Module):
+    """``x · σ(excite(ReLU(squeeze(GAP(x)))))`` with 1×1 convs C → max(C/4, 16) → C."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.squeeze = nn.Conv2d(c, max(c // 4, 16), 1)
+        self.excite = nn.Conv2d(max(c // 4, 16), c, 1)
+
+    def forward(self, x):
+        return x * torch.sigmoid(self.excite(F.relu(self.squeeze(x.mean(dim=(2, 3), keepdim=True)))))
+
+
+class TaskBranch(nn.Module):
+    def __init__(self, out_channels, width, in_channels, point_channels):
+        super().__init__()
+        self.adaptors = nn.ModuleList([ChannelAttention(c) for c in point_channels])
+        _, self.decoder, chans = _segnet_blocks(width, in_channels)
+        self.head = nn.Conv2d(chans[-1], out_channels, 3, padding=1)
+
+    def forward(self, shared, indices, point):
+        x = self.adaptors[point](shared)
+        for k in range(point, len(self.decoder)):
+            x = _decode(self.decoder[k], x, indices, k)
+        return self.head(x)
+
+
+class BranchySegNet(nn.Module):
+    """:class:`jka.models.segnet.BranchySegNet`: shared ``encoder``/``decoder`` and per task
+    ``tasks.t`` (``adaptors.b`` for every branch point, its own ``decoder`` copy, ``head``).
+    ``forward`` returns ``(per-task outputs, {'encoder', 'pooled'})`` for ``branch_points``.
+    """
+
+    def __init__(self, num_classes, width=1.0, task_channels=None, branch_points=None, in_channels=3):
+        super().__init__()
+        if task_channels is None or sum(task_channels) != num_classes:
+            raise errors.ConfigError("branchy_segnet needs task_channels (one output width per task) "
+                                     "summing to num_classes")
+        self.encoder, self.decoder, chans = _segnet_blocks(width, in_channels)
+        self.tasks = nn.ModuleList([TaskBranch(c, width, in_channels, chans) for c in task_channels])
+        self.branch_points = None if branch_points is None else tuple(int(p) for p in branch_points)
+
+    def forward(self, x):
+        points = self.branch_points or ()
+        if len(points) != len(self.tasks):
+            raise errors.ConfigError(f"the branchy student needs one branch point per task ({len(self.tasks)}); "
+                                     f"got {list(points)}: pass branch_points in --kwargs")
+        x, indices = _encode(self.encoder, x)
+        maps = [x]
+        for k, blk in enumerate(self.decoder):
+            maps.append(_decode(blk, maps[-1], indices, k))
+        outs = tuple(task(maps[p], indices, p) for task, p in zip(self.tasks, points))
+        return outs, {"encoder": maps[0], "pooled": maps[0].mean(dim=(2, 3))}
+
 # ---------------------------------------------------------------- registry
 
 _TORCH_REGISTRY = {
@@ -343,6 +551,13 @@ _TORCH_REGISTRY = {
     "resnet34": lambda nc, **kw: ResNet(BasicBlock, [3, 4, 6, 3], nc, **kw),
     "resnet50": lambda nc, **kw: ResNet(Bottleneck, [3, 4, 6, 3], nc, **kw),
     "small_cnn": lambda nc, **kw: SmallCNN(nc, **kw),
+    # num_classes is ignored for the generators (options: nz, ngf, img_size, nc)
+    "generator": lambda num_classes, **kw: Generator(**kw, start_mult=4),
+    "large_generator": lambda num_classes, **kw: Generator(**kw, start_mult=8),
+    "vgg16_teacher": lambda nc, **kw: _vgg16(nc, False, **kw),
+    "vgg16_graft": lambda nc, **kw: _vgg16(nc, True, **kw),
+    "segnet": lambda nc, **kw: SegNet(nc, **kw),
+    "branchy_segnet": lambda nc, **kw: BranchySegNet(nc, **kw),
 }
 
 

@@ -1,0 +1,192 @@
+"""Per-architecture details of the bridge that the generic name rule cannot express (torch-free).
+
+Most of the zoo maps PyTorch keys onto Flax paths by :func:`jka.convert.naming.flax_path` alone.
+Three families need a little more, kept here in one place:
+
+* **Explicit rename tables** (PyTorch module path → Flax module path, dot-separated) where the
+  PyTorch layout indexes an ``nn.Sequential`` whose positions do not match Flax's module names:
+
+  - ``generator`` / ``large_generator`` (DAFL/CMI layout): ``l1.0`` is the Linear, ``conv_blocks.N``
+    the BN/Conv layers in order (``conv_blocks.0`` → ``bn0``, ``.2`` → ``conv1``, ``.3`` → ``bn1``, ...,
+    last conv → ``conv_out``);
+  - ``vgg16_teacher`` / ``vgg16_graft`` (torchvision layout, no BN): ``features.N`` (conv ``j`` of
+    block ``b``) → ``convs_{b}_{j}``; ``classifier.0/1/2`` → ``classifier_fc1/_bn/_fc2``; the graft
+    student's ``adapters_in.b``/``adapters_out.b`` follow the generic rule;
+  - ``branchy_segnet``: the same encoder; shared ``decoder.k.*`` → ``shared_dec{k+1}.*``; per task
+    ``tasks.t.decoder.k.*`` → ``task{t}.dec{k+1}.*``, ``tasks.t.adaptors.b.{squeeze,excite}`` →
+    ``task{t}.adaptor{b}.*``, ``tasks.t.head`` → ``task{t}.head`` (up to 16 tasks);
+  - ``segnet``: ``encoder.b.(3j)`` / ``encoder.b.(3j+1)`` (conv / BN ``j`` of block ``b``) →
+    ``encoder.enc{b+1}.conv{j}.conv`` / ``.bn``; ``decoder.k.*`` → ``dec{k+1}.conv{j}.*``; ``head``.
+
+* **A tensor re-ordering** for the generators' ``l1`` Linear: PyTorch reshapes its output with
+  ``view(B, C, S, S)`` (channel-major) while Flax reshapes to ``(B, S, S, C)``, so the rows of the
+  weight and the bias are permuted from ``(c, i, j)`` to ``(i, j, c)`` order.
+
+* **The model and its input**: generators are not in :mod:`jka.models`'s registry; they are built
+  from :mod:`jka.models.generators` with the options ``nz, ngf, img_size, nc`` (``num_classes`` is
+  ignored for them) and take a latent batch ``(B, nz)`` instead of an image.
+"""
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+
+from jka import models
+
+# ---------------------------------------------------------------- which model, which input
+
+GENERATOR_DEFAULTS = {"nz": 256, "ngf": 64, "img_size": 32, "nc": 3}
+GENERATOR_START_MULT = {"generator": 4, "large_generator": 8}
+
+
+def is_generator(arch: str) -> bool:
+    return arch in GENERATOR_START_MULT
+
+
+def generator_options(kwargs: dict | None) -> dict:
+    return {**GENERATOR_DEFAULTS, **(kwargs or {})}
+
+
+def flax_model(arch: str, num_classes: int, kwargs: dict | None = None, dtype=jnp.float32):
+    """The Flax module that a checkpoint of ``arch`` converts into."""
+    kwargs = dict(kwargs or {})
+    if is_generator(arch):
+        from jka.models.generators import Generator, LargeGenerator
+
+        cls = Generator if arch == "generator" else LargeGenerator
+        return cls(**{k: int(v) for k, v in generator_options(kwargs).items()}, dtype=dtype)
+    return models.create(arch, num_classes, dtype=dtype, **kwargs)
+
+
+def example_input(arch: str, kwargs: dict | None, in_channels: int, size: int, batch: int = 1,
+                  rng: np.random.Generator | None = None) -> np.ndarray:
+    """A float32 input batch: NCHW images (PyTorch layout), or latents ``(B, nz)`` for generators.
+
+    Zeros without ``rng`` (for shape inference), standard normal with it.
+    """
+    shape = ((batch, int(generator_options(kwargs)["nz"])) if is_generator(arch)
+             else (batch, in_channels, size, size))
+    return (np.zeros(shape, np.float32) if rng is None else rng.normal(size=shape).astype(np.float32))
+
+
+def init_method(arch: str, model):
+    """The method whose ``init`` creates every parameter (the branchy student's ``__call__`` only
+    touches the branches of its chosen points)."""
+    return model.init_all if arch == "branchy_segnet" else None
+
+
+def to_flax_input(x: np.ndarray) -> np.ndarray:
+    """PyTorch-layout input → Flax layout (NCHW → NHWC; latents unchanged)."""
+    return x.transpose(0, 2, 3, 1) if x.ndim == 4 else x
+
+
+def exported_image_shape(arch: str, kwargs: dict | None, size: int, in_channels: int) -> list[int]:
+    if is_generator(arch):  # the shape of what the generator produces
+        g = generator_options(kwargs)
+        return [int(g["img_size"]), int(g["img_size"]), int(g["nc"])]
+    return [size, size, in_channels]
+
+
+# ---------------------------------------------------------------- rename tables
+
+
+def _generator_table(start_mult: int) -> dict[str, str]:
+    # conv_blocks: BN0, Up, Conv, BN, LReLU, Up, Conv, BN, LReLU, [Conv, BN, LReLU,] Conv, Sigmoid
+    table = {"l1.0": "l1", "conv_blocks.0": "bn0", "conv_blocks.2": "conv1", "conv_blocks.3": "bn1",
+             "conv_blocks.6": "conv2", "conv_blocks.7": "bn2"}
+    if start_mult == 8:
+        table.update({"conv_blocks.9": "conv3", "conv_blocks.10": "bn3", "conv_blocks.12": "conv_out"})
+    else:
+        table["conv_blocks.9"] = "conv_out"
+    return table
+
+
+VGG16_NUM_CONVS = (2, 2, 3, 3, 3)
+
+
+def vgg16_feature_indices() -> list[list[int]]:
+    """``features.N`` index of conv ``j`` of block ``b`` (conv, ReLU per conv; a max-pool per block)."""
+    out, n = [], 0
+    for convs in VGG16_NUM_CONVS:
+        out.append([n + 2 * j for j in range(convs)])
+        n += 2 * convs + 1
+    return out
+
+
+def _vgg16_table() -> dict[str, str]:
+    table = {f"features.{n}": f"convs_{b}_{j}"
+             for b, idx in enumerate(vgg16_feature_indices()) for j, n in enumerate(idx)}
+    table.update({"classifier.0": "classifier_fc1", "classifier.1": "classifier_bn", "classifier.2": "classifier_fc2"})
+    return table
+
+
+SEGNET_ENCODER_CONVS = (2, 2, 3, 3, 3)
+SEGNET_DECODER_CONVS = (3, 3, 3, 2, 1)
+
+
+def _segnet_table() -> dict[str, str]:
+    table = {}
+    for side, counts, flax_block in (("encoder", SEGNET_ENCODER_CONVS, "encoder.enc{}"),
+                                     ("decoder", SEGNET_DECODER_CONVS, "dec{}")):
+        for b, convs in enumerate(counts):
+            for j in range(convs):  # each conv is Conv, BN, ReLU in the block's nn.Sequential
+                table[f"{side}.{b}.{3 * j}"] = f"{flax_block.format(b + 1)}.conv{j}.conv"
+                table[f"{side}.{b}.{3 * j + 1}"] = f"{flax_block.format(b + 1)}.conv{j}.bn"
+    return table
+
+
+BRANCHY_MAX_TASKS = 16  # task indices the branchy table covers
+
+
+def _branchy_table() -> dict[str, str]:
+    segnet = _segnet_table()
+    table = {k: v for k, v in segnet.items() if k.startswith("encoder.")}
+    decoder = {k.removeprefix("decoder."): v for k, v in segnet.items() if k.startswith("decoder.")}
+    table.update({f"decoder.{k}": f"shared_{v}" for k, v in decoder.items()})
+    for t in range(BRANCHY_MAX_TASKS):
+        table.update({f"tasks.{t}.decoder.{k}": f"task{t}.{v}" for k, v in decoder.items()})
+        table[f"tasks.{t}.head"] = f"task{t}.head"
+        for b in range(len(SEGNET_DECODER_CONVS) + 1):
+            for part in ("squeeze", "excite"):
+                table[f"tasks.{t}.adaptors.{b}.{part}"] = f"task{t}.adaptor{b}.{part}"
+    return table
+
+
+RENAMES: dict[str, dict[str, str]] = {
+    "generator": _generator_table(4),
+    "large_generator": _generator_table(8),
+    "vgg16_teacher": _vgg16_table(),
+    "vgg16_graft": _vgg16_table(),
+    "segnet": _segnet_table(),
+    "branchy_segnet": _branchy_table(),
+}
+_INVERSE = {arch: {v: k for k, v in table.items()} for arch, table in RENAMES.items()}
+
+
+def rename(arch: str, torch_key: str) -> str:
+    """``torch_key`` with its module path replaced along ``arch``'s table (unchanged if none)."""
+    table = RENAMES.get(arch)
+    if not table:
+        return torch_key
+    module, _, leaf = torch_key.rpartition(".")
+    return f"{table[module]}.{leaf}" if module in table else torch_key
+
+
+def torch_module(arch: str, flax_modules: tuple[str, ...]) -> str | None:
+    """The PyTorch module path of a renamed Flax module path, or None if ``arch`` has no entry."""
+    return _INVERSE.get(arch, {}).get(".".join(flax_modules))
+
+
+# ---------------------------------------------------------------- tensor re-ordering
+
+
+def reorder(arch: str, kwargs: dict | None, torch_key: str, value: np.ndarray) -> np.ndarray:
+    """Arch-specific re-ordering of a tensor, still in PyTorch layout."""
+    if is_generator(arch) and rename(arch, torch_key).split(".")[0] == "l1":
+        g = generator_options(kwargs)
+        c0, s = GENERATOR_START_MULT[arch] * int(g["ngf"]), int(g["img_size"]) // 4
+        if value.shape[0] != c0 * s * s:  # left for the shape check to report
+            return value
+        rest = value.shape[1:]
+        return value.reshape(c0, s, s, *rest).transpose(1, 2, 0, *range(3, 3 + len(rest))).reshape(value.shape)
+    return value
