@@ -32,7 +32,7 @@ import optax
 from jka.algorithms.deepinversion import InversionAlgorithm, random_targets
 from jka.losses import priors
 from jka.models.generators import Generator
-from jka.synthesis import RingBuffer, global_view, local_view, teacher_inversion_forward
+from jka.synthesis import RingBuffer, global_view, local_view, scan_steps, teacher_inversion_forward
 
 
 class ProjectionHead(nn.Module):
@@ -149,7 +149,7 @@ class CMI(InversionAlgorithm):
         tr = {"gen": gv["params"], "z": z, "head": state.extra["head"]}
         init = (tr, gv["batch_stats"], gen_tx.init({"gen": tr["gen"], "z": z}), state.extra["head_opt"],
                 img0, feat0, jnp.asarray(jnp.inf, jnp.float32))
-        (tr, _, _, h_opt, best_x, best_f, best_l), terms = jax.lax.scan(
+        (tr, _, _, h_opt, best_x, best_f, best_l), terms = scan_steps(
             one, init, jax.random.split(k_it, int(self.syn.steps)))
         extra = {"head": tr["head"], "head_opt": h_opt, "bank": bank.add(best_f)}
         last = jax.tree.map(lambda a: a[-1], terms)

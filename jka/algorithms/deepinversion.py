@@ -34,7 +34,8 @@ from jka.algorithms.datafree_base import DataFreeAlgorithm
 from jka.errors import ConfigError
 from jka.losses import priors
 from jka.recipes import base_config
-from jka.synthesis import RingBuffer, from_pool, global_view, save_grid, teacher_inversion_forward, to_pool
+from jka.synthesis import (RingBuffer, from_pool, global_view, save_grid, scan_steps, teacher_inversion_forward,
+                           to_pool)
 from jka.train.state import TrainState, make_optimizer
 
 POOL_DTYPES = {"float32": jnp.float32, "uint8": jnp.uint8}
@@ -163,7 +164,7 @@ class InversionAlgorithm(DataFreeAlgorithm):
             (l_kd, new_bs), grads = jax.value_and_grad(loss_fn, has_aux=True)(st.params)
             return st.apply_gradients(grads, batch_stats=new_bs), l_kd
 
-        student, kds = jax.lax.scan(one, student, jax.random.split(rng, self.kd_steps))
+        student, kds = scan_steps(one, student, jax.random.split(rng, self.kd_steps))
         return student, kds.mean()
 
     def synthesize(self, state, teacher_vars, rng):
@@ -243,7 +244,7 @@ class DeepInversion(InversionAlgorithm):
             return (x, opt, best_x, best_l), terms
 
         init = (x, tx.init(x), x, jnp.asarray(jnp.inf, jnp.float32))
-        (_, _, best_x, best_l), terms = jax.lax.scan(one, init, jax.random.split(k_it, int(self.syn.steps)))
+        (_, _, best_x, best_l), terms = scan_steps(one, init, jax.random.split(k_it, int(self.syn.steps)))
         last = jax.tree.map(lambda a: a[-1], terms)
         return best_x, state.extra, {"syn_loss": best_l, **{f"syn_{k}": v for k, v in last.items()}}
 

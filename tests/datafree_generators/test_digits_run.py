@@ -11,6 +11,7 @@ from jka.train.loop import train
 def test_short_dfad_run_beats_chance(tmp_path):
     cfg = digits_datafree("dfad", steps=40, kd_steps=5, g_steps=1)
     cfg.teachers = [dict(workdir="teacher", config=digits_teacher(steps=200))]
+    cfg.data.batch_size = 32  # half the digits config's batch: this only checks transfer, fast
     cfg.train.progress = False
     summary = train(cfg, str(tmp_path))
     assert summary["labels_used"] is False

@@ -7,8 +7,8 @@ import pytest
 from jka import models
 from jka.algorithms.base import Teacher
 from jka.errors import ConfigError
-from jka.synthesis import (RingBuffer, from_pool, global_view, local_view, save_grid,
-                           teacher_inversion_forward, to_pool)
+from jka.synthesis import (SCAN_UNROLL_MAX, RingBuffer, from_pool, global_view, local_view, save_grid,
+                           scan_steps, teacher_inversion_forward, to_pool)
 
 
 def test_ring_buffer_add_wraps_and_counts():
@@ -77,3 +77,21 @@ def test_save_grid(tmp_path):
     p = save_grid(str(tmp_path / "g.png"), np.random.rand(10, 8, 8, 1), nrow=5)
     img = Image.open(p)
     assert img.size[0] > img.size[1] > 32
+
+
+@pytest.mark.parametrize("n", [3, SCAN_UNROLL_MAX + 3])
+def test_scan_steps_equals_a_python_loop(n):
+    # A carried update with per-step inputs: x ← 0.5·x + k, outputs x², for k = 0..n−1.
+    def body(x, k):
+        x = 0.5 * x + k
+        return x, x * x
+
+    carry, ys = jax.jit(lambda: scan_steps(body, jnp.float32(1.0), jnp.arange(n, dtype=jnp.float32)))()
+    x, want = 1.0, []
+    for k in range(n):
+        x = 0.5 * x + k
+        want.append(x * x)
+    np.testing.assert_allclose(float(carry), x, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(ys), want, rtol=1e-6)
+    c2, ys2 = scan_steps(lambda c, _: (c + 1, c), jnp.int32(0), length=n)  # length instead of xs
+    assert int(c2) == n and np.asarray(ys2).tolist() == list(range(n))
