@@ -32,13 +32,29 @@ def valid_depth(depth):
 
 
 # -- losses ----------------------------------------------------------------------------------------
-def masked_l1(pred, target, valid=None):
-    """Mean |pred − target| over the pixels where ``valid`` (all pixels when None)."""
-    err = jnp.abs(_depth_map(pred) - _depth_map(target))
+def _masked_mean(err, valid):
     if valid is None:
         return err.mean()
     valid = valid.astype(jnp.float32)
     return jnp.sum(jnp.where(valid > 0, err, 0.0)) / jnp.maximum(valid.sum(), 1.0)
+
+
+def masked_l1(pred, target, valid=None):
+    """Mean |pred − target| over the pixels where ``valid`` (all pixels when None)."""
+    return _masked_mean(jnp.abs(_depth_map(pred) - _depth_map(target)), valid)
+
+
+def masked_l2(pred, target, valid=None):
+    """Mean (pred − target)² over the pixels where ``valid`` (all pixels when None)."""
+    return _masked_mean(jnp.square(_depth_map(pred) - _depth_map(target)), valid)
+
+
+def pixel_kd(student_logits, teacher_logits, T: float = 1.0):
+    """Per-pixel ``T² KL(σ(t/T) ‖ σ(s/T))`` over the class axis, mean over batch and pixels (the
+    segmentation term of SPEC §3.4; the same formula as ``jka.losses.kd`` on dense logits)."""
+    from jka.losses import kd
+
+    return kd(student_logits, teacher_logits, T)
 
 
 # -- metric sums -------------------------------------------------------------------------------------

@@ -27,6 +27,12 @@ CASES = {
     "layerwise": ("amalgamation/digits_layerwise.py", []),
     "cfl": ("amalgamation/digits_cfl.py", []),
     "ffl": ("distill/digits_ffl.py", []),
+    # data-free: a step is one compiled unit (generator + student steps, or a synthesis round)
+    "dfad_one_stage": ("datafree/digits_dfad_onestage.py", []),
+    "deepinversion": ("datafree/digits_deepinv.py",
+                      ["synthesis.steps=3", "synthesis.kd_steps=3", "synthesis.pool_size=48"]),
+    "cmi": ("datafree/digits_cmi.py", ["synthesis.steps=3", "synthesis.kd_steps=3", "synthesis.pool_size=48",
+                                       "synthesis.bank_size=64", "synthesis.negatives=16"]),
 }
 
 
