@@ -6,7 +6,7 @@ with 255 for unlabelled pixels and a depth map (N, H, W) float32 with 0 for inva
 **Scenes** (``data.name = "scenes"``, shipped as code, deterministic by seed). Each image is a
 room: a floor whose depth grows towards the horizon and a back wall, both class 0 ("background"),
 with 2–5 shapes of ``num_classes − 1`` kinds (square, disc, triangle, diamond, horizontal bar, …)
-standing at random depths. A shape's size is ∝ 1/depth and it is painted far to near, so nearer
+standing at random depths (2–8 m). A shape's radius is 0.8 × image size / depth and it is painted far to near, so nearer
 shapes occlude farther ones. Colours are random per shape (the class is in the shape, not the
 colour) and are mixed with a fog colour in proportion to depth, so depth is visible both in size
 and in haze. Each image also has, with probability 1/2, a small patch of unlabelled pixels (255)
@@ -32,6 +32,7 @@ from jka.errors import ConfigError
 SHAPES = ("square", "disc", "triangle", "diamond", "bar", "ring", "cross")
 FOG = np.array([0.75, 0.78, 0.82], np.float32)
 NEAR, FAR = 1.0, 10.0
+SIZE_AT_UNIT_DEPTH = 0.8  # a shape's radius is this × image size / its depth (3–13 px at 32 px)
 
 
 @dataclasses.dataclass
@@ -89,10 +90,10 @@ def render_scene(rng: np.random.Generator, size: int, num_classes: int):
     seg = np.zeros((size, size), np.uint8)
     color = base
     n_shapes = rng.integers(2, 6)
-    depths = np.sort(rng.uniform(NEAR + 0.5, FAR - 1.0, n_shapes))[::-1]  # far to near
+    depths = np.sort(rng.uniform(NEAR + 1.0, FAR - 2.0, n_shapes))[::-1]  # far to near
     for d in depths:
         cls = int(rng.integers(1, num_classes))
-        r = size * 0.5 / d + rng.uniform(-0.5, 0.5)
+        r = size * SIZE_AT_UNIT_DEPTH / d + rng.uniform(-0.5, 0.5)
         cy, cx = rng.uniform(0.2, 0.9) * size, rng.uniform(0.1, 0.9) * size
         m = _shape_mask(SHAPES[(cls - 1) % len(SHAPES)], yy, xx, cy, cx, max(r, 1.5))
         seg[m] = cls
