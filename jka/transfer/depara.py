@@ -58,27 +58,40 @@ def average_ranks(x: np.ndarray) -> np.ndarray:
     return ranks
 
 
+def rank_vector(x: np.ndarray) -> np.ndarray:
+    """Average ranks of ``x``, centred and scaled to unit norm (zeros if ``x`` is constant), so that
+    the Spearman correlation of two vectors is the dot product of their rank vectors."""
+    r = average_ranks(x)
+    r = r - r.mean()
+    norm = np.sqrt(np.sum(r * r))
+    return r / norm if norm > 0 else np.zeros_like(r)
+
+
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
     """Spearman rank correlation: the Pearson correlation of the average ranks (0 if one is constant)."""
-    ra, rb = average_ranks(a), average_ranks(b)
-    ra, rb = ra - ra.mean(), rb - rb.mean()
-    den = np.sqrt(np.sum(ra * ra) * np.sum(rb * rb))
-    return float(np.sum(ra * rb) / den) if den > 0 else 0.0
+    return float(np.dot(rank_vector(a), rank_vector(b)))
+
+
+def _similarity(a: Graph, b: Graph, ranks_a: np.ndarray, ranks_b: np.ndarray, lam: float) -> float:
+    return float(np.mean(per_image_cosine(a.nodes, b.nodes)) + lam * np.dot(ranks_a, ranks_b))
 
 
 def graph_similarity(a: Graph, b: Graph, lam: float = 1.0) -> float:
     """``mean_i cos(node_i^A, node_i^B) + λ · Spearman(edges^A, edges^B)``."""
-    return float(np.mean(per_image_cosine(a.nodes, b.nodes)) + lam * spearman(a.edges, b.edges))
+    return _similarity(a, b, rank_vector(a.edges), rank_vector(b.edges), lam)
 
 
 def similarity_matrix(graphs: Mapping[str, Graph], lam: float = 1.0) -> tuple[list[str], np.ndarray]:
-    """(names, S) with ``S[i, j] = graph_similarity(graphs[i], graphs[j])`` (symmetric)."""
+    """(names, S) with ``S[i, j] = graph_similarity(graphs[i], graphs[j])`` (symmetric); each graph's
+    edges are ranked once, not once per pair."""
     names = list(graphs)
+    ranks = {n: rank_vector(graphs[n].edges) for n in names}
     n = len(names)
     s = np.zeros((n, n))
     for i in range(n):
         for j in range(i, n):
-            s[i, j] = s[j, i] = graph_similarity(graphs[names[i]], graphs[names[j]], lam)
+            a, b = names[i], names[j]
+            s[i, j] = s[j, i] = _similarity(graphs[a], graphs[b], ranks[a], ranks[b], lam)
     return names, s
 
 
