@@ -7,7 +7,7 @@
 - DCGAN on digits (GroupNorm D, non-saturating loss): two-stage = a D step then a G step (G's forward
   pass shared); one-stage = one backward pass with the per-sample scaler γ = −e^{−p}.
 
-Compile time is excluded (a warm-up call first). Prints ms/step, img/s and the speed-up
+Timed with ``throughput.time_step`` (compile and warm-up excluded; median of steps synchronised one by one). Prints ms/step, img/s and the speed-up
 (two-stage time / one-stage time) and writes JSON with ``--json``.
 
     python -m benchmarks.onestage --steps 20 --batch 64 --json benchmarks/results/onestage_cpu.json
@@ -17,21 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import time
 
 import jax
 import jax.numpy as jnp
 
-
-def _time(fn, state, args, steps: int, warmup: int):
-    for _ in range(warmup):
-        state, m = fn(state, *args)
-    jax.block_until_ready((state, m))
-    t = time.perf_counter()
-    for _ in range(steps):
-        state, m = fn(state, *args)
-    jax.block_until_ready((state, m))
-    return (time.perf_counter() - t) / steps
+from benchmarks.throughput import time_step
 
 
 def bench_dfad(batch: int, kd_steps: int, steps: int, warmup: int):
@@ -49,9 +39,8 @@ def bench_dfad(batch: int, kd_steps: int, steps: int, warmup: int):
         algo = algorithms.get("dfad")(cfg, [teacher])
         state = algo.init(jax.random.PRNGKey(1), {})
         fn = jax.jit(algo.train_step, donate_argnums=0)
-        sec = _time(lambda s, tv: fn(s, tv, {}), state, ([variables],), steps, warmup)
         out["one_stage" if one_stage else "two_stage"] = dict(
-            ms_per_step=1e3 * sec, img_per_s=kd_steps * batch / sec,
+            time_step(fn, state, ([variables], {}), kd_steps * batch, steps, warmup),
             unit=f"1 generator + {kd_steps} student updates")
     out["speedup"] = out["two_stage"]["ms_per_step"] / out["one_stage"]["ms_per_step"]
     return out
@@ -67,9 +56,9 @@ def bench_gan(batch: int, steps: int, warmup: int):
     for one_stage in (False, True):
         tr = GANTrainer(dict(loss="asymmetric", one_stage=one_stage, d_norm="group"), data.shape[1:], batch, 1000)
         fn = jax.jit(tr.step, donate_argnums=0)
-        sec = _time(fn, tr.init(jax.random.PRNGKey(0)), (data,), steps, warmup)
-        out["one_stage" if one_stage else "two_stage"] = dict(ms_per_step=1e3 * sec, img_per_s=batch / sec,
-                                                              unit="1 generator + 1 discriminator update")
+        out["one_stage" if one_stage else "two_stage"] = dict(
+            time_step(fn, tr.init(jax.random.PRNGKey(0)), (data,), batch, steps, warmup),
+            unit="1 generator + 1 discriminator update")
     out["speedup"] = out["two_stage"]["ms_per_step"] / out["one_stage"]["ms_per_step"]
     return out
 
