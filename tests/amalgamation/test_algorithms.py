@@ -138,3 +138,34 @@ def test_adaptive_student_scales_fold_into_export(teacher_factory, tmp_path):
     x = algo.prepare(None, images, augment=False)
     got, _ = algo.student.apply(variables, x, train=False)
     np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_layerwise_loss_equals_its_formula(teacher_factory, tmp_path):
+    """w0·kd + w1·Σ_ℓ mean(fam − r)² + w2·Σ_ℓ Σ_k mean(dec_k(r) − F_tk)², recomputed in NumPy."""
+    dirs = [teacher_factory(f"t{k}", "small_cnn", 5, seed=k, width=0.5) for k in range(2)]
+    w = (0.5, 2.0, 3.0)
+    algo, state, _, teachers = build("layerwise", dirs, HALVES, tmp_path, layers=["block2", "block3"], weights=w)
+    x = jax.random.normal(jax.random.PRNGKey(3), (4, 8, 8, 1))
+    t_out = algo.teacher_outputs([t.variables for t in teachers], x)
+    loss, (_, parts) = algo.amal_loss(state.params, state.batch_stats, t_out, x, 0)
+
+    s, s_feats, _ = algo.apply_student(state.params["student"], state.batch_stats["student"], x, train=True)
+    dense = lambda a, p: np.asarray(a, np.float64) @ np.asarray(p["kernel"], np.float64) + np.asarray(p["bias"])
+    l_amal = l_rec = 0.0
+    for name in ("block2", "block3"):
+        fs = np.asarray(s_feats[name])
+        fts = [np.asarray(f[name]) for _, f in t_out]
+        assert all(f.shape[:3] == fs.shape[:3] for f in fts)  # same spatial size: no resizing involved
+        p = state.params["blocks"][f"block_{name}"]
+        r = dense(np.concatenate(fts, -1), p["enc"])
+        l_amal += np.mean((dense(fs, p["fam"]) - r) ** 2)
+        rec = dense(r, p["dec"])
+        c = fts[0].shape[-1]
+        l_rec += np.mean((rec[..., :c] - fts[0]) ** 2) + np.mean((rec[..., c:] - fts[1]) ** 2)
+    t = np.concatenate([np.asarray(o, np.float64) for o, _ in t_out], -1) / algo.T
+    sl = np.asarray(s, np.float64) / algo.T
+    log_pt = t - np.log(np.exp(t).sum(-1, keepdims=True))
+    log_ps = sl - np.log(np.exp(sl).sum(-1, keepdims=True))
+    l_kd = algo.T ** 2 * np.mean(np.sum(np.exp(log_pt) * (log_pt - log_ps), -1))
+    np.testing.assert_allclose([parts["kd"], parts["amal"], parts["rec"]], [l_kd, l_amal, l_rec], rtol=2e-5)
+    np.testing.assert_allclose(loss, w[0] * l_kd + w[1] * l_amal + w[2] * l_rec, rtol=2e-5)
