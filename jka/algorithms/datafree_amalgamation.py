@@ -585,12 +585,8 @@ class DataFreeAmalgamationAssemble(_AmalgamationBase):
         loss = reproduce_loss(self.s, heads, targets)
         return loss, (upd["batch_stats"], {"reproduce": loss})
 
-    def train_step(self, state, teacher_vars, batch):
-        st, rng = state.block.next_rng()
-        (loss, (new_bs, terms)), g = jax.value_and_grad(self.loss, has_aux=True)(
-            st.params, st.batch_stats, state.frozen, rng)
-        st = st.apply_gradients(g, batch_stats=new_bs)
-        return state.replace(step=state.step + 1, block=st), {"loss": loss, **terms}
+    # the same step as the dual phase: one TrainState (``block``) trained against frozen parts
+    train_step = DataFreeAmalgamationDual.train_step
 
     def predict(self, state, images):
         x = self.prepare(None, images, augment=False)
