@@ -12,7 +12,8 @@ torch = pytest.importorskip("torch")
 
 from jka import cli, errors, models  # noqa: E402
 from jka.convert import cli as convert_cli  # noqa: E402
-from jka.convert import load_torch, torch_models  # noqa: E402
+from jka.convert import load_torch  # noqa: E402
+from tests.convert.twins import random_twin  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -26,22 +27,6 @@ FAMILIES = [
     ("resnet18", 32, {}, 3),
 ]
 NUM_CLASSES = 5
-
-
-def random_twin(name, num_classes=NUM_CLASSES, in_channels=3, seed=0, **kw):
-    """A randomly initialised PyTorch twin with random BN affine parameters and running statistics."""
-    torch.manual_seed(seed)
-    extra = {"in_channels": in_channels} if in_channels != 3 else {}
-    model = torch_models.torch_create(name, num_classes, **kw, **extra).eval()
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 1.5)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.2, 0.2)
-                m.num_batches_tracked.fill_(123)
-    return model
 
 
 def torch_outputs(model, x_nchw):
@@ -62,7 +47,7 @@ def flax_outputs(name, variables, x_nchw, **kw):
 def test_family_converts_exactly_from_pth_and_safetensors(tmp_path, name, size, kw, in_ch):
     from safetensors.torch import save_file
 
-    model = random_twin(name, in_channels=in_ch, **kw)
+    model = random_twin(name, NUM_CLASSES, in_channels=in_ch, **kw)
     state = model.state_dict()
     pth = tmp_path / "model.pth"
     if name == "cifar_resnet18":  # a training script's checkpoint: nested, DataParallel-prefixed
@@ -90,7 +75,7 @@ def test_import_and_safetensors_need_no_torch(tmp_path):
     from safetensors.torch import save_file
 
     path = tmp_path / "m.safetensors"
-    save_file(random_twin("small_cnn", in_channels=1).state_dict(), str(path))
+    save_file(random_twin("small_cnn", NUM_CLASSES, in_channels=1).state_dict(), str(path))
     code = ("import sys, jka.convert as c; assert 'torch' not in sys.modules, 'import'; "
             f"v = c.load_torch({str(path)!r}, 'small_cnn', num_classes={NUM_CLASSES}); "
             "assert 'torch' not in sys.modules, 'load'; print(v['params']['conv1']['kernel'].shape)")
@@ -100,7 +85,7 @@ def test_import_and_safetensors_need_no_torch(tmp_path):
 
 
 def _broken_state():
-    state = dict(random_twin("small_cnn", in_channels=1).state_dict())
+    state = dict(random_twin("small_cnn", NUM_CLASSES, in_channels=1).state_dict())
     del state["bn2.running_var"]  # missing
     state["head.weight"] = torch.zeros(3, 3)  # unexpected
     state["linear.weight"] = torch.zeros(NUM_CLASSES, 64)  # mis-shaped (should be 5 x 128)
@@ -120,7 +105,7 @@ def test_mismatch_lists_missing_unexpected_and_misshaped():
 def test_wrong_num_classes_is_reported_as_misshaped():
     expected = r"mis-shaped \(2\): linear.weight .* linear.bias \(5,\) vs expected \(7,\)"
     with pytest.raises(errors.UserError, match=expected):
-        load_torch(random_twin("small_cnn").state_dict(), "small_cnn", num_classes=7)
+        load_torch(random_twin("small_cnn", NUM_CLASSES).state_dict(), "small_cnn", num_classes=7)
 
 
 def _jka_main(monkeypatch, argv):
@@ -154,7 +139,7 @@ def test_cli_verify_and_converted_model_is_a_kd_teacher(tmp_path, monkeypatch, c
     from jka.algorithms.kd import KD, teacher_logits
     from jka.train.teachers import load_teachers
 
-    twin = random_twin("small_cnn", in_channels=1)
+    twin = random_twin("small_cnn", NUM_CLASSES, in_channels=1)
     torch.save({"model": twin.state_dict()}, tmp_path / "teacher.pt")
     out = tmp_path / "teacher"
     code = _jka_main(monkeypatch, ["convert", "small_cnn", str(tmp_path / "teacher.pt"), str(out),

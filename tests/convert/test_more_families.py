@@ -13,8 +13,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from jka import errors  # noqa: E402
-from jka.convert import bridge, families, load_torch, torch_models  # noqa: E402
+from jka.convert import bridge, families, load_torch  # noqa: E402
 from jka.train.checkpoint import load_model  # noqa: E402
+from tests.convert.twins import random_twin  # noqa: E402
 
 GEN_KW = {"nz": 16, "ngf": 4, "img_size": 8, "nc": 1}
 # name, num_classes, input side, kwargs
@@ -26,20 +27,6 @@ FAMILIES = [
     ("segnet", 4, 32, {"width": 0.125}),
     ("branchy_segnet", 5, 32, {"width": 0.0625, "task_channels": [4, 1], "branch_points": [2, 5]}),
 ]
-
-
-def random_twin(name, num_classes, seed=0, **kw):
-    torch.manual_seed(seed)
-    model = torch_models.torch_create(name, num_classes, **kw).eval()
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 1.5)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.2, 0.2)
-                m.num_batches_tracked.fill_(7)
-    return model
 
 
 def _split(out):
