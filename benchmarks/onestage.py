@@ -15,13 +15,12 @@ Timed with ``throughput.time_step`` (compile and warm-up excluded; median of ste
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 
 import jax
 import jax.numpy as jnp
 
-from benchmarks.throughput import time_step
+from benchmarks.throughput import time_step, write_json
 
 
 def bench_dfad(batch: int, kd_steps: int, steps: int, warmup: int):
@@ -86,8 +85,7 @@ def main(argv=None):
             print(f"{case:14s} {mode:10s} {r[mode]['ms_per_step']:10.2f} {r[mode]['img_per_s']:10.1f}")
         print(f"{case:14s} speed-up (two-stage time / one-stage time): {r['speedup']:.2f}x")
     if a.json:
-        with open(a.json, "w") as f:
-            json.dump(results, f, indent=2)
+        write_json(results, a.json)
     return results
 
 

@@ -16,8 +16,8 @@ import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
+from benchmarks.throughput import write_json
 from jka import models
 from jka.transfer.attribution import ZooModel, attribution_maps, feature_vectors
 from jka.transfer.depara import Graph, edge_weights, similarity_matrix
@@ -65,8 +65,7 @@ def main(argv=None):
            "machine": platform.processor() or platform.machine(), "first_call": first, "warm": warm}
     print(json.dumps(res, indent=2))
     if a.out:
-        with open(a.out, "w") as f:
-            json.dump(res, f, indent=2)
+        write_json(res, a.out)
     return res
 
 
