@@ -112,20 +112,30 @@ def main(argv=None) -> int:
         return 2
     result = {"device": device_name(), "jax_version": jax.__version__, "batch": args.batch, "dtype": args.dtype,
               "families": {}}
-    for family in families:
-        r = bench_family(family, args)
-        result["families"][family] = r
-        tflops = "" if r["tflops"] is None else f"  {r['tflops']:.1f} TFLOP/s"
-        print(f"{family:22s} {r['ms_per_step']:9.2f} ms/step  {r['img_per_s']:10.1f} img/s  "
-              f"compile {r['compile_s']:6.1f} s{tflops}", flush=True)
     path = args.json or (os.path.join(RESULTS_DIR, f"families_b{args.batch}_{args.dtype}_"
                                       f"{jax.devices()[0].device_kind.lower().replace(' ', '_')}.json")
                          if has_accelerator() else None)
+    failed = 0
+    for family in families:
+        try:
+            r = bench_family(family, args)
+        except Exception as e:  # one family's failure (e.g. out of memory) must not lose the others' numbers
+            failed += 1
+            result["families"][family] = {"error": f"{type(e).__name__}: {e}"[:2000]}
+            print(f"{family:22s} FAILED: {type(e).__name__}: {str(e)[:300]}", flush=True)
+        else:
+            result["families"][family] = r
+            tflops = "" if r["tflops"] is None else f"  {r['tflops']:.1f} TFLOP/s"
+            tflops += f"  MFU {100 * r['mfu']:.1f}%" if r.get("mfu") else ""
+            print(f"{family:22s} {r['ms_per_step']:9.2f} ms/step  {r['img_per_s']:10.1f} img/s  "
+                  f"compile {r['compile_s']:6.1f} s{tflops}", flush=True)
+        if path:  # rewritten after every family, so a run cut short keeps what it measured
+            write_json(result, path)
     if path:
-        print("wrote", write_json(result, path))
+        print("wrote", path)
     else:
         print(json.dumps(result, indent=2))
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

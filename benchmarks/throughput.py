@@ -22,6 +22,8 @@ import time
 import jax
 import numpy as np
 
+from benchmarks.flops import step_flops
+
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
@@ -76,7 +78,19 @@ def synthetic_algorithm(cls, n_images: int | None = None):
     return Synthetic
 
 
+# Dense bf16 peak of the accelerators MFU is reported for (TFLOP/s, from the vendors' data sheets).
+PEAK_BF16_TFLOPS = {"nvidia h100 80gb hbm3": 989.0, "nvidia h200": 989.0, "nvidia a100-sxm4-80gb": 312.0,
+                    "nvidia a100-sxm4-40gb": 312.0, "tpu v4": 275.0, "tpu v5 lite": 197.0, "tpu v5p": 459.0}
+
+
+def peak_tflops() -> float | None:
+    kind = (getattr(jax.devices()[0], "device_kind", "") or "").lower()
+    return PEAK_BF16_TFLOPS.get(kind)
+
+
 def _flops(compiled) -> float | None:
+    """XLA's own FLOP estimate, kept for reference only: on GPU it counts cuDNN convolutions as zero
+    (MFU uses ``benchmarks.flops.step_flops`` instead)."""
     try:
         cost = compiled.cost_analysis()
     except Exception:  # noqa: BLE001 - not every backend reports costs
@@ -97,16 +111,27 @@ def _peak_jax_memory(device) -> int | None:
 def summarise(times_s: list[float], batch: int, flops: float | None, compile_s: float, warmup_s: float,
               peak: int | None, **extra) -> dict:
     med = statistics.median(times_s)
+    tflops = (flops / med / 1e12) if flops else None
+    peak_tf = peak_tflops() if has_accelerator() else None
     return {"img_per_s": batch / med, "ms_per_step": 1e3 * med, "compile_s": compile_s, "warmup_s": warmup_s,
-            "peak_mem_bytes": peak, "flops_per_step": flops,
-            "tflops": (flops / med / 1e12) if flops else None, "timed_steps": len(times_s), **extra}
+            "peak_mem_bytes": peak, "flops_per_step": flops, "tflops": tflops,
+            "mfu": (tflops / peak_tf) if tflops and peak_tf else None, "timed_steps": len(times_s), **extra}
 
 
 def bench_jax(args) -> dict:
+    step_fn, state, rest = build_jax_step(args)
+    return time_step(step_fn, state, rest, args.batch, args.steps, args.warmup)
+
+
+def build_jax_step(args):
+    """jka's jitted step for ``args`` (as ``jka.train.loop`` builds it), its state and its other inputs."""
     from jka import algorithms, models
     from jka.algorithms.base import Teacher
     from jka.train import mesh as mesh_lib
 
+    from jka.models import layers
+
+    layers.FOLD_INFERENCE_BN = getattr(args, "fold_bn", True)
     cfg = make_config(args)
     dtype = {"float32": jax.numpy.float32, "bfloat16": jax.numpy.bfloat16}[args.dtype]
     teachers = []
@@ -126,13 +151,13 @@ def bench_jax(args) -> dict:
     teacher_vars = jax.device_put([t.variables for t in teachers], repl)
     step_fn = jax.jit(algo.train_step, donate_argnums=(0,), in_shardings=(repl, repl, dshard),
                       out_shardings=(repl, repl))  # as in jka.train.loop.train
-
-    return time_step(step_fn, state, (teacher_vars, batch), args.batch, args.steps, args.warmup)
+    return step_fn, state, (teacher_vars, batch)
 
 
 def time_step(step_fn, state, rest: tuple, batch: int, steps: int, warmup: int) -> dict:
     """Compile ``step_fn(state, *rest) -> (state, metrics)``, run ``warmup`` untimed steps, then time
     ``steps`` steps one by one (each synchronised); ``summarise`` the median."""
+    flops = step_flops(step_fn, state, *rest)
     t0 = time.perf_counter()
     compiled = step_fn.lower(state, *rest).compile()
     compile_s = time.perf_counter() - t0
@@ -148,8 +173,9 @@ def time_step(step_fn, state, rest: tuple, batch: int, steps: int, warmup: int) 
         jax.block_until_ready(state)
         times.append(time.perf_counter() - t0)
     loss = float(metrics["loss"]) if "loss" in metrics else None
-    return summarise(times, batch, _flops(compiled), compile_s, warmup_s,
-                     _peak_jax_memory(jax.devices()[0]), flops_source="xla", final_loss=loss,
+    return summarise(times, batch, flops, compile_s, warmup_s,
+                     _peak_jax_memory(jax.devices()[0]), flops_source="jaxpr", xla_flops=_flops(compiled),
+                     final_loss=loss,
                      devices=jax.device_count())
 
 
@@ -210,7 +236,8 @@ def run(args) -> dict:
               "config": {"teacher": args.teacher if args.task == "kd" else None, "student": args.student,
                          "image_size": args.image_size, "num_classes": args.num_classes, "dtype": args.dtype,
                          "steps": args.steps, "warmup": args.warmup, "optimizer": "sgd(momentum=0.9, wd=5e-4)",
-                         "loss": "kd(T=4)+ce" if args.task == "kd" else "ce"},
+                         "loss": "kd(T=4)+ce" if args.task == "kd" else "ce",
+                         "fold_inference_bn": getattr(args, "fold_bn", True)},
               "jax": None, "torch": None, "torch_compile": None}
     if args.framework in ("jax", "both"):
         result["jax"] = bench_jax(args)
@@ -221,8 +248,8 @@ def run(args) -> dict:
             result["torch"] = result["torch_compile"] = {"skipped": "torch is not installed"}
         else:
             result["torch_version"] = torch.__version__
-            xla_flops = result["jax"]["flops_per_step"] if result["jax"] else None
-            result["torch"] = bench_torch(args, False, xla_flops, "xla" if xla_flops else None)
+            jax_flops = result["jax"]["flops_per_step"] if result["jax"] else None
+            result["torch"] = bench_torch(args, False, jax_flops, "jaxpr" if jax_flops else None)
             flops, source = result["torch"]["flops_per_step"], result["torch"]["flops_source"]
             use_compile = args.torch_compile == "on" or (args.torch_compile == "auto" and torch.cuda.is_available())
             if not use_compile:
@@ -244,7 +271,8 @@ def default_json_path(args) -> str | None:
         return None
     kind = (getattr(jax.devices()[0], "device_kind", "") or jax.default_backend()).lower().replace(" ", "_")
     teacher = f"{args.teacher}-" if args.task == "kd" else ""
-    return os.path.join(RESULTS_DIR, f"{args.task}_{teacher}{args.student}_b{args.batch}_{args.dtype}_{kind}.json")
+    variant = "" if getattr(args, "fold_bn", True) else "_nofold"
+    return os.path.join(RESULTS_DIR, f"{args.task}_{teacher}{args.student}_b{args.batch}_{args.dtype}{variant}_{kind}.json")
 
 
 def write_json(result: dict, path: str) -> str:
@@ -265,8 +293,9 @@ def format_table(result: dict) -> str:
             continue
         tf = f"{r['tflops']:.3f}" if r.get("tflops") else "n/a"
         mem = f"{r['peak_mem_bytes'] / 2**20:.0f} MiB" if r.get("peak_mem_bytes") else "n/a"
+        mfu = f"  MFU {100 * r['mfu']:.1f}%" if r.get("mfu") else ""
         rows.append(f"  {name:14s} {r['img_per_s']:10.1f} img/s  {r['ms_per_step']:9.2f} ms/step  "
-                    f"compile {r['compile_s']:.1f}s  warm-up {r['warmup_s']:.1f}s  {tf} TFLOP/s  peak {mem}")
+                    f"compile {r['compile_s']:.1f}s  warm-up {r['warmup_s']:.1f}s  {tf} TFLOP/s{mfu}  peak {mem}")
     for key in ("speedup_vs_torch_eager", "speedup_vs_torch_compile"):
         if result.get(key) is not None:
             rows.append(f"  {key} = {result[key]:.2f}x")
@@ -288,6 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-classes", type=int, default=100)
     p.add_argument("--torch-compile", choices=("auto", "on", "off"), default="auto",
                    help="auto: torch.compile on CUDA only (inductor on a small CPU takes minutes)")
+    p.add_argument("--no-fold-bn", dest="fold_bn", action="store_false",
+                   help="run the teacher's inference BatchNorms as separate passes instead of folding them into "
+                        "the convolutions (jka.models.layers.conv_bn), to measure what folding gains")
     p.add_argument("--json", default=None, help="write the result here (default: benchmarks/results/... on an "
                    "accelerator, nowhere on CPU)")
     return p

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# jka's accelerator benchmarks, in the groups one 10-minute session slot can hold.
+#
+#   bash benchmarks/gpu_suite.sh kd          # KD step vs PyTorch eager / torch.compile, batch 1024 and 256, bf16
+#   bash benchmarks/gpu_suite.sh families    # every family's compiled step (jka) + one-stage DFAD/GAN + transfer matrix
+#   bash benchmarks/gpu_suite.sh profile     # where the KD step's device time goes; DeepInversion / CMI rounds (jka)
+#   bash benchmarks/gpu_suite.sh datafree    # DFAD and CMI's synthesis round, jka vs PyTorch
+#
+# Each benchmark writes its JSON under benchmarks/results/ (see benchmarks/README.md) and its log
+# under LOGDIR (default /tmp/jka_bench). A benchmark that fails or runs past its time limit does not
+# stop the others. Run from the repository root on a machine with a GPU and torch installed.
+set -u
+group=${1:?usage: bash benchmarks/gpu_suite.sh kd|families|profile|datafree [LOGDIR]}
+log=${2:-/tmp/jka_bench}
+mkdir -p "$log" benchmarks/results
+export PYTHONUNBUFFERED=1
+py=${PYTHON:-python3}
+kind=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1 | tr 'A-Z ' 'a-z_')
+
+bench() {  # bench NAME SECONDS ARGS...
+  local name=$1 limit=$2
+  shift 2
+  echo "== $name (limit ${limit}s)"
+  timeout "$limit" "$py" "$@" >"$log/$name.log" 2>&1
+  local rc=$?
+  tail -n 25 "$log/$name.log"
+  echo "== $name exit $rc"
+}
+
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null
+"$py" -c "import jax, flax, optax; print('jax', jax.__version__, 'flax', flax.__version__, jax.devices())"
+"$py" -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0))" 2>/dev/null
+
+case "$group" in
+  kd)
+    bench kd_b1024 260 -m benchmarks.throughput --task kd --batch 1024 --steps 30 --dtype bfloat16 --torch-compile on
+    bench kd_b256 200 -m benchmarks.throughput --task kd --batch 256 --steps 50 --dtype bfloat16 --torch-compile on
+    bench onestage 90 -m benchmarks.onestage --batch 256 --steps 30 --json benchmarks/results/onestage_b256_digits_${kind:-unknown}.json
+    ;;
+  families)
+    bench families 330 -m benchmarks.families --batch 256 --steps 5 --warmup 1 --dtype bfloat16
+    bench transfer_matrix 60 -m benchmarks.transfer_matrix --out benchmarks/results/transfer_matrix_10x500_${kind:-unknown}.json
+    # where the KD step's time goes: the student's step alone (the rest is the teacher's forward + the KD term)
+    bench supervised_b1024 100 -m benchmarks.throughput --task supervised --batch 1024 --steps 30 --dtype bfloat16 --torch-compile off
+    # the optimised HLO of jka's KD step, for reading offline
+    XLA_FLAGS="--xla_dump_to=$log/hlo --xla_dump_hlo_as_text --xla_dump_hlo_module_re=.*train_step.*" \
+      bench kd_hlo 60 -m benchmarks.throughput --task kd --batch 1024 --steps 3 --dtype bfloat16 --framework jax --json "$log/kd_hlo.json"
+    ;;
+  profile)
+    bench profile_kd_b1024 150 -m benchmarks.profile_step --task kd --batch 1024 --dtype bfloat16 --steps 5 \
+      --json "benchmarks/results/profile_kd_cifar_resnet34-cifar_resnet18_b1024_bfloat16_${kind:-unknown}.json"
+    bench inversion_rounds 270 -m benchmarks.families --only deepinversion_round,cmi_round --batch 256 --steps 3 \
+      --warmup 1 --dtype bfloat16 --json "benchmarks/results/families_inversion_b256_bfloat16_${kind:-unknown}.json"
+    ;;
+  datafree)
+    bench datafree 500 -m benchmarks.datafree_torch --batch 256 --steps 10
+    ;;
+  *)
+    echo "unknown group $group (kd|families|profile|datafree)" >&2
+    exit 2
+    ;;
+esac
