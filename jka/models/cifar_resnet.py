@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jka.models.layers import BatchNorm
+from jka.models.layers import BatchNorm, conv_bn
 
 PAD1 = ((1, 1), (1, 1))
 
@@ -24,15 +24,13 @@ class BasicBlock(nn.Module):
     def __call__(self, x, train: bool = False):
         bn = lambda name: BatchNorm(use_running_average=not train, dtype=self.dtype, name=name)
         s = (self.stride, self.stride)
-        out = nn.Conv(self.planes, (3, 3), s, padding=PAD1, use_bias=False, dtype=self.dtype, name="conv1")(x)
-        out = nn.relu(bn("bn1")(out))
-        out = nn.Conv(self.planes, (3, 3), padding=PAD1, use_bias=False, dtype=self.dtype, name="conv2")(out)
-        out = bn("bn2")(out)
+        conv = lambda k, s, pad, name: nn.Conv(self.planes, (k, k), s, padding=pad, use_bias=False, dtype=self.dtype,
+                                               name=name)
+        out = nn.relu(conv_bn(self, x, conv(3, s, PAD1, "conv1"), bn("bn1"), train))
+        out = conv_bn(self, out, conv(3, (1, 1), PAD1, "conv2"), bn("bn2"), train)
         shortcut = x
         if self.stride != 1 or x.shape[-1] != self.planes:
-            shortcut = nn.Conv(self.planes, (1, 1), s, padding="VALID", use_bias=False, dtype=self.dtype,
-                               name="shortcut_0")(x)
-            shortcut = bn("shortcut_1")(shortcut)
+            shortcut = conv_bn(self, x, conv(1, s, "VALID", "shortcut_0"), bn("shortcut_1"), train)
         return nn.relu(out + shortcut)
 
 
@@ -44,8 +42,8 @@ class CifarResNet(nn.Module):
     @nn.compact
     def __call__(self, x, train: bool = False):
         feats = {}
-        x = nn.Conv(64, (3, 3), padding=PAD1, use_bias=False, dtype=self.dtype, name="conv1")(x)
-        x = nn.relu(BatchNorm(use_running_average=not train, dtype=self.dtype, name="bn1")(x))
+        x = nn.relu(conv_bn(self, x, nn.Conv(64, (3, 3), padding=PAD1, use_bias=False, dtype=self.dtype, name="conv1"),
+                            BatchNorm(use_running_average=not train, dtype=self.dtype, name="bn1"), train))
         feats["stem"] = x
         for s, (n, planes) in enumerate(zip(self.stage_sizes, (64, 128, 256, 512))):
             for i in range(n):

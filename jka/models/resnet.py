@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jka.models.layers import BatchNorm
+from jka.models.layers import BatchNorm, conv_bn
 
 PAD1 = ((1, 1), (1, 1))
 
@@ -28,16 +28,17 @@ class _Block(nn.Module):
                                                   name=name)
         if self.bottleneck:
             out_planes = self.planes * 4
-            out = nn.relu(bn("bn1")(conv(self.planes, 1, 1, "VALID", "conv1")(x)))
-            out = nn.relu(bn("bn2")(conv(self.planes, 3, self.stride, PAD1, "conv2")(out)))
-            out = bn("bn3")(conv(out_planes, 1, 1, "VALID", "conv3")(out))
+            out = nn.relu(conv_bn(self, x, conv(self.planes, 1, 1, "VALID", "conv1"), bn("bn1"), train))
+            out = nn.relu(conv_bn(self, out, conv(self.planes, 3, self.stride, PAD1, "conv2"), bn("bn2"), train))
+            out = conv_bn(self, out, conv(out_planes, 1, 1, "VALID", "conv3"), bn("bn3"), train)
         else:
             out_planes = self.planes
-            out = nn.relu(bn("bn1")(conv(self.planes, 3, self.stride, PAD1, "conv1")(x)))
-            out = bn("bn2")(conv(self.planes, 3, 1, PAD1, "conv2")(out))
+            out = nn.relu(conv_bn(self, x, conv(self.planes, 3, self.stride, PAD1, "conv1"), bn("bn1"), train))
+            out = conv_bn(self, out, conv(self.planes, 3, 1, PAD1, "conv2"), bn("bn2"), train)
         shortcut = x
         if self.stride != 1 or x.shape[-1] != out_planes:
-            shortcut = bn("downsample_1")(conv(out_planes, 1, self.stride, "VALID", "downsample_0")(x))
+            down = conv(out_planes, 1, self.stride, "VALID", "downsample_0")
+            shortcut = conv_bn(self, x, down, bn("downsample_1"), train)
         return nn.relu(out + shortcut)
 
 
@@ -50,8 +51,8 @@ class ResNet(nn.Module):
     @nn.compact
     def __call__(self, x, train: bool = False):
         feats = {}
-        x = nn.Conv(64, (7, 7), (2, 2), padding=((3, 3), (3, 3)), use_bias=False, dtype=self.dtype, name="conv1")(x)
-        x = nn.relu(BatchNorm(use_running_average=not train, dtype=self.dtype, name="bn1")(x))
+        stem = nn.Conv(64, (7, 7), (2, 2), padding=((3, 3), (3, 3)), use_bias=False, dtype=self.dtype, name="conv1")
+        x = nn.relu(conv_bn(self, x, stem, BatchNorm(use_running_average=not train, dtype=self.dtype, name="bn1"), train))
         x = nn.max_pool(x, (3, 3), (2, 2), padding=PAD1)
         feats["stem"] = x
         for s, (n, planes) in enumerate(zip(self.stage_sizes, (64, 128, 256, 512))):
