@@ -4,7 +4,7 @@
 #   bash benchmarks/gpu_suite.sh kd          # KD step vs PyTorch eager / torch.compile, batch 1024 and 256, bf16
 #   bash benchmarks/gpu_suite.sh families    # every family's compiled step (jka) + one-stage DFAD/GAN + transfer matrix
 #   bash benchmarks/gpu_suite.sh profile     # where the KD step's device time goes; DeepInversion / CMI rounds (jka)
-#   bash benchmarks/gpu_suite.sh datafree    # DFAD and CMI's synthesis round, jka vs PyTorch
+#   bash benchmarks/gpu_suite.sh datafree    # KD b1024 again, then DFAD and CMI's round, jka vs PyTorch
 #
 # Each benchmark writes its JSON under benchmarks/results/ (see benchmarks/README.md) and its log
 # under LOGDIR (default /tmp/jka_bench). A benchmark that fails or runs past its time limit does not
@@ -53,7 +53,8 @@ case "$group" in
       --warmup 1 --dtype bfloat16 --json "benchmarks/results/families_inversion_b256_bfloat16_${kind:-unknown}.json"
     ;;
   datafree)
-    bench datafree 500 -m benchmarks.datafree_torch --batch 256 --steps 10
+    bench kd_b1024 170 -m benchmarks.throughput --task kd --batch 1024 --steps 30 --dtype bfloat16 --torch-compile on
+    bench datafree 320 -m benchmarks.datafree_torch --batch 256 --steps 2 --warmup 1 --dtype bfloat16
     ;;
   *)
     echo "unknown group $group (kd|families|profile|datafree)" >&2
