@@ -32,8 +32,8 @@ def edge_weights(features: np.ndarray) -> np.ndarray:
     """Cosine similarity of the features of every image pair i < j (row-major upper triangle)."""
     f = np.asarray(features, np.float64).reshape(len(features), -1)
     f = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), _EPS)
-    i, j = np.triu_indices(len(f), k=1)
-    return np.sum(f[i] * f[j], axis=1)
+    # all pairs at once as one Gram matrix (a BLAS product), then its upper triangle, row by row
+    return (f @ f.T)[np.triu_indices(len(f), k=1)]
 
 
 def build_graph(model: ZooModel, images: np.ndarray, layer: str = "pooled", method: str = "grad_input",

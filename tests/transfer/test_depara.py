@@ -50,3 +50,14 @@ def test_zoo_similarity_and_layer_selection():
     src = {"flat": build_graph(models[0], x, "flat"), "pooled": build_graph(models[0], x, "pooled")}
     scores = layer_scores(graphs["m0"], src)
     assert select_layer(scores) == "pooled" and scores["pooled"] > scores["flat"]
+
+
+def test_similarity_matrix_equals_pairwise_graph_similarity():
+    """Entry (A, B) is graph_similarity(A, B), also for maps of different sizes (resized to a common one)."""
+    sizes = (4, 3, 4)
+    rng = np.random.default_rng(3)
+    graphs = {f"g{k}": Graph(rng.normal(size=(6, h, h)), rng.normal(size=15)) for k, h in enumerate(sizes)}
+    names, s = similarity_matrix(graphs, 0.7)
+    for i, a in enumerate(names):
+        for j, b in enumerate(names):
+            assert np.isclose(s[i, j], graph_similarity(graphs[a], graphs[b], 0.7))
