@@ -22,7 +22,7 @@ import time
 import jax
 import numpy as np
 
-from benchmarks.flops import step_flops
+from benchmarks.flops import jaxpr_flops
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
@@ -90,7 +90,7 @@ def peak_tflops() -> float | None:
 
 def _flops(compiled) -> float | None:
     """XLA's own FLOP estimate, kept for reference only: on GPU it counts cuDNN convolutions as zero
-    (MFU uses ``benchmarks.flops.step_flops`` instead)."""
+    (MFU uses the jaxpr count of ``benchmarks.flops`` instead)."""
     try:
         cost = compiled.cost_analysis()
     except Exception:  # noqa: BLE001 - not every backend reports costs
@@ -157,10 +157,11 @@ def build_jax_step(args):
 def time_step(step_fn, state, rest: tuple, batch: int, steps: int, warmup: int) -> dict:
     """Compile ``step_fn(state, *rest) -> (state, metrics)``, run ``warmup`` untimed steps, then time
     ``steps`` steps one by one (each synchronised); ``summarise`` the median."""
-    flops = step_flops(step_fn, state, *rest)
     t0 = time.perf_counter()
-    compiled = step_fn.lower(state, *rest).compile()
+    traced = step_fn.trace(state, *rest)  # traced once: its jaxpr gives the FLOPs, its lowering the program
+    compiled = traced.lower().compile()
     compile_s = time.perf_counter() - t0
+    flops = jaxpr_flops(traced.jaxpr.jaxpr)
     t0 = time.perf_counter()
     for _ in range(warmup):
         state, metrics = compiled(state, *rest)
