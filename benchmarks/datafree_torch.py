@@ -28,7 +28,6 @@ import argparse
 import math
 import os
 import sys
-import time
 
 # Both frameworks share one GPU in this process: without this, jax reserves 75 % of its memory up
 # front and the PyTorch CMI round (≈ 19 GiB and more) runs out of memory (seen on an H100).
@@ -37,8 +36,8 @@ os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 import jax  # noqa: E402
 
 from benchmarks import families  # noqa: E402
-from benchmarks.throughput import (CIFAR_MEAN, CIFAR_STD, RESULTS_DIR, device_name, has_accelerator, summarise,
-                                   write_json)
+from benchmarks.throughput import (CIFAR_MEAN, CIFAR_STD, RESULTS_DIR, device_name, has_accelerator, speedup,
+                                   time_torch, write_json)
 
 FAMILY = {"dfad": "dfad_two_stage", "cmi": "cmi_round"}
 
@@ -50,12 +49,7 @@ def bench_jka(name: str, args) -> dict:
     overrides = {}
     if name == "cmi" and args.iterations:
         overrides = {"synthesis.steps": args.iterations, "synthesis.kd_steps": args.iterations}
-    saved = families.SUITE[FAMILY[name]]
-    families.SUITE[FAMILY[name]] = saved[:3] + ({**saved[3], **overrides},)
-    try:
-        return families.bench_family(FAMILY[name], ns)
-    finally:
-        families.SUITE[FAMILY[name]] = saved
+    return families.bench_family(FAMILY[name], ns, overrides)
 
 
 # ---------------------------------------------------------------------------------------------- PyTorch side
@@ -200,7 +194,8 @@ class TorchCMI(TorchDataFree):
         for bn, a in self.captured:
             a = a.float()
             mu, var = a.mean((0, 2, 3)), a.var((0, 2, 3), unbiased=False)
-            r_bn = r_bn + torch.linalg.vector_norm(mu - bn.running_mean) + torch.linalg.vector_norm(var - bn.running_var)
+            norm = torch.linalg.vector_norm
+            r_bn = r_bn + norm(mu - bn.running_mean) + norm(var - bn.running_var)
             means.append(a.mean((2, 3)))
         return logits.float(), r_bn, torch.cat(means, 1)
 
@@ -285,30 +280,8 @@ def bench_torch(name: str, args, compiled: bool, flops: float | None) -> dict:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(0)
     step = (TorchDFAD if name == "dfad" else TorchCMI)(args, device, compiled)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    t0 = time.perf_counter()
-    step()  # the first call pays for torch.compile
-    step.synchronize()
-    compile_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    for _ in range(max(args.warmup - 1, 0)):
-        step()
-    step.synchronize()
-    warmup_s = time.perf_counter() - t0
-    times = []
-    for _ in range(args.steps):
-        t0 = time.perf_counter()
-        loss = step()
-        step.synchronize()
-        times.append(time.perf_counter() - t0)
-    peak = int(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else None
-    return summarise(times, args.batch, flops, compile_s, warmup_s, peak, flops_source="jaxpr (jka's unit)",
-                     final_loss=float(loss.detach()), unit=step.unit, torch_device=str(device))
-
-
-def _ratio(a, b):
-    return a["img_per_s"] / b["img_per_s"] if a and b and "img_per_s" in a and "img_per_s" in b else None
+    return time_torch(step, step.synchronize, device, args.batch, args.steps, args.warmup, flops,
+                      flops_source="jaxpr (jka's unit)", unit=step.unit)
 
 
 def main(argv=None) -> int:
@@ -353,12 +326,13 @@ def main(argv=None) -> int:
                 failed += 1
                 r[side] = {"error": f"{type(e).__name__}: {e}"[:2000]}
             row = r[side]
-            line = (f"{row['ms_per_step']:10.1f} ms/unit  {row['img_per_s']:9.1f} img/s  compile {row['compile_s']:6.1f} s"
+            line = (f"{row['ms_per_step']:10.1f} ms/unit  {row['img_per_s']:9.1f} img/s  "
+                    f"compile {row['compile_s']:6.1f} s"
                     + (f"  MFU {100 * row['mfu']:.1f}%" if row.get("mfu") else "") if "ms_per_step" in row
                     else str(row)[:300])
             print(f"{name:5s} {side:14s} {line}", flush=True)
-            r["speedup_vs_torch_eager"] = _ratio(r.get("jka"), r.get("torch"))
-            r["speedup_vs_torch_compile"] = _ratio(r.get("jka"), r.get("torch_compile"))
+            r["speedup_vs_torch_eager"] = speedup(r.get("jka"), r.get("torch"))
+            r["speedup_vs_torch_compile"] = speedup(r.get("jka"), r.get("torch_compile"))
             if path:
                 write_json(result, path)
         for key in ("speedup_vs_torch_eager", "speedup_vs_torch_compile"):

@@ -43,13 +43,15 @@ SUITE = {
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def build(family: str, batch: int, image_size: int | None, dtype: str | None):
-    """The family's algorithm (synthetic data, random teachers), its initial state and teacher variables."""
+def build(family: str, batch: int, image_size: int | None, dtype: str | None, overrides: dict | None = None):
+    """The family's algorithm (synthetic data, random teachers), its config and teachers; ``overrides``
+    (config keys → values) are applied after the suite's own."""
     from jka import algorithms, models
     from jka import config as config_lib
     from jka.algorithms.base import Teacher, compute_dtype
 
-    path, archs, num_classes, overrides = SUITE[family]
+    path, archs, num_classes, suite_overrides = SUITE[family]
+    overrides = {**suite_overrides, **(overrides or {})}
     cfg = config_lib.load(os.path.join(REPO, path), [f"{k}={v!r}" for k, v in overrides.items()])
     cfg.data.name = "synthetic"
     cfg.data.num_classes = num_classes
@@ -73,11 +75,11 @@ def build(family: str, batch: int, image_size: int | None, dtype: str | None):
     return cfg, algo, teachers
 
 
-def bench_family(family: str, args) -> dict:
+def bench_family(family: str, args, overrides: dict | None = None) -> dict:
     from jka.train import loop
     from jka.train import mesh as mesh_lib
 
-    cfg, algo, teachers = build(family, args.batch, args.image_size, args.dtype)
+    cfg, algo, teachers = build(family, args.batch, args.image_size, args.dtype, overrides)
     mesh = mesh_lib.make_mesh(**cfg.train.get("mesh", {}))
     mesh_lib.check_batch(args.batch, mesh)
     batches = algo.train_batches(0)
@@ -87,9 +89,9 @@ def bench_family(family: str, args) -> dict:
     teacher_vars = jax.device_put([t.variables for t in teachers], repl)
     step_fn = loop.compile_step(algo, mesh)
     out = time_step(step_fn, state, (teacher_vars, batch), args.batch, args.steps, args.warmup)
-    out.update(config=SUITE[family][0], overrides=SUITE[family][3], algorithm=cfg.algorithm,
-               student=cfg.model.name, teachers=SUITE[family][1], image_size=int(cfg.data.image_size),
-               dtype=cfg.train.dtype)
+    out.update(config=SUITE[family][0], overrides={**SUITE[family][3], **(overrides or {})},
+               algorithm=cfg.algorithm, student=cfg.model.name, teachers=SUITE[family][1],
+               image_size=int(cfg.data.image_size), dtype=cfg.train.dtype)
     return out
 
 

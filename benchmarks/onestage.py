@@ -9,7 +9,8 @@
   is the same on random 32×32×3 images, the CIFAR-sized networks (the digits steps are so small that
   on a GPU they measure kernel launches: one-stage was 0.76× there on an H100).
 
-Timed with ``throughput.time_step`` (compile and warm-up excluded; median of steps synchronised one by one). Prints ms/step, img/s and the speed-up
+Timed with ``throughput.time_step`` (compile and warm-up excluded; median of steps synchronised one
+by one). Prints ms/step, img/s and the speed-up
 (two-stage time / one-stage time) and writes JSON with ``--json``.
 
     python -m benchmarks.onestage --steps 20 --batch 64 --json benchmarks/results/onestage_cpu.json

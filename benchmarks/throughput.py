@@ -197,27 +197,38 @@ def bench_torch(args, compiled: bool, flops: float | None = None, flops_source: 
     labels = torch.from_numpy(labels).long().to(device)
     if flops is None and not compiled:
         flops, flops_source = flops_per_step(step, images, labels), "torch.utils.flop_counter"
+    return time_torch(lambda: step(images, labels), step.synchronize, device, args.batch, args.steps, args.warmup,
+                      flops, flops_source=flops_source if flops else None, channels_last=True,
+                      autocast_bf16=cfg.bf16)
+
+
+def time_torch(call, synchronize, device, batch: int, steps: int, warmup: int, flops: float | None,
+               **extra) -> dict:
+    """PyTorch's side of ``time_step``: the first ``call()`` (which pays for ``torch.compile``) is the
+    compile time, then ``warmup − 1`` untimed calls, then ``steps`` calls timed one by one, each
+    synchronised; ``call`` returns the loss tensor. Peak memory is CUDA's allocator peak."""
+    import torch
+
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     t0 = time.perf_counter()
-    step(images, labels)  # the first step pays for torch.compile
-    step.synchronize()
+    call()
+    synchronize()
     compile_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    for _ in range(max(args.warmup - 1, 0)):
-        loss = step(images, labels)
-    step.synchronize()
+    for _ in range(max(warmup - 1, 0)):
+        call()
+    synchronize()
     warmup_s = time.perf_counter() - t0
     times = []
-    for _ in range(args.steps):
+    for _ in range(steps):
         t0 = time.perf_counter()
-        loss = step(images, labels)
-        step.synchronize()
+        loss = call()
+        synchronize()
         times.append(time.perf_counter() - t0)
     peak = int(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else None
-    return summarise(times, args.batch, flops, compile_s, warmup_s, peak,
-                     flops_source=flops_source if flops else None, final_loss=float(loss.detach()),
-                     torch_device=str(device), channels_last=True, autocast_bf16=cfg.bf16)
+    return summarise(times, batch, flops, compile_s, warmup_s, peak, final_loss=float(loss.detach()),
+                     torch_device=str(device), **extra)
 
 
 def device_name() -> str:
@@ -228,7 +239,7 @@ def device_name() -> str:
     return f"{d.platform} {kind}".strip()
 
 
-def _ratio(a, b):
+def speedup(a, b):
     return a["img_per_s"] / b["img_per_s"] if a and b and "img_per_s" in a and "img_per_s" in b else None
 
 
@@ -261,8 +272,8 @@ def run(args) -> dict:
                     result["torch_compile"] = bench_torch(args, True, flops, source)
                 except Exception as err:  # noqa: BLE001 - inductor missing/failing must not end the run
                     result["torch_compile"] = {"skipped": f"torch.compile failed: {type(err).__name__}: {err}"[:500]}
-    result["speedup_vs_torch_eager"] = _ratio(result["jax"], result["torch"])
-    result["speedup_vs_torch_compile"] = _ratio(result["jax"], result["torch_compile"])
+    result["speedup_vs_torch_eager"] = speedup(result["jax"], result["torch"])
+    result["speedup_vs_torch_compile"] = speedup(result["jax"], result["torch_compile"])
     return result
 
 
@@ -273,7 +284,8 @@ def default_json_path(args) -> str | None:
     kind = (getattr(jax.devices()[0], "device_kind", "") or jax.default_backend()).lower().replace(" ", "_")
     teacher = f"{args.teacher}-" if args.task == "kd" else ""
     variant = "" if getattr(args, "fold_bn", True) else "_nofold"
-    return os.path.join(RESULTS_DIR, f"{args.task}_{teacher}{args.student}_b{args.batch}_{args.dtype}{variant}_{kind}.json")
+    name = f"{args.task}_{teacher}{args.student}_b{args.batch}_{args.dtype}{variant}_{kind}.json"
+    return os.path.join(RESULTS_DIR, name)
 
 
 def write_json(result: dict, path: str) -> str:
