@@ -5,12 +5,13 @@
 #   bash benchmarks/gpu_suite.sh families    # every family's compiled step (jka) + one-stage DFAD/GAN + transfer matrix
 #   bash benchmarks/gpu_suite.sh profile     # where the KD step's device time goes; DeepInversion / CMI rounds (jka)
 #   bash benchmarks/gpu_suite.sh datafree    # KD b1024 again, then DFAD and CMI's round, jka vs PyTorch
+#   bash benchmarks/gpu_suite.sh bridge      # torchvision checkpoints convert within 1e-4; one-stage GAN at CIFAR size
 #
 # Each benchmark writes its JSON under benchmarks/results/ (see benchmarks/README.md) and its log
 # under LOGDIR (default /tmp/jka_bench). A benchmark that fails or runs past its time limit does not
 # stop the others. Run from the repository root on a machine with a GPU and torch installed.
 set -u
-group=${1:?usage: bash benchmarks/gpu_suite.sh kd|families|profile|datafree [LOGDIR]}
+group=${1:?usage: bash benchmarks/gpu_suite.sh kd|families|profile|datafree|bridge [LOGDIR]}
 log=${2:-/tmp/jka_bench}
 mkdir -p "$log" benchmarks/results
 export PYTHONUNBUFFERED=1
@@ -56,8 +57,15 @@ case "$group" in
     bench kd_b1024 170 -m benchmarks.throughput --task kd --batch 1024 --steps 30 --dtype bfloat16 --torch-compile on
     bench datafree 320 -m benchmarks.datafree_torch --batch 256 --steps 2 --warmup 1 --dtype bfloat16
     ;;
+  bridge)
+    # conversion of checkpoints jka did not write (torchvision's models); needs torchvision matching torch
+    echo "== torchvision conversion test"
+    timeout 90 "$py" -m pytest -q -rs -p no:cacheprovider tests/convert/test_convert.py -k torchvision 2>&1 | tail -n 8
+    bench onestage_gan32 130 -m benchmarks.onestage --only gan32 --batch 256 --steps 30 \
+      --json benchmarks/results/onestage_gan32_b256_${kind:-unknown}.json
+    ;;
   *)
-    echo "unknown group $group (kd|families|profile|datafree)" >&2
+    echo "unknown group $group (kd|families|profile|datafree|bridge)" >&2
     exit 2
     ;;
 esac
