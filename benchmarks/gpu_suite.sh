@@ -6,12 +6,13 @@
 #   bash benchmarks/gpu_suite.sh profile     # where the KD step's device time goes; DeepInversion / CMI rounds (jka)
 #   bash benchmarks/gpu_suite.sh datafree    # KD b1024 again, then DFAD and CMI's round, jka vs PyTorch
 #   bash benchmarks/gpu_suite.sh bridge      # torchvision checkpoints convert within 1e-4; one-stage GAN at CIFAR size
+#   bash benchmarks/gpu_suite.sh diagnose    # KD b1024: per-kernel profile without command buffers, HLO, XLA flag variants
 #
 # Each benchmark writes its JSON under benchmarks/results/ (see benchmarks/README.md) and its log
 # under LOGDIR (default /tmp/jka_bench). A benchmark that fails or runs past its time limit does not
 # stop the others. Run from the repository root on a machine with a GPU and torch installed.
 set -u
-group=${1:?usage: bash benchmarks/gpu_suite.sh kd|families|profile|datafree|bridge [LOGDIR]}
+group=${1:?usage: bash benchmarks/gpu_suite.sh kd|families|profile|datafree|bridge|diagnose [LOGDIR]}
 log=${2:-/tmp/jka_bench}
 mkdir -p "$log" benchmarks/results
 export PYTHONUNBUFFERED=1
@@ -64,8 +65,21 @@ case "$group" in
     bench onestage_gan32 130 -m benchmarks.onestage --only gan32 --batch 256 --steps 30 \
       --json benchmarks/results/onestage_gan32_b256_${kind:-unknown}.json
     ;;
+  diagnose)
+    # With CUDA command buffers off every fusion is its own kernel in the trace, so the profile names
+    # which BatchNorm / elementwise fusions cost what (timings differ a little from the default).
+    XLA_FLAGS="--xla_gpu_enable_command_buffer= --xla_dump_to=$log/hlo --xla_dump_hlo_as_text --xla_dump_hlo_module_re=.*train_step.*" \
+      bench profile_kd_ops 150 -m benchmarks.profile_step --task kd --batch 1024 --dtype bfloat16 --steps 5 --top 80 \
+      --json "$log/profile_kd_ops.json"
+    # jka's KD step alone under XLA flags that change convolution fusion, layouts or tiling
+    for flags in "" "--xla_gpu_enable_command_buffer=" "--xla_gpu_exhaustive_tiling_search=true" \
+                 "--xla_gpu_use_runtime_fusion=true" "--xla_gpu_force_conv_nhwc=true"; do
+      XLA_FLAGS="$flags" bench "kd_flags_${flags//[^a-z_]/}" 70 -m benchmarks.throughput --task kd --batch 1024 \
+        --steps 30 --dtype bfloat16 --framework jax --json "$log/kd_flags.json"
+    done
+    ;;
   *)
-    echo "unknown group $group (kd|families|profile|datafree|bridge)" >&2
+    echo "unknown group $group (kd|families|profile|datafree|bridge|diagnose)" >&2
     exit 2
     ;;
 esac
