@@ -75,6 +75,11 @@ def main(argv=None) -> int:
     try:
         from jka.train.distributed import maybe_initialize
 
+        if "://" in (getattr(args, "workdir", None) or ""):
+            raise UserError(
+                f"--workdir {args.workdir}: jka writes its workdir with plain file I/O, so it must be a "
+                "local path or a mounted shared file system (NFS, Lustre, a gcsfuse mount of a bucket), "
+                "not a URL")
         maybe_initialize()
         args.fn(args)
     except UserError as err:

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from jka import models
 from jka.data import Batches, load_split, select_classes
 from jka.data.augment import random_crop_flip, to_float
+from jka.train import mesh as mesh_lib
 from jka.train.evaluate import classification_eval
 from jka.train.state import TrainState, make_optimizer
 
@@ -47,6 +48,7 @@ class Algorithm:
 
     name = "base"
     uses_labels = True
+    mesh = None  # set by the training loop; batches made inside a step are split over it
 
     def __init__(self, cfg, teachers: Sequence[Teacher]):
         self.cfg = cfg
@@ -57,6 +59,10 @@ class Algorithm:
         self.student = models.create(cfg.model.name, len(self.student_classes), dtype=self.dtype,
                                      **self.student_kwargs)
         self.total_steps = int(cfg.train.steps)
+
+    def shard_batch(self, x):
+        """Split a batch made inside the step over the devices (see ``mesh.constrain_batch``)."""
+        return mesh_lib.constrain_batch(x, self.mesh)
 
     # -- pieces subclasses override -------------------------------------------------------------
     def default_student_classes(self, cfg, num_classes: int):

@@ -121,7 +121,7 @@ class CMI(InversionAlgorithm):
     def synthesize(self, state, teacher_vars, rng):
         k_g, k_z, k_y, k_neg, k_it = jax.random.split(rng, 5)
         n, c = self.batch, len(self.student_classes)
-        z = jax.random.normal(k_z, (n, int(self.syn.nz)))
+        z = self.shard_batch(jax.random.normal(k_z, (n, int(self.syn.nz))))
         gv = self.generator.init(k_g, z, train=False)  # re-initialised every round
         y = random_targets(k_y, n, c)
         bank: RingBuffer = state.extra["bank"]

@@ -126,7 +126,7 @@ class GeneratorDistillation(DataFreeAlgorithm):
         return to_float(x01, self.mean, self.std).astype(self.dtype)
 
     def _z(self, rng):
-        return jax.random.normal(rng, (self.batch_size, self.nz), jnp.float32)
+        return self.shard_batch(jax.random.normal(rng, (self.batch_size, self.nz), jnp.float32))
 
     # -- state ----------------------------------------------------------------------------------
     def init(self, rng, batch):

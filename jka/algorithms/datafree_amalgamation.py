@@ -368,7 +368,7 @@ class DataFreeAmalgamationGAN(_AmalgamationBase):
         return TrainState.create(params, self.adam(self.s.gan_lr, self.total_steps), k_s, gv["batch_stats"])
 
     def loss(self, params, batch_stats, teacher_vars, rng):
-        z = jax.random.normal(rng, (self.batch, int(self.s.nz)))
+        z = self.shard_batch(jax.random.normal(rng, (self.batch, int(self.s.nz))))
         outs, new_bs = self.generate({"params": params["generator"], "batch_stats": batch_stats}, z, True)
         img = self.normalise(outs[-1])
         ys, pooled, inter, bn_inputs = [], [], [], []
@@ -484,7 +484,7 @@ class DataFreeAmalgamationDual(_AmalgamationBase):
         return out
 
     def loss(self, params, batch_stats, frozen, rng):
-        z = jax.random.normal(rng, (self.batch, int(self.s.nz)))
+        z = self.shard_batch(jax.random.normal(rng, (self.batch, int(self.s.nz))))
         outs, _ = self.generate(frozen["generator"], z, False)
         outs = [jax.lax.stop_gradient(o) for o in outs]
         img = self.normalise(outs[-1])
@@ -575,7 +575,7 @@ class DataFreeAmalgamationAssemble(_AmalgamationBase):
         return DualState(step=jnp.zeros((), jnp.int32), block=st, frozen=jax.tree.map(jnp.asarray, frozen))
 
     def loss(self, params, batch_stats, frozen, rng):
-        z = jax.random.normal(rng, (self.batch, int(self.s.nz)))
+        z = self.shard_batch(jax.random.normal(rng, (self.batch, int(self.s.nz))))
         img = self.normalise(jax.lax.stop_gradient(self.generate(frozen["generator"], z, False)[0][-1]))
         targets = [small_cnn_from(frozen["teachers"][m], img, 1)[0][:, self.label_idx[m]]
                    for m in range(len(self.teachers))]

@@ -151,7 +151,7 @@ class InversionAlgorithm(DataFreeAlgorithm):
 
         def one(st, key):
             k_s, k_a = jax.random.split(key)
-            x = from_pool(pool.sample(k_s, self.batch))
+            x = self.shard_batch(from_pool(pool.sample(k_s, self.batch)))
             if pad or flip:
                 x = global_view(k_a, x, pad, flip)
             x = self.normalise(x)
@@ -228,7 +228,7 @@ class DeepInversion(InversionAlgorithm):
     def synthesize(self, state, teacher_vars, rng):
         k_x, k_y, k_it = jax.random.split(rng, 3)
         n, c = self.batch, len(self.student_classes)
-        x = jax.random.uniform(k_x, (n,) + self.image_shape)
+        x = self.shard_batch(jax.random.uniform(k_x, (n,) + self.image_shape))
         y = random_targets(k_y, n, c)
         tx = optax.adam(float(self.syn.lr), b1=0.5, b2=0.99)
         grad_fn = jax.value_and_grad(self.synthesis_loss, has_aux=True)

@@ -24,7 +24,7 @@ import numpy as np
 from jka import losses
 from jka.algorithms.base import Algorithm
 from jka.data.augment import to_float
-from jka.data.core import to_global
+from jka.data.core import process_slice, to_global
 from jka.data.scenes import DenseBatches, dense_eval_batches, load_dense_split
 from jka.errors import ConfigError
 from jka.losses import dense
@@ -69,12 +69,13 @@ def task_scores(kind: str, sums) -> dict:
 def dense_metric_sums(sums_fn, state, ds, batch_size: int, mesh):
     """Σ over the test split of ``sums_fn(state, batch)`` (any pytree of sums), on the host."""
     sharding = mesh_lib.data_sharding(mesh)
-    n_dev = mesh.shape["data"]
+    n_dev = mesh_lib.batch_devices(mesh)
     bs = max(n_dev, (min(batch_size, len(ds)) // n_dev) * n_dev)
     fn = compiled(sums_fn, mesh)
     total = None
     for batch in dense_eval_batches(ds, bs):
-        sums = jax.device_get(fn(state, to_global(batch, sharding)))
+        local = {k: process_slice(v) for k, v in batch.items()}  # this process's rows only
+        sums = jax.device_get(fn(state, to_global(local, sharding)))
         sums = jax.tree.map(lambda a: np.asarray(a, np.float64), sums)
         total = sums if total is None else jax.tree.map(np.add, total, sums)
     return total

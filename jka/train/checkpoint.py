@@ -56,10 +56,24 @@ class Checkpointer:
         self.manager.close()
 
 
+def to_host(tree):
+    """NumPy copies of every leaf. Arrays split over several processes (``train.shard.state`` on a
+    multi-host mesh) are gathered first, which is a collective: call it on every process."""
+
+    def one(a):
+        if isinstance(a, jax.Array) and not a.is_fully_addressable:
+            from jax.experimental import multihost_utils
+
+            return np.asarray(multihost_utils.process_allgather(a, tiled=True))
+        return np.asarray(jax.device_get(a))
+
+    return jax.tree.map(one, tree)
+
+
 def export_model(directory: str, arch: str, num_classes: int, variables: dict, **meta) -> None:
     """Write ``model.json`` and ``variables.msgpack`` to ``directory``."""
     os.makedirs(directory, exist_ok=True)
-    host = jax.tree.map(lambda a: np.asarray(jax.device_get(a)), dict(variables))
+    host = to_host(dict(variables))
     with open(os.path.join(directory, "variables.msgpack"), "wb") as f:
         f.write(serialization.msgpack_serialize(host))
     info = {"arch": arch, "num_classes": int(num_classes), **meta}

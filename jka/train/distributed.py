@@ -31,3 +31,17 @@ def maybe_initialize() -> bool:
         jax.distributed.initialize()
         return True
     return False
+
+
+def barrier(name: str) -> None:
+    """Wait until every process reaches ``name`` (a no-op in a one-process run).
+
+    Used after process 0 writes files that the others read next (an exported model, a job
+    phase's summary), so no process reads a file that is still being written.
+    """
+    import jax
+
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)

@@ -22,7 +22,7 @@ def compiled(fn, mesh):
 def predict_all(predict, state, ds, batch_size: int, mesh, keys=("image",)) -> np.ndarray:
     """Outputs of ``predict(state, images)`` over all of ``ds`` in order (host numpy)."""
     sharding = mesh_lib.data_sharding(mesh)
-    n_dev = mesh.shape["data"]
+    n_dev = mesh_lib.batch_devices(mesh)
     bs = max(n_dev, (min(batch_size, len(ds)) // n_dev) * n_dev)  # divisible by devices and processes
     fn = compiled(predict, mesh)
     outs = []

@@ -21,7 +21,8 @@ from tqdm.auto import tqdm
 from jka import algorithms
 from jka.errors import UserError
 from jka.train import mesh as mesh_lib
-from jka.train.checkpoint import Checkpointer, export_model
+from jka.train.checkpoint import Checkpointer, export_model, to_host
+from jka.train.distributed import barrier
 from jka.train.metrics import MetricWriter, to_python
 from jka.train.teachers import load_teachers
 
@@ -64,6 +65,7 @@ def setup(cfg, workdir: str) -> Run:
     teachers = load_teachers(cfg, workdir)
     algo = algorithms.get(cfg.algorithm)(cfg, teachers)
     algo.workdir = workdir  # for algorithms that write files of their own (sample grids)
+    algo.mesh = mesh
     batches = algo.train_batches(seed)
 
     # train.shard: split large arrays over the mesh's `model` axis (teachers by default; the
@@ -115,9 +117,12 @@ def compilations(jitted) -> int | None:
 
 
 def write_summary(workdir: str, summary: dict) -> None:
+    """Process 0 writes ``summary.json``; every process waits for it (the run's last file: a later
+    phase or a teacher's user may read this workdir next)."""
     if jax.process_index() == 0:
         with open(os.path.join(workdir, "summary.json"), "w") as f:
             json.dump(summary, f, indent=2)
+    barrier("jka: summary.json written")
 
 
 def train(cfg, workdir: str) -> dict:
@@ -185,6 +190,7 @@ def train(cfg, workdir: str) -> dict:
     writer.write(total, "eval", final)
     writer.close()
     arch, n_out, variables, meta = algo.export(state)
+    variables = to_host(variables)  # every process: a split array is gathered collectively
     if jax.process_index() == 0:
         export_model(os.path.join(workdir, "model"), arch, n_out, variables, **algo.export_info(), **meta)
     summary = {

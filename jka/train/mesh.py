@@ -1,5 +1,8 @@
-"""Device mesh and shardings: batches split over the ``data`` axis; parameters replicated, or split
-over the ``model`` axis (FSDP-style) when a teacher or the training state is too large for one device.
+"""Device mesh and shardings: batches split over every device (the ``data`` and ``model`` axes);
+parameters replicated, or split over the ``model`` axis (FSDP-style) when a teacher or the training
+state is too large for one device. Splitting the batch over ``model`` too is what makes it FSDP
+rather than a replicated computation: each device works on its own rows, and XLA gathers a split
+parameter where a layer needs it whole.
 
 The same code runs on one CPU, on 8 fake CPU devices
 (``XLA_FLAGS=--xla_force_host_platform_device_count=8``), on a GPU, or on a TPU slice.
@@ -29,12 +32,40 @@ def make_mesh(data: int = -1, model: int = 1, devices=None) -> Mesh:
         raise ConfigError(f"mesh data={data} × model={model} needs {data * model} devices; {n} are available")
     if data * model < n and jax.process_count() > 1:
         raise ConfigError("in a multi-process run the mesh must use every device (train.mesh.data=-1)")
+    if jax.process_count() > 1 and model > jax.local_device_count():
+        # Each process feeds its own rows of the batch to its own devices (jka.data.core.process_slice),
+        # so one model group must not span two processes.
+        raise ConfigError(
+            f"train.mesh.model={model} is larger than the {jax.local_device_count()} devices of one process; "
+            f"in a multi-process run a model group must sit inside one process: use "
+            f"train.mesh.model <= {jax.local_device_count()}")
     return Mesh(np.asarray(devices[: data * model]).reshape(data, model), ("data", "model"))
 
 
+BATCH_AXES = ("data", "model")
+
+
+def batch_devices(mesh: Mesh) -> int:
+    """How many devices a batch is split over (all of the mesh)."""
+    return mesh.shape["data"] * mesh.shape["model"]
+
+
 def data_sharding(mesh: Mesh) -> NamedSharding:
-    """Leading (batch) axis split over ``data``."""
-    return NamedSharding(mesh, P("data"))
+    """Leading (batch) axis split over ``data`` × ``model``."""
+    return NamedSharding(mesh, P(BATCH_AXES))
+
+
+def constrain_batch(x, mesh: Mesh | None):
+    """Inside a compiled step: ask XLA to split ``x``'s leading axis like a batch.
+
+    For batches made inside the step (a generator's latent codes, images being synthesized,
+    samples from an on-device pool), which would otherwise be computed whole on every device.
+    Identity without a mesh, on one device, or when the rows do not divide evenly.
+    """
+    n = 1 if mesh is None else batch_devices(mesh)
+    if n == 1 or x.shape[0] % n:
+        return x
+    return jax.lax.with_sharding_constraint(x, data_sharding(mesh))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
@@ -42,11 +73,11 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
 
 def check_batch(batch_size: int, mesh: Mesh):
-    n = mesh.shape["data"]
+    n = batch_devices(mesh)
     if batch_size % n:
         raise ConfigError(
-            f"batch size {batch_size} is not divisible by the {n} data-parallel devices; "
-            f"use a multiple of {n} (data.batch_size)")
+            f"batch size {batch_size} is not divisible by the {n} devices it is split over "
+            f"(mesh data={mesh.shape['data']} × model={mesh.shape['model']}); use a multiple of {n} (data.batch_size)")
     if batch_size % jax.process_count():
         raise ConfigError(f"batch size {batch_size} is not divisible by the {jax.process_count()} processes")
 

@@ -111,7 +111,7 @@ def _compiled(model: ZooModel, layer: str, method: str | None, mesh):
 
 def _run_sharded(fn, variables, images: np.ndarray, mesh, batch_size: int) -> np.ndarray:
     """``fn`` over ``images`` in fixed-size chunks (a multiple of the data devices; last one padded)."""
-    n_dev = mesh.shape["data"]
+    n_dev = mesh_lib.batch_devices(mesh)
     bs = max(n_dev, (min(batch_size, len(images)) + n_dev - 1) // n_dev * n_dev)
     sharding = mesh_lib.data_sharding(mesh)
     variables = jax.device_put(variables, mesh_lib.replicated(mesh))
