@@ -27,9 +27,11 @@ def test_overrides_parse_and_keep_types():
     (["train", TEACHER, "algorithm=magic", "--workdir", "w"], "unknown algorithm 'magic'"),
     (["train", TEACHER, "optim.name=lion", "--workdir", "w"], "unknown optimizer 'lion'"),
     (["train", TEACHER, "data.batch_size=5000", "--workdir", "w"], "larger than the dataset"),
+    (["train", TEACHER, "--workdir", "gs://bucket/run"], "not a URL"),
 ])
 def test_user_errors_are_one_line_and_exit_2(tmp_path, capsys, args, needle):
     args = [a if a != "w" else str(tmp_path / "w") for a in args]
+    assert not os.path.exists("gs:")
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert needle in err and len(err.splitlines()) == 1 and err.startswith("jka: error:")
