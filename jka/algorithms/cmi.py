@@ -17,8 +17,10 @@ One loop step = one synthesis round + its student steps, compiled once:
    features (2D per entry) of the best batch of every earlier round. A projection head
    (Linear D→D, ReLU, Linear D→256, L2-normalise; persistent across rounds, trained with the
    generator by its own Adam) embeds local and global features; logits = local·sg(global)ᵀ/τ
-   (τ = 0.1), the positive of row i is column i, and the cross-entropy is averaged over batch rows
-   and (valid) bank rows. Bank rows not yet filled are masked out of rows and columns.
+   (τ = 0.1), the positive of row i is column i, and the cross-entropy is averaged over the batch
+   rows and over the (valid) bank rows separately, the two means added (as the authors' code: a
+   single mean would dilute the generator's gradient). Bank rows not yet filled are masked out of
+   rows and columns.
 3. The lowest-loss batch of the round goes into the image pool and its features into the bank;
    the student learns ``kd(s, t, T=20)`` on pool batches (``lax.scan`` over ``kd_steps``).
 """
@@ -49,11 +51,15 @@ class ProjectionHead(nn.Module):
         return h * jax.lax.rsqrt(jnp.maximum(jnp.sum(h * h, axis=-1, keepdims=True), 1e-24))
 
 
-def contrastive_loss(local_emb, global_emb, tau: float, valid=None):
+def contrastive_loss(local_emb, global_emb, tau: float, valid=None, n_batch: int | None = None):
     """Cross-entropy of ``logits = local·sg(global)ᵀ/τ`` with positives on the diagonal.
 
     ``valid`` (rows,) masks rows that hold no data: their columns get no probability and their
-    rows are left out of the mean. The mean is over all valid rows (batch rows and bank rows).
+    rows are left out of the mean. Without ``n_batch`` the mean is over all valid rows. With it,
+    the first ``n_batch`` rows (this batch) and the rest (bank rows) are averaged separately and
+    the two means added, as the CMI authors' code does: only the batch rows carry gradient to the
+    generator, and one mean over batch + bank rows would shrink that gradient by
+    ``n_batch / rows`` (1/17 with 256 images and 4096 negatives).
     """
     logits = local_emb @ jax.lax.stop_gradient(global_emb).T / tau
     n = logits.shape[0]
@@ -63,7 +69,10 @@ def contrastive_loss(local_emb, global_emb, tau: float, valid=None):
     log_p = jax.nn.log_softmax(logits, axis=-1)
     nll = -jnp.diagonal(log_p)
     w = valid.astype(jnp.float32)
-    return jnp.sum(nll * w) / jnp.maximum(w.sum(), 1.0)
+    mean = lambda a, b: jnp.sum(a * b) / jnp.maximum(b.sum(), 1.0)  # noqa: E731
+    if n_batch is None:
+        return mean(nll, w)
+    return mean(nll[:n_batch], w[:n_batch]) + mean(nll[n_batch:], w[n_batch:])
 
 
 def adversarial_agreement(t_logits, s_logits):
@@ -113,7 +122,7 @@ class CMI(InversionAlgorithm):
         l_all = jnp.concatenate([f_local, negatives[:, self.feat_dim:]], 0)
         valid = jnp.concatenate([jnp.ones((x.shape[0],), bool), neg_valid])
         emb = lambda f: self.head.apply({"params": trainable["head"]}, f)  # noqa: E731
-        cr = contrastive_loss(emb(l_all), emb(g_all), float(s.tau), valid)
+        cr = contrastive_loss(emb(l_all), emb(g_all), float(s.tau), valid, n_batch=x.shape[0])
         loss = float(s.bn) * r_bn + float(s.oh) * oh + float(s.adv) * adv + float(s.cr) * cr
         feats = jnp.concatenate([f_global, f_local], -1)
         return loss, (upd["batch_stats"], x, feats, {"bn": r_bn, "oh": oh, "adv": adv, "cr": cr})

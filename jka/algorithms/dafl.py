@@ -27,7 +27,7 @@ from flax import struct
 from jka import adversarial, losses
 from jka.algorithms.datafree_base import DataFreeAlgorithm
 from jka.data.augment import to_float
-from jka.errors import ConfigError
+from jka.errors import ConfigError, unknown_choice
 from jka.losses import priors
 from jka.models.generators import create_generator, save_grid
 from jka.recipes import base_config, digits_teacher
@@ -64,6 +64,7 @@ class GeneratorDistillation(DataFreeAlgorithm):
 
     name = "base"
     symmetric = False            # generator_loss == −student_loss: one_stage is allowed
+    loss_weights: dict = {}      # weights of the generator loss's terms (config: loss.<name>)
     synthesis_uses_student = True
     synthesis_uses_bn = False
 
@@ -80,6 +81,8 @@ class GeneratorDistillation(DataFreeAlgorithm):
             raise ConfigError(f"datafree.one_stage=True needs a symmetric game (zskt, dfad); "
                               f"{cfg.algorithm!r} has its own generator loss: set datafree.one_stage=False")
         self.T = float(cfg.loss.get("T", 1.0))
+        # The generator loss's weights: config keys loss.<name>, defaults in `loss_weights`.
+        self.w = {k: float(cfg.loss.get(k, v)) for k, v in self.loss_weights.items()}
         self.workdir = None  # set by the loop when it supports it; else datafree.sample_dir is used
         super().__init__(cfg, teachers)
         h, w, c = self.image_shape
@@ -259,16 +262,11 @@ class DAFL(GeneratorDistillation):
 
     name = "dafl"
     synthesis_uses_student = False
-
-    def __init__(self, cfg, teachers):
-        self.w_oh = float(cfg.loss.get("oh", 1.0))
-        self.w_act = float(cfg.loss.get("act", 0.001))
-        self.w_bal = float(cfg.loss.get("bal", 20.0))
-        super().__init__(cfg, teachers)
+    loss_weights = dict(oh=1.0, act=0.001, bal=20.0)
 
     def generator_loss(self, t, t_pooled, r_bn, s):
         l_oh, l_act, l_bal = priors.one_hot(t), priors.activation(t_pooled), priors.balance(t)
-        loss = self.w_oh * l_oh + self.w_act * l_act + self.w_bal * l_bal
+        loss = self.w["oh"] * l_oh + self.w["act"] * l_act + self.w["bal"] * l_bal
         return loss, {"oh": l_oh, "act": l_act, "bal": l_bal}
 
 
@@ -279,6 +277,13 @@ def digits_teacher_spec(workdir: str = "teacher"):
 
     A relative ``workdir`` is inside the run's workdir; pass an absolute one to share a teacher."""
     return [dict(workdir=workdir, config=digits_teacher())]
+
+
+def _loss_weights(algorithm: str) -> dict:
+    """The generator-loss weights of ``algorithm`` (empty for games without weights: ZSKT, DFAD)."""
+    from jka import algorithms
+
+    return dict(algorithms.get(algorithm).loss_weights)
 
 
 def digits_datafree(algorithm: str, steps: int, kd_steps: int = 5, g_steps: int = 1, T: float = 1.0,
@@ -295,6 +300,7 @@ def digits_datafree(algorithm: str, steps: int, kd_steps: int = 5, g_steps: int 
     cfg.model.kwargs = dict(width=student_width)
     cfg.data.batch_size = 64
     cfg.loss.T = T
+    cfg.loss.update(_loss_weights(algorithm))
     cfg.optim.lr = 0.1
     cfg.optim.weight_decay = 5e-4
     cfg.train.steps = steps
@@ -325,8 +331,11 @@ def cifar10_datafree(algorithm: str, pair: str, **datafree) -> ml_collections.Co
     ``variables.msgpack``), e.g. written by the PyTorch converter from a KAmalEngine checkpoint.
     The real CIFAR-10 test split (tfds) is only used to evaluate the student.
     """
+    if pair not in CIFAR10_PAIRS:
+        raise unknown_choice("pair", pair, tuple(CIFAR10_PAIRS))
     teacher, student = CIFAR10_PAIRS[pair]
     cfg = base_config(algorithm=algorithm)
+    cfg.loss.update(_loss_weights(algorithm))
     cfg.teachers = [dict(workdir=f"checkpoints/cifar10_{teacher}", classes=list(range(10)))]
     cfg.data.name = "cifar10"
     cfg.data.image_size = 32

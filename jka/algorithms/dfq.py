@@ -16,15 +16,10 @@ class DFQ(GeneratorDistillation):
     name = "dfq"
     synthesis_uses_bn = True
 
-    def __init__(self, cfg, teachers):
-        self.w_adv = float(cfg.loss.get("adv", 1.0))
-        self.w_bn = float(cfg.loss.get("bn", 1.0))
-        self.w_oh = float(cfg.loss.get("oh", 1.0))
-        self.w_bal = float(cfg.loss.get("bal", 20.0))
-        super().__init__(cfg, teachers)
+    loss_weights = dict(adv=1.0, bn=1.0, oh=1.0, bal=20.0)
 
     def generator_loss(self, t, t_pooled, r_bn, s):
         l_adv = -losses.kd(s, t, self.T)
         l_oh, l_bal = priors.one_hot(t), priors.balance(t)
-        loss = self.w_adv * l_adv + self.w_bn * r_bn + self.w_oh * l_oh + self.w_bal * l_bal
+        loss = self.w["adv"] * l_adv + self.w["bn"] * r_bn + self.w["oh"] * l_oh + self.w["bal"] * l_bal
         return loss, {"adv": l_adv, "bn": r_bn, "oh": l_oh, "bal": l_bal}

@@ -75,6 +75,11 @@ class GANTrainer:
         h, w, c = image_shape
         if h != w:
             raise ConfigError(f"the GAN makes square images; data has {h}×{w}")
+        if g.one_stage and g.loss == "asymmetric" and g.d_norm != "group":
+            # γ_i scales sample i's gradient alone, which is exact only if D has no cross-sample coupling.
+            raise ConfigError(f"one-stage training with the asymmetric loss needs a discriminator without "
+                              f"batch statistics; got gan.d_norm={g.d_norm!r}: set gan.d_norm=group "
+                              f"(or gan.one_stage=False)")
         self.cfg, self.kind, self.one_stage = g, str(g.loss), bool(g.one_stage)
         self.nz, self.batch_size, self.total_steps = int(g.nz), int(batch_size), int(total_steps)
         self.G = DCGANGenerator(nz=self.nz, ngf=int(g.ngf), img_size=h, nc=c)

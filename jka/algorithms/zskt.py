@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from jka import losses
 from jka.algorithms.dafl import GeneratorDistillation
+from jka.errors import ConfigError
 
 
 class ZSKT(GeneratorDistillation):
@@ -17,7 +18,8 @@ class ZSKT(GeneratorDistillation):
 
     def __init__(self, cfg, teachers):
         super().__init__(cfg, teachers)
-        self.T = 1.0  # SPEC §5: the student loss (and so the adversarial one) is kd with T = 1
+        if self.T != 1.0:
+            raise ConfigError(f"zskt's game is kd at temperature 1 (SPEC §5); got loss.T={self.T}: set loss.T=1")
 
     def student_loss(self, s, t):
         return losses.kd(s, t, self.T)

@@ -29,6 +29,8 @@ CASES = {
     "ffl": ("distill/digits_ffl.py", []),
     # data-free: a step is one compiled unit (generator + student steps, or a synthesis round)
     "dfad_one_stage": ("datafree/digits_dfad_onestage.py", []),
+    "dfq_two_stage": ("datafree/digits_dfq.py", []),
+    "zskt_two_stage": ("datafree/digits_zskt.py", []),
     "deepinversion": ("datafree/digits_deepinv.py",
                       ["synthesis.steps=3", "synthesis.kd_steps=3", "synthesis.pool_size=48"]),
     "cmi": ("datafree/digits_cmi.py", ["synthesis.steps=3", "synthesis.kd_steps=3", "synthesis.pool_size=48",

@@ -59,3 +59,25 @@ def test_gan_steps(loss, one_stage, norm):
     assert all(np.isfinite(float(v)) for v in m.values()), m
     assert _changed(before.generator.params, state.generator.params)
     assert _changed(before.discriminator.params, state.discriminator.params)
+
+
+def test_asymmetric_one_stage_gan_refuses_batch_norm():
+    with pytest.raises(ConfigError, match="d_norm=group"):
+        GANTrainer(dict(loss="asymmetric", one_stage=True, d_norm="batch"), (8, 8, 1), 16, 10)
+
+
+def test_generator_loss_weights_are_config_keys():
+    import os
+
+    from jka import config as config_lib
+    from tests.conftest import REPO
+
+    cfg = config_lib.load(os.path.join(REPO, "configs/datafree/digits_dfq.py"), ["loss.bal=10", "loss.bn=0.5"])
+    assert (cfg.loss.bal, cfg.loss.bn, cfg.loss.adv, cfg.loss.oh) == (10.0, 0.5, 1.0, 1.0)
+    algo = algorithms.get("dfq")(cfg, [_teacher()])
+    assert algo.w == {"adv": 1.0, "bn": 0.5, "oh": 1.0, "bal": 10.0}
+    dafl = digits_datafree("dafl", steps=2)
+    assert (dafl.loss.oh, dafl.loss.act, dafl.loss.bal) == (1.0, 0.001, 20.0)
+    zskt = digits_datafree("zskt", steps=2, T=4.0)
+    with pytest.raises(ConfigError, match="loss.T=1"):
+        algorithms.get("zskt")(zskt, [_teacher()])

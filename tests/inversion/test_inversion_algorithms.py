@@ -29,6 +29,11 @@ def test_contrastive_loss_matches_numpy():
     # all valid: mean over every row
     want_all = -np.mean(np.diag(_np_log_softmax(local @ glob.T / tau)))
     np.testing.assert_allclose(float(contrastive_loss(jnp.asarray(local), jnp.asarray(glob), tau)), want_all, rtol=1e-5)
+    # batch rows (first 2) and bank rows (the valid ones of the rest) averaged separately, then added
+    nll = -np.diag(_np_log_softmax(logits))
+    want_split = nll[:2].mean() + nll[2:4].mean()
+    got = contrastive_loss(jnp.asarray(local), jnp.asarray(glob), tau, jnp.asarray(valid), n_batch=2)
+    np.testing.assert_allclose(float(got), want_split, rtol=1e-5)
     # no gradient into the global (key) side
     g = jax.grad(lambda gl: contrastive_loss(jnp.asarray(local), gl, tau))(jnp.asarray(glob))
     assert float(jnp.abs(g).max()) == 0.0
