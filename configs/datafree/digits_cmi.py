@@ -2,8 +2,9 @@
 width 0.5, from a generator re-initialised every synthesis round (no real image reaches the
 student or the generator). Memory bank and negatives are smaller than the CIFAR defaults; loss weights are CMI's SPEC §5
 defaults (bn + oh + 0.5·adv + 0.8·L_cr). 12 rounds × (40 synthesis + 60 student steps): on a
-shared 2-core CPU a round takes 30–90 s. Measured with these weights: 0.963 after 12 rounds
-(19 min wall on a heavily loaded shared CPU, teacher 0.989).
+shared 2-core CPU a round takes 30–90 s. Measured with these weights: 0.969 after 12 rounds
+(3 min 41 s wall on the idle 2-core CPU, teacher trained first included; teacher 0.991). It was
+0.963 before L_cr averaged batch rows and bank rows separately.
 
     jka train configs/datafree/digits_cmi.py --workdir /tmp/digits_cmi
 
