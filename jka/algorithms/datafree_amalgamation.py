@@ -326,6 +326,19 @@ class _AmalgamationBase(DataFreeAlgorithm):
         want = set(self.student_classes)
         self.label_idx = [np.array([i for i, c in enumerate(t.classes) if c in want]) for t in teachers]
 
+    def default_student_classes(self, cfg, num_classes):
+        """The requested label set ``data.classes`` (default: every teacher's classes), in teacher
+        order: the student's outputs are teacher 1's requested classes, then teacher 2's, ..."""
+        union = super().default_student_classes(cfg, num_classes)
+        requested = cfg.data.get("classes", None)
+        if not requested:
+            return union
+        missing = sorted(set(int(c) for c in requested) - set(union))
+        if missing:
+            raise ConfigError(f"data.classes asks for {missing}, which no teacher predicts (teachers cover "
+                              f"{sorted(set(union))}); request a subset of those")
+        return [c for c in union if c in {int(r) for r in requested}]
+
     def normalise(self, x):
         return (x - jnp.asarray(self.mean, jnp.float32)) / jnp.asarray(self.std, jnp.float32)
 

@@ -118,12 +118,16 @@ def _cfg(tmp_path, **amal):
     return cfg
 
 
-def test_phases_run_finite_and_regroup_is_the_dual_prediction(tmp_path):
+@pytest.mark.parametrize("requested", [None, [7, 1, 3]])
+def test_phases_run_finite_and_regroup_is_the_dual_prediction(tmp_path, requested):
     teachers = [make_teacher(range(5), 0.25, 0), make_teacher(range(5, 10), 0.25, 1)]
     tv = [t.variables for t in teachers]
     cfg = _cfg(tmp_path)
+    cfg.data.classes = requested
     gan = algorithms.get("dfa_gan")(cfg, teachers)
-    assert gan.student_classes == list(range(10))
+    want_classes = list(range(10)) if requested is None else [1, 3, 7]  # teacher order
+    assert gan.student_classes == want_classes
+    n_out = len(want_classes)
     st = gan.init(jax.random.PRNGKey(0), {})
     step = jax.jit(gan.train_step)
     for _ in range(2):
@@ -144,10 +148,10 @@ def test_phases_run_finite_and_regroup_is_the_dual_prediction(tmp_path):
         arch, n, variables, meta = dual.export(ds)
         prev = str(tmp_path / f"dual_{b}")
         export_model(prev, arch, n, variables, **meta)
-    assert arch == "small_cnn" and n == 10
+    assert arch == "small_cnn" and n == n_out
     assert set(ds.block.params["heads"]) == {"t0", "t1"}     # per-teacher heads train with block B
     v, info = load_model(prev)
-    student = models.create("small_cnn", 10, width=0.25)
+    student = models.create("small_cnn", n_out, width=0.25)
     imgs = jax.random.uniform(jax.random.PRNGKey(9), (5, 8, 8, 1))
     want = dual.predict(ds, imgs)
     got, _ = student.apply(v, dual.prepare(None, imgs, augment=False), train=False)
@@ -162,6 +166,14 @@ def test_phases_run_finite_and_regroup_is_the_dual_prediction(tmp_path):
     arch, n, variables, _ = asm.export(st)
     got, _ = student.apply(variables, asm.prepare(None, imgs, augment=False), train=False)
     np.testing.assert_allclose(np.asarray(got), np.asarray(asm.predict(st, imgs)), rtol=1e-4, atol=1e-4)
+
+
+def test_requested_classes_must_come_from_the_teachers(tmp_path):
+    teachers = [make_teacher(range(5), 0.25, 0), make_teacher(range(5, 8), 0.25, 1)]
+    cfg = _cfg(tmp_path)
+    cfg.data.classes = [1, 9]
+    with pytest.raises(ConfigError, match=r"asks for \[9\]"):
+        algorithms.get("dfa_gan")(cfg, teachers)
 
 
 def test_rejects_other_architectures(tmp_path):
