@@ -9,6 +9,17 @@ from jka.losses import distill as D
 RNG = np.random.default_rng(0)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_rng():
+    """Every test draws its inputs from the same seed, whatever ran before it in this worker: with
+    one shared generator, pytest-xdist's test distribution decided the inputs, and in one CI run the
+    SVD finite-difference check drew inputs where it failed (gradient −0.11 vs finite difference
+    0.94; the loss aligns singular vectors, which is not smooth everywhere). With its own seed it
+    passed for each of 30 seeds tried."""
+    global RNG
+    RNG = np.random.default_rng(0)
+
+
 def feat(b=4, h=4, w=4, c=3, relu=False):
     x = RNG.normal(size=(b, h, w, c)).astype(np.float32)
     return np.maximum(x, 0) if relu else x
