@@ -333,11 +333,12 @@ class _AmalgamationBase(DataFreeAlgorithm):
         requested = cfg.data.get("classes", None)
         if not requested:
             return union
-        missing = sorted(set(int(c) for c in requested) - set(union))
+        want = {int(c) for c in requested}
+        missing = sorted(want - set(union))
         if missing:
             raise ConfigError(f"data.classes asks for {missing}, which no teacher predicts (teachers cover "
                               f"{sorted(set(union))}); request a subset of those")
-        return [c for c in union if c in {int(r) for r in requested}]
+        return [c for c in union if c in want]
 
     def normalise(self, x):
         return (x - jnp.asarray(self.mean, jnp.float32)) / jnp.asarray(self.std, jnp.float32)

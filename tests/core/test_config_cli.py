@@ -31,8 +31,8 @@ def test_overrides_parse_and_keep_types():
 ])
 def test_user_errors_are_one_line_and_exit_2(tmp_path, capsys, args, needle):
     args = [a if a != "w" else str(tmp_path / "w") for a in args]
-    assert not os.path.exists("gs:")
     assert main(args) == 2
+    assert not os.path.exists("gs:")  # a refused URL workdir leaves no local directory behind
     err = capsys.readouterr().err.strip()
     assert needle in err and len(err.splitlines()) == 1 and err.startswith("jka: error:")
 
