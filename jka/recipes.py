@@ -11,7 +11,10 @@ def base_config(**overrides) -> ml_collections.ConfigDict:
     cfg.seed = 0
     cfg.data = ml_collections.ConfigDict(dict(
         name="digits", image_size=8, batch_size=64, classes=None, data_dir=None,
-        augment=dict(crop_pad=0, flip=False)))
+        # tfds splits: True holds the split in host memory, False reads each batch's rows on demand
+        # (each process only its own), None ("auto") holds it when its images take at most 4 GiB.
+        # read_workers=N decodes the next N batches in N reader processes (0: one thread).
+        in_memory=None, read_workers=0, augment=dict(crop_pad=0, flip=False)))
     cfg.model = ml_collections.ConfigDict(dict(name="small_cnn", kwargs={}))
     cfg.teachers = []
     cfg.optim = ml_collections.ConfigDict(dict(

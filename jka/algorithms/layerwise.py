@@ -39,6 +39,7 @@ import numpy as np
 from jka import losses
 from jka.algorithms.kd import KD
 from jka.data import ArrayDataset, select_classes
+from jka.data.records import resize_uint8
 from jka.data.sources import IMAGENET_STATS, load_split
 from jka.errors import ConfigError, UserError
 from jka.train.state import TrainState, make_optimizer
@@ -72,13 +73,6 @@ def _folder_split(folder: str, split: str, image_size: int) -> ArrayDataset:
     return ArrayDataset(np.stack(images), np.asarray(labels, np.int64), len(classes), mean, std)
 
 
-def _pil_resize(img: np.ndarray, size: int) -> np.ndarray:
-    """Bilinear resize of one uint8 image (H, W, 3) on the host (images differ in size)."""
-    from PIL import Image
-
-    return np.asarray(Image.fromarray(np.asarray(img, np.uint8)).resize((size, size), Image.BILINEAR), np.uint8)
-
-
 def _tfds_resized_split(name: str, split: str, data_dir, image_size: int) -> ArrayDataset:
     """A tfds classification split whose images may differ in size (e.g. cars196), each resized."""
     import tensorflow_datasets as tfds
@@ -96,7 +90,7 @@ def _tfds_resized_split(name: str, split: str, data_dir, image_size: int) -> Arr
         img = np.asarray(ex["image"])
         if img.shape[-1] == 1:
             img = np.repeat(img, 3, axis=-1)
-        images[i] = _pil_resize(img, image_size)
+        images[i] = resize_uint8(img[None], image_size)[0]
         labels[i] = ex["label"]
     mean, std = IMAGENET_STATS
     return ArrayDataset(images, labels, builder.info.features["label"].num_classes, mean, std)

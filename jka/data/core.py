@@ -27,6 +27,10 @@ class ArrayDataset:
     def image_shape(self) -> tuple:
         return tuple(self.images.shape[1:])
 
+    def take(self, idx) -> tuple[np.ndarray, np.ndarray]:
+        """Images and labels of rows ``idx``."""
+        return self.images[idx], self.labels[idx]
+
 
 def select_classes(ds: ArrayDataset, classes: Sequence[int] | None) -> ArrayDataset:
     """Keep only the samples of ``classes`` and relabel class ``classes[k]`` as ``k``.
@@ -45,11 +49,14 @@ def select_classes(ds: ArrayDataset, classes: Sequence[int] | None) -> ArrayData
         )
     if len(set(classes)) != len(classes):
         raise ConfigError(f"class subset {classes} repeats a class; list each class once")
+    if classes == list(range(ds.num_classes)):  # all of them, in order: nothing to select or read
+        return ds
     lut = np.full(ds.num_classes, -1, np.int64)
     lut[classes] = np.arange(len(classes))
-    new = lut[ds.labels]
-    keep = new >= 0
-    return dataclasses.replace(ds, images=ds.images[keep], labels=new[keep], num_classes=len(classes))
+    keep = lut[ds.labels] >= 0
+    if hasattr(ds, "subset"):  # read on demand (jka.data.records): keep the rows, not the pixels
+        return ds.subset(keep, lut, len(classes))
+    return dataclasses.replace(ds, images=ds.images[keep], labels=lut[ds.labels][keep], num_classes=len(classes))
 
 
 class Batches:
@@ -69,6 +76,8 @@ class Batches:
         self.ds, self.batch_size, self.seed, self.shuffle = ds, batch_size, seed, shuffle
         self.with_labels = with_labels
         self._perm_cache: dict[int, np.ndarray] = {}
+        # Fixed here, so reader processes (Prefetch workers, which run no jax) slice the same rows.
+        self.process = (jax.process_index(), jax.process_count())
 
     @property
     def steps_per_epoch(self) -> int:
@@ -91,10 +100,10 @@ class Batches:
         return self._perm(epoch)[start:start + self.batch_size]
 
     def host_batch(self, step: int) -> dict:
-        idx = process_slice(self.indices(step))
-        batch = {"image": self.ds.images[idx]}
+        images, labels = self.ds.take(process_slice(self.indices(step), *self.process))  # this process's rows
+        batch = {"image": images}
         if self.with_labels:
-            batch["label"] = self.ds.labels[idx].astype(np.int32)
+            batch["label"] = labels.astype(np.int32)
         return batch
 
     def device_batch(self, step: int, sharding) -> dict:
@@ -107,9 +116,67 @@ class Batches:
             step += 1
 
 
-def process_slice(global_rows):
-    """This process's contiguous share of a global batch (all of it in a one-process run)."""
-    nproc, pid = jax.process_count(), jax.process_index()
+class Prefetch:
+    """``batches.device_batch`` with the host batches of the next steps (below ``stop``) read ahead,
+    so reading and decoding overlap the device's work. The batches are the same: ``host_batch`` is
+    a pure function of the step.
+
+    ``workers=0`` reads ``depth`` steps ahead on one thread. ``workers=N`` reads the next ``N``
+    steps in ``N`` worker processes (``data.read_workers``: decoding a dataset read on demand is
+    CPU work that one thread cannot keep up with); each worker gets the batches object once and
+    runs no jax. Data held in memory always uses the thread.
+    """
+
+    def __init__(self, batches, stop: int, depth: int = 2, workers: int = 0):
+        import concurrent.futures as cf
+
+        if workers < 0:
+            raise ConfigError(f"data.read_workers={workers}; use 0 (one reader thread) or a number of processes")
+        if workers and not getattr(getattr(batches, "ds", None), "reads_on_demand", False):
+            workers = 0  # data held in memory: slicing it is cheap, and workers would each copy it
+        self.batches, self.stop = batches, stop
+        self.pending: dict = {}
+        if workers > 0:
+            import multiprocessing
+
+            self.depth, self.read = workers, _worker_host_batch
+            self.pool = cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                               initializer=_worker_init, initargs=(batches,))
+        else:
+            self.depth, self.read = depth, batches.host_batch
+            self.pool = cf.ThreadPoolExecutor(1, thread_name_prefix="jka-data")
+
+    def host_batch(self, step: int) -> dict:
+        for s in range(step, min(step + self.depth + 1, self.stop)):
+            if s not in self.pending:
+                self.pending[s] = self.pool.submit(self.read, s)
+        future = self.pending.pop(step, None)
+        return future.result() if future is not None else self.batches.host_batch(step)
+
+    def device_batch(self, step: int, sharding) -> dict:
+        return to_global(self.host_batch(step), sharding)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.pending.clear()
+
+
+_WORKER_BATCHES = []
+
+
+def _worker_init(batches) -> None:
+    _WORKER_BATCHES[:] = [batches]
+
+
+def _worker_host_batch(step: int) -> dict:
+    return _WORKER_BATCHES[0].host_batch(step)
+
+
+def process_slice(global_rows, pid: int | None = None, nproc: int | None = None):
+    """Process ``pid``'s contiguous share of a global batch (this process's by default; all of it
+    in a one-process run)."""
+    pid = jax.process_index() if pid is None else pid
+    nproc = jax.process_count() if nproc is None else nproc
     local = len(global_rows) // nproc
     return global_rows[pid * local:(pid + 1) * local]
 
@@ -119,18 +186,14 @@ def to_global(host_batch: dict, sharding) -> dict:
     return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in host_batch.items()}
 
 
-def eval_batches(ds: ArrayDataset, batch_size: int) -> Iterator[tuple[dict, int]]:
-    """Fixed-size batches over the whole dataset in order; the last one is padded.
+def eval_indices(n: int, batch_size: int) -> Iterator[tuple[np.ndarray, int]]:
+    """Rows of fixed-size batches over ``n`` samples in order; the last batch is padded with row 0.
 
-    Yields ``(batch, n_valid)``; padding repeats the first sample and carries ``mask=0``.
+    Yields ``(rows, n_valid)``.
     """
-    n = len(ds)
     for start in range(0, n, batch_size):
         idx = np.arange(start, start + batch_size)
-        valid = idx < n
-        idx = np.where(valid, idx, 0)
-        yield {"image": ds.images[idx], "label": ds.labels[idx].astype(np.int32),
-               "mask": valid.astype(np.float32)}, int(valid.sum())
+        yield np.where(idx < n, idx, 0), int(min(batch_size, n - start))
 
 
 class NoData:

@@ -55,15 +55,25 @@ def _tfds_missing_message(name: str, split: str, data_dir, err: Exception) -> st
             f"--data_dir DIR` (or copy a prepared DIR here), then set data.data_dir=DIR")
 
 
-def tfds_split(name: str, split: str, data_dir: str | None = None, image_size: int | None = None,
-               image_key: str = "image", label_key: str = "label") -> ArrayDataset:
-    """Load a tfds image-classification split into memory through ``tfds.data_source``.
+# data.in_memory=None ("auto") keeps a split in host memory when its images take at most this many bytes.
+AUTO_IN_MEMORY_BYTES = 4 << 30
 
-    Reads array_record files directly; TensorFlow is not needed. Fits CIFAR/MNIST-size data;
-    images are kept as uint8 and converted to float on the device.
+
+def tfds_split(name: str, split: str, data_dir: str | None = None, image_size: int | None = None,
+               image_key: str = "image", label_key: str = "label", in_memory=None):
+    """A tfds image-classification split through ``tfds.data_source`` (array_record random access).
+
+    TensorFlow is not needed. Images stay uint8 and become float on the device. ``in_memory``:
+    True loads the split into host memory (an :class:`ArrayDataset`); False reads rows on demand
+    (a :class:`jka.data.records.RecordDataset`: each process reads only the rows of its slices);
+    None (or "auto") loads it when its images take at most ``AUTO_IN_MEMORY_BYTES``.
     """
     import tensorflow_datasets as tfds
 
+    from jka.data.records import RecordDataset, resize_uint8
+
+    if in_memory not in (True, False, None, "auto"):
+        raise ConfigError(f"data.in_memory must be True, False or None (auto), not {in_memory!r}")
     try:
         builder = tfds.builder(name, data_dir=data_dir)
         src = tfds.data_source(name, split=split, data_dir=data_dir)
@@ -78,20 +88,18 @@ def tfds_split(name: str, split: str, data_dir: str | None = None, image_size: i
     if image_key not in feats or label_key not in feats:
         raise ConfigError(
             f"tfds dataset {name!r} has features {sorted(feats.keys())}; set data.image_key / data.label_key")
-    num_classes = feats[label_key].num_classes
-    first = np.asarray(src[0][image_key])
-    images = np.empty((n,) + first.shape, first.dtype)
-    labels = np.empty((n,), np.int64)
-    for i in range(n):
-        ex = src[i]
-        images[i] = ex[image_key]
-        labels[i] = ex[label_key]
-    if images.shape[-1] not in (1, 3):
-        raise ConfigError(f"tfds dataset {name!r} images have shape {images.shape[1:]}; expected H×W×1 or H×W×3")
-    if image_size is not None and (images.shape[1] != image_size or images.shape[2] != image_size):
-        images = np.clip(np.round(resize(images, image_size)), 0, 255).astype(np.uint8)
-    mean, std = STATS.get(name, IMAGENET_STATS if images.shape[-1] == 3 else ((0.5,), (0.5,)))
-    return ArrayDataset(images, labels, num_classes, mean, std)
+    first = resize_uint8(np.asarray(src[0][image_key])[None], image_size)[0]
+    if first.ndim != 3 or first.shape[-1] not in (1, 3):
+        raise ConfigError(f"tfds dataset {name!r} images have shape {first.shape}; expected H×W×1 or H×W×3")
+    mean, std = STATS.get(name, IMAGENET_STATS if first.shape[-1] == 3 else ((0.5,), (0.5,)))
+    ds = RecordDataset(src, name=name, split=split, image_key=image_key, label_key=label_key,
+                       num_classes=feats[label_key].num_classes, image_shape=first.shape, mean=mean, std=std,
+                       image_size=image_size)
+    if in_memory in (None, "auto"):
+        in_memory = n * first.nbytes <= AUTO_IN_MEMORY_BYTES
+    if not in_memory:
+        return ds
+    return ArrayDataset(ds.images, ds.labels, ds.num_classes, mean, std)
 
 
 def load_split(data_cfg, split: str, classes=None) -> ArrayDataset:
@@ -103,7 +111,8 @@ def load_split(data_cfg, split: str, classes=None) -> ArrayDataset:
     else:
         split_name = data_cfg.get(f"{split}_split", split)
         ds = tfds_split(name, split_name, data_cfg.get("data_dir", None), size,
-                        data_cfg.get("image_key", "image"), data_cfg.get("label_key", "label"))
+                        data_cfg.get("image_key", "image"), data_cfg.get("label_key", "label"),
+                        data_cfg.get("in_memory", None))
     return select_classes(ds, classes)
 
 

@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jka.data.core import eval_batches, process_slice, to_global
+from jka.data.core import eval_indices, process_slice, to_global
 from jka.train import mesh as mesh_lib
 
 _JIT_CACHE: dict = {}
@@ -19,18 +19,32 @@ def compiled(fn, mesh):
     return _JIT_CACHE[key]
 
 
-def predict_all(predict, state, ds, batch_size: int, mesh, keys=("image",)) -> np.ndarray:
-    """Outputs of ``predict(state, images)`` over all of ``ds`` in order (host numpy)."""
+def predict_all(predict, state, ds, batch_size: int, mesh, with_labels: bool = False):
+    """Outputs of ``predict(state, images)`` over all of ``ds`` in order (host numpy).
+
+    Each process reads only its rows of every batch; the outputs come back whole on every process.
+    With ``with_labels`` the dataset's labels are gathered the same way and returned too, so a
+    dataset read on demand is never read whole for its labels.
+    """
     sharding = mesh_lib.data_sharding(mesh)
     n_dev = mesh_lib.batch_devices(mesh)
     bs = max(n_dev, (min(batch_size, len(ds)) // n_dev) * n_dev)  # divisible by devices and processes
     fn = compiled(predict, mesh)
-    outs = []
-    for batch, n_valid in eval_batches(ds, bs):
-        local = {"image": process_slice(batch["image"])}
-        out = fn(state, to_global(local, sharding)["image"])
+    gather = compiled(_identity, mesh)
+    outs, labels = [], []
+    for rows, n_valid in eval_indices(len(ds), bs):
+        images, y = ds.take(process_slice(rows))
+        out = fn(state, to_global({"image": images}, sharding)["image"])
         outs.append(np.asarray(jax.device_get(out))[:n_valid])
-    return np.concatenate(outs)
+        if with_labels:
+            y = gather(to_global({"y": y.astype(np.int32)}, sharding)["y"])
+            labels.append(np.asarray(jax.device_get(y))[:n_valid])
+    out = np.concatenate(outs)
+    return (out, np.concatenate(labels)) if with_labels else out
+
+
+def _identity(x):
+    return x
 
 
 _ARGMAX: dict = {}
@@ -45,8 +59,7 @@ def _argmax_of(predict):
 
 def classification_eval(predict, state, ds, batch_size: int, mesh, groups=None) -> dict:
     """Accuracy on ``ds`` (labels in the student's output order), and per group of output indices."""
-    pred = predict_all(_argmax_of(predict), state, ds, batch_size, mesh)
-    labels = ds.labels
+    pred, labels = predict_all(_argmax_of(predict), state, ds, batch_size, mesh, with_labels=True)
     out = {"accuracy": float(np.mean(pred == labels))}
     for name, idx in (groups or {}).items():
         sel = np.isin(labels, idx)

@@ -19,6 +19,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jka import algorithms
+from jka.data.core import Prefetch
 from jka.errors import UserError
 from jka.train import mesh as mesh_lib
 from jka.train.checkpoint import Checkpointer, export_model, to_host
@@ -155,9 +156,10 @@ def train(cfg, workdir: str) -> dict:
     t_last, s_last = time.perf_counter(), start
     metrics = {}
     step = start
+    feed = Prefetch(batches, stop=total, workers=int(cfg.data.get("read_workers", 0) or 0))
     try:
         for step in range(start, total):
-            state, metrics = step_fn(state, teacher_vars, batches.device_batch(step, dshard))
+            state, metrics = step_fn(state, teacher_vars, feed.device_batch(step, dshard))
             done = step + 1
             if done % log_every == 0 or done == total:
                 m = to_python(metrics)
@@ -182,6 +184,7 @@ def train(cfg, workdir: str) -> dict:
         ckpt.close()  # let an in-flight async save finish, so the last good checkpoint is on disk
         raise
     finally:
+        feed.close()
         bar.close()
 
     _save(ckpt, total, state, last_good)

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -112,3 +113,63 @@ def test_two_processes_equal_one_process(tmp_path):
             continue
         assert b["train"][k] == pytest.approx(a["train"][k], rel=1e-5), k
     assert os.path.isdir(tmp_path / "two" / "checkpoints" / "12")
+
+
+TFDS_RUN = """
+import collections, json, sys
+import numpy as np
+from jka.train.distributed import maybe_initialize
+maybe_initialize()
+import jax
+from jka import recipes
+from jka.data import records
+from jka.train import loop
+
+reads = collections.defaultdict(list)  # split -> record rows this process read
+take = records.RecordDataset.take
+def logged(self, idx, images=True):
+    reads[self.split].extend(self.rows[np.asarray(idx)].tolist())
+    return take(self, idx, images)
+records.RecordDataset.take = logged
+
+workdir, data_dir, in_memory = sys.argv[1], sys.argv[2], sys.argv[3] == "memory"
+cfg = recipes.base_config()
+cfg.data.update(dict(name="jka_test_images", data_dir=data_dir, image_size=16, batch_size=16, in_memory=in_memory))
+cfg.data.augment.crop_pad = 1
+cfg.model.kwargs = {"width": 0.25}
+cfg.train.update(dict(steps=6, log_every=3, progress=False, mesh=dict(data=-1, model=1)))
+loop.train(cfg, workdir)
+json.dump(reads, open(f"{workdir}/reads{jax.process_index()}.json", "w"))
+"""
+
+
+def test_each_process_reads_only_its_rows_of_a_tfds_split_and_trains_like_one_process(tmp_path):
+    """Two processes reading a tfds dataset on disk on demand (data.in_memory=False) train exactly
+    like one 8-device process holding the split in memory, and each reads only its half of every
+    batch."""
+    sys.path.insert(0, REPO)
+    from jka.data import ArrayDataset, Batches
+    from tests.helpers import prepare_tfds_images
+
+    data_dir = str(tmp_path / "tfds")
+    prepare_tfds_images(data_dir, n_train=64, n_test=64, size=20)
+    code = [sys.executable, "-c", TFDS_RUN]
+    one = subprocess.run(code + [str(tmp_path / "one"), data_dir, "memory"], cwd=REPO,
+                         env=_env(8, PYTHONPATH=REPO), capture_output=True, text=True, timeout=600)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = tmp_path / "two"
+    _two_processes(code + [str(two), data_dir, "on_demand"], tmp_path)
+    a, b = json.load(open(tmp_path / "one" / "summary.json")), json.load(open(two / "summary.json"))
+    assert a["devices"] == b["devices"] == 8 and a["eval"] == b["eval"]
+    for k in a["train"]:
+        if not k.endswith("_per_s"):
+            assert b["train"][k] == pytest.approx(a["train"][k], rel=1e-5), k
+
+    order = Batches(ArrayDataset(np.zeros((64, 1)), np.zeros(64), 10), 16, seed=0)
+    reads = [json.load(open(two / f"reads{p}.json")) for p in range(2)]
+    for p in range(2):
+        # process p reads rows [8p, 8p + 8) of each global batch: batch 0 once more for the init
+        want = [order.indices(s)[8 * p:8 * p + 8] for s in [0, *range(6)]]
+        assert sorted(reads[p]["train"]) == sorted(np.concatenate(want).tolist()), p
+        # evaluation: 4 batches of 16 test rows in order, again half each
+        assert sorted(reads[p]["test"]) == [r for start in range(0, 64, 16) for r in range(start + 8 * p, start + 8 * p + 8)]

@@ -91,18 +91,18 @@ def test_resumed_run_equals_uninterrupted(tmp_path, trained_teachers, monkeypatc
 
     full = loop.train(cfg(), str(tmp_path / "full"))
 
-    original = Batches.device_batch
+    original = Batches.host_batch
 
-    def crash_at_19(self, step, sharding):
+    def crash_at_19(self, step):  # raised on the prefetch thread, re-raised when step 19 is due
         if step == 19:
             raise _Interrupt()
-        return original(self, step, sharding)
+        return original(self, step)
 
-    monkeypatch.setattr(Batches, "device_batch", crash_at_19)
+    monkeypatch.setattr(Batches, "host_batch", crash_at_19)
     with pytest.raises(_Interrupt):
         loop.train(cfg(), str(tmp_path / "resumed"))
     assert Checkpointer(str(tmp_path / "resumed")).latest_step() == 16
-    monkeypatch.setattr(Batches, "device_batch", original)
+    monkeypatch.setattr(Batches, "host_batch", original)
     resumed = loop.train(cfg(), str(tmp_path / "resumed"))
 
     assert resumed["step"] == full["step"] == 24
