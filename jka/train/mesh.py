@@ -21,6 +21,13 @@ def make_mesh(data: int = -1, model: int = 1, devices=None) -> Mesh:
 
     ``data=-1`` takes every device not used by ``model``; a smaller ``data × model`` uses the first
     devices only (e.g. ``train.mesh.data=1`` runs on one device of many).
+
+    Devices stay in ``jax.devices()`` order (process by process), not a TPU-topology order: each
+    process feeds its own contiguous rows of a batch, so its devices must hold consecutive blocks
+    of it. With ``model=1`` nothing is lost on a TPU slice: gradients are reduced over every device
+    at once, in an order XLA chooses. With ``model>1`` a model group lies within one host, whose
+    chips are neighbours, but the reductions across groups follow this order; a topology-aware
+    order might speed those up on a large slice (not measured: no TPU was available).
     """
     devices = list(devices if devices is not None else jax.devices())
     n = len(devices)
