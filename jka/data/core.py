@@ -53,10 +53,11 @@ def select_classes(ds: ArrayDataset, classes: Sequence[int] | None) -> ArrayData
         return ds
     lut = np.full(ds.num_classes, -1, np.int64)
     lut[classes] = np.arange(len(classes))
-    keep = lut[ds.labels] >= 0
-    if hasattr(ds, "subset"):  # read on demand (jka.data.records): keep the rows, not the pixels
+    new = lut[ds.labels]
+    keep = new >= 0
+    if getattr(ds, "reads_on_demand", False):  # jka.data.records: keep the rows, not the pixels
         return ds.subset(keep, lut, len(classes))
-    return dataclasses.replace(ds, images=ds.images[keep], labels=lut[ds.labels][keep], num_classes=len(classes))
+    return dataclasses.replace(ds, images=ds.images[keep], labels=new[keep], num_classes=len(classes))
 
 
 class Batches:
@@ -108,12 +109,6 @@ class Batches:
 
     def device_batch(self, step: int, sharding) -> dict:
         return to_global(self.host_batch(step), sharding)
-
-    def iterate(self, start_step: int, sharding) -> Iterator[dict]:
-        step = start_step
-        while True:
-            yield self.device_batch(step, sharding)
-            step += 1
 
 
 class Prefetch:
