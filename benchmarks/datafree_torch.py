@@ -185,7 +185,7 @@ class TorchCMI(TorchDataFree):
 
     # -- one synthesis iteration -------------------------------------------------------------------------
     def teacher_forward(self, x):
-        """Teacher logits, R_bn (SPEC §1) and the per-sample spatial means of every BN input."""
+        """Teacher logits, R_bn (the BN-statistics prior) and the per-sample spatial means of every BN input."""
         torch = self.torch
         self.captured.clear()
         with self.autocast():

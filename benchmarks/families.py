@@ -30,15 +30,16 @@ from benchmarks.throughput import (RESULTS_DIR, device_name, has_accelerator, sy
 
 # family → (config, teacher architectures, number of classes of the data, config overrides)
 SUITE = {
-    "kd": ("configs/cifar/kd_resnet34_resnet18.py", ["cifar_resnet34"], 10, {}),
-    "layerwise": ("configs/amalgamation/cars_aircraft_layerwise.py", ["resnet18", "resnet18"], 296, {}),
-    "cfl": ("configs/amalgamation/cars_aircraft_cfl.py", ["resnet18", "resnet18"], 296, {}),
-    "dfad_two_stage": ("configs/datafree/cifar10_dfad_resnet34_resnet18.py", ["cifar_resnet34"], 10,
+    "kd": ("configs/cifar/kd.py", ["cifar_resnet34"], 10, {}),
+    "layerwise": ("configs/amalgamation/cars_aircraft.py:method=layerwise", ["resnet18", "resnet18"], 296, {}),
+    "cfl": ("configs/amalgamation/cars_aircraft.py:method=cfl", ["resnet18", "resnet18"], 296, {}),
+    "dfad_two_stage": ("configs/datafree/cifar10.py:method=dfad,pair=resnet34_resnet18", ["cifar_resnet34"], 10,
                        {"datafree.one_stage": False}),
-    "dfad_one_stage": ("configs/datafree/cifar10_dfad_resnet34_resnet18.py", ["cifar_resnet34"], 10,
+    "dfad_one_stage": ("configs/datafree/cifar10.py:method=dfad,pair=resnet34_resnet18", ["cifar_resnet34"], 10,
                        {"datafree.one_stage": True}),
-    "deepinversion_round": ("configs/datafree/cifar10_deepinv_resnet34_resnet18.py", ["cifar_resnet34"], 10, {}),
-    "cmi_round": ("configs/datafree/cifar10_cmi_resnet34_resnet18.py", ["cifar_resnet34"], 10, {}),
+    "deepinversion_round": ("configs/datafree/cifar10.py:method=deepinversion,pair=resnet34_resnet18",
+                            ["cifar_resnet34"], 10, {}),
+    "cmi_round": ("configs/datafree/cifar10.py:method=cmi,pair=resnet34_resnet18", ["cifar_resnet34"], 10, {}),
 }
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -46,9 +47,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def build(family: str, batch: int, image_size: int | None, dtype: str | None, overrides: dict | None = None):
     """The family's algorithm (synthetic data, random teachers), its config and teachers; ``overrides``
     (config keys → values) are applied after the suite's own."""
-    from jka import algorithms, models
     from jka import config as config_lib
-    from jka.algorithms.base import Teacher, compute_dtype
+    from jka import models, run
+    from jka.train.teachers import Teacher, compute_dtype
 
     path, archs, num_classes, suite_overrides = SUITE[family]
     overrides = {**suite_overrides, **(overrides or {})}
@@ -71,7 +72,7 @@ def build(family: str, batch: int, image_size: int | None, dtype: str | None, ov
         module = models.create(arch, len(classes), dtype=compute_dtype(cfg))
         variables = jax.jit(lambda key, m=module: m.init(key, x0, train=False))(jax.random.PRNGKey(100 + k))
         teachers.append(Teacher(arch, module, variables, classes, {}))
-    algo = synthetic_algorithm(algorithms.get(cfg.algorithm), n_images=batch)(cfg, teachers)
+    algo = synthetic_algorithm(run.lookup(cfg.algorithm), n_images=batch)(cfg, teachers)
     return cfg, algo, teachers
 
 

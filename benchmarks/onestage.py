@@ -1,4 +1,5 @@
-"""One-stage vs two-stage adversarial training speed (SPEC §5.1), on the same device.
+"""One-stage vs two-stage adversarial training speed (docs/methods.md, "One-stage adversarial
+training"), on the same device.
 
 - DFAD on digits (teacher small_cnn → student small_cnn×0.5, generator): one schedule unit of
   two-stage = 1 generator step + ``kd_steps`` student steps; one-stage = 1 joint step (one
@@ -27,9 +28,9 @@ from benchmarks.throughput import time_step, write_json
 
 
 def bench_dfad(batch: int, kd_steps: int, steps: int, warmup: int):
-    from jka import algorithms, models
-    from jka.algorithms.base import Teacher
-    from jka.algorithms.dafl import digits_datafree
+    from jka import models, run
+    from jka.recipes.datafree import digits_datafree
+    from jka.train.teachers import Teacher
 
     module = models.create("small_cnn", 10)
     variables = module.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 1)), train=False)
@@ -38,7 +39,7 @@ def bench_dfad(batch: int, kd_steps: int, steps: int, warmup: int):
     for one_stage in (False, True):
         cfg = digits_datafree("dfad", steps=1000, kd_steps=kd_steps, g_steps=1, one_stage=one_stage)
         cfg.data.batch_size = batch
-        algo = algorithms.get("dfad")(cfg, [teacher])
+        algo = run.lookup("dfad")(cfg, [teacher])
         state = algo.init(jax.random.PRNGKey(1), {})
         fn = jax.jit(algo.train_step, donate_argnums=0)
         out["one_stage" if one_stage else "two_stage"] = dict(
@@ -51,7 +52,7 @@ def bench_dfad(batch: int, kd_steps: int, steps: int, warmup: int):
 def bench_gan(batch: int, steps: int, warmup: int, size: int | None = None):
     """DCGAN on the digits (8×8×1), or with ``size`` on random 3-channel size×size images (the
     CIFAR-sized generator and discriminator; speed does not depend on the data)."""
-    from jka.algorithms.gan import GANTrainer
+    from jka.algorithms.datafree.gan import GANGame
     from jka.data import load_split
     from jka.recipes import base_config
 
@@ -61,10 +62,10 @@ def bench_gan(batch: int, steps: int, warmup: int, size: int | None = None):
         data = jnp.asarray(load_split(base_config().data, "train").images)
     out = {}
     for one_stage in (False, True):
-        tr = GANTrainer(dict(loss="asymmetric", one_stage=one_stage, d_norm="group"), data.shape[1:], batch, 1000)
+        tr = GANGame(dict(loss="asymmetric", one_stage=one_stage, d_norm="group"), data.shape[1:], batch, 1000)
         fn = jax.jit(tr.step, donate_argnums=0)
         out["one_stage" if one_stage else "two_stage"] = dict(
-            time_step(fn, tr.init(jax.random.PRNGKey(0)), (data,), batch, steps, warmup),
+            time_step(fn, tr.init(jax.random.PRNGKey(0)), (data[:batch],), batch, steps, warmup),
             unit="1 generator + 1 discriminator update")
     out["speedup"] = out["two_stage"]["ms_per_step"] / out["one_stage"]["ms_per_step"]
     return out

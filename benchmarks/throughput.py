@@ -125,9 +125,9 @@ def bench_jax(args) -> dict:
 
 def build_jax_step(args):
     """jka's jitted step for ``args`` (as ``jka.train.loop`` builds it), its state and its other inputs."""
-    from jka import algorithms, models
-    from jka.algorithms.base import Teacher
+    from jka import models, run
     from jka.train import mesh as mesh_lib
+    from jka.train.teachers import Teacher
 
     from jka.models import layers
 
@@ -140,7 +140,7 @@ def build_jax_step(args):
         x0 = jax.numpy.zeros((1, args.image_size, args.image_size, 3), jax.numpy.float32)
         tvars = jax.jit(lambda k: module.init(k, x0, train=False))(jax.random.PRNGKey(1))
         teachers = [Teacher(args.teacher, module, tvars, list(range(args.num_classes)))]
-    algo = synthetic_algorithm(algorithms.get(args.task))(cfg, teachers)
+    algo = synthetic_algorithm(run.lookup(args.task))(cfg, teachers)
 
     mesh = mesh_lib.make_mesh(**cfg.train.get("mesh", {}))
     mesh_lib.check_batch(args.batch, mesh)
@@ -150,7 +150,7 @@ def build_jax_step(args):
     state = jax.device_put(algo.init(jax.random.PRNGKey(0), {"image": images[:1], "label": labels[:1]}), repl)
     teacher_vars = jax.device_put([t.variables for t in teachers], repl)
     step_fn = jax.jit(algo.train_step, donate_argnums=(0,), in_shardings=(repl, repl, dshard),
-                      out_shardings=(repl, repl))  # as in jka.train.loop.train
+                      out_shardings=(repl, repl))  # as in jka.train.loop.fit
     return step_fn, state, (teacher_vars, batch)
 
 

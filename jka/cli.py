@@ -1,41 +1,69 @@
-"""The ``jka`` command: thin wrappers that parse, build and call the library."""
+"""The ``jka`` command: thin wrappers that parse, build and call the library.
+
+    jka train CONFIG [key=value ...] --workdir DIR     train or resume
+    jka eval CONFIG [key=value ...] --workdir DIR      evaluate the latest checkpoint
+    jka demo [--out FILE] [--workdir DIR]              the offline amalgamation demo
+    jka convert ARCH SRC OUT --num-classes N           a PyTorch checkpoint → a jka model
+    jka transfer --zoo DIR_OR_CONFIG --probe DATA --out DIR   rank a zoo for transfer
+"""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
 
+from jka import config as config_lib
+from jka import run
+from jka.convert.bridge import convert
+from jka.demo import run_demo
+from jka.errors import UserError
+from jka.train.distributed import maybe_initialize
+from jka.transfer.study import compare_zoo, ranking_table, write_outputs
+from jka.transfer.zoo import load_probe, load_zoo_dir
+
 
 def _train(args):
-    from jka import config as config_lib
-    from jka.train.loop import train
-
     cfg = config_lib.load(args.config, args.overrides)
-    summary = train(cfg, args.workdir)
+    summary = run.train(cfg, args.workdir)
     print(json.dumps({"step": summary["step"], "eval": summary["eval"]}, indent=2))
 
 
 def _eval(args):
-    from jka import config as config_lib
-    from jka.train.loop import evaluate_workdir
-
-    cfg = config_lib.load(args.config, args.overrides)
-    print(json.dumps(evaluate_workdir(cfg, args.workdir), indent=2))
+    print(json.dumps(run.evaluate(config_lib.load(args.config, args.overrides), args.workdir), indent=2))
 
 
-def _demo(args):
-    from jka.demo import run_demo
+def _json_object(text: str, flag: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise UserError(f"{flag} must be a JSON object such as '{{\"stem_stride\": 1}}' ({err})") from None
+    if not isinstance(value, dict):
+        raise UserError(f"{flag} must be a JSON object such as '{{\"stem_stride\": 1}}', not {text!r}")
+    return value
 
-    run_demo(out=args.out, workdir=args.workdir)
+
+def _convert(args):
+    return convert(args.arch, args.src, args.out, args.num_classes, verify=args.verify,
+                   kwargs=_json_object(args.kwargs, "--kwargs"), image_size=args.image_size)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="jka", description="Knowledge amalgamation, distillation and "
-                                "transferability estimation in JAX/Flax.")
-    sub = p.add_subparsers(dest="command", required=True)
+def _transfer(args):
+    if args.zoo.endswith(".py") or ".py:" in args.zoo:
+        zoo = run.zoo_of(config_lib.load(args.zoo, ()), args.workdir or args.out)
+    else:
+        zoo = load_zoo_dir(args.zoo)
+    probe = load_probe(args.probe, args.probe_size, args.seed)
+    result = compare_zoo(zoo, probe, args.method, args.layer, args.lam, args.attribution)
+    paths = write_outputs(result, args.out, args.k, groups=[m.arch for m in zoo])
+    print(ranking_table(result, args.top))
+    print("wrote " + ", ".join(paths.values()))
+    return result
 
+
+def _add_run_parsers(sub):
     t = sub.add_parser("train", help="train (or resume) a config in a workdir")
-    t.add_argument("config", help="a Python config file (configs/...) with get_config()")
+    t.add_argument("config", help="a Python config file (configs/...) with get_config(); FILE.py:key=value,... "
+                   "passes its arguments")
     t.add_argument("overrides", nargs="*", help="dotted.key=value overrides, e.g. train.steps=100")
     t.add_argument("--workdir", required=True, help="where checkpoints, metrics and summary.json go")
     t.set_defaults(fn=_train)
@@ -49,21 +77,57 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="amalgamate two digits teachers (0–4, 5–9) into one student, offline")
     d.add_argument("--out", help="also write the results as JSON to this file")
     d.add_argument("--workdir", help="keep the runs here (default: a temporary directory)")
-    d.set_defaults(fn=_demo)
+    d.set_defaults(fn=lambda args: run_demo(out=args.out, workdir=args.workdir))
 
-    from jka.convert.cli import add_parser as add_convert_parser
 
-    add_convert_parser(sub)
+def _add_convert_parser(sub):
+    p = sub.add_parser(
+        "convert", help="convert a PyTorch checkpoint (.pt/.pth/.safetensors) into a jka model usable as a teacher")
+    p.add_argument("arch", help="zoo architecture, e.g. cifar_resnet34, wrn40_2, resnet50, vgg16_teacher, segnet, "
+                   "or the data-free generator / large_generator (options nz, ngf, img_size, nc via --kwargs)")
+    p.add_argument("src", help="PyTorch checkpoint: a state dict (maybe under state_dict/model/net) or .safetensors")
+    p.add_argument("out", help="output directory (model.json + variables.msgpack); name it in teachers[i].workdir")
+    p.add_argument("--num-classes", type=int, required=True, help="number of outputs of the checkpoint's classifier "
+                   "(SegNet: output channels; ignored for the generators)")
+    p.add_argument("--verify", action="store_true",
+                   help="run jka's PyTorch twin on the same weights and print max |Δlogit| and per-feature max |Δ|")
+    p.add_argument("--kwargs", default="{}", help="JSON model options, e.g. '{\"stem_stride\": 1}'")
+    p.add_argument("--image-size", type=int, default=None, help="input side for --verify (default: by architecture)")
+    p.set_defaults(fn=_convert)
 
-    from jka.transfer import cli as transfer_cli
 
-    transfer_cli.add_parser(sub)
+def _add_transfer_parser(sub):
+    p = sub.add_parser(
+        "transfer", help="rank a zoo of trained networks for transfer, from unlabelled probe images",
+        description="Attribution distances (NeurIPS 2019) or DEPARA graph similarities (CVPR 2020) "
+                    "between the models of a zoo; writes JSON, a heat map and a graph picture.")
+    p.add_argument("--zoo", required=True, help="a directory of exported models (subdirectories with "
+                   "model.json, e.g. training workdirs) or a .py config with a 'zoo' list")
+    p.add_argument("--probe", required=True, help="unlabelled probe images: 'digits', 'digits:test' or a .npy/.npz file")
+    p.add_argument("--method", choices=("attribution", "depara"), default="depara")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--layer", default="pooled", help="feature map to attribute and compare ('logits' for the logits)")
+    p.add_argument("--attribution", choices=("grad_input", "saliency"), default="grad_input")
+    p.add_argument("--lam", type=float, default=1.0, help="λ of the DEPARA edge term")
+    p.add_argument("--probe-size", type=int, default=200, help="number of probe images used (seeded subset)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--k", type=int, default=2, help="graph picture: edges to the k nearest models")
+    p.add_argument("--top", type=int, default=3, help="sources shown per target in the table")
+    p.add_argument("--workdir", help="where a config zoo trains missing models (default: --out)")
+    p.set_defaults(fn=_transfer)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="jka", description="Knowledge amalgamation, distillation and "
+                                "transferability estimation in JAX/Flax.")
+    sub = p.add_subparsers(dest="command", required=True)
+    _add_run_parsers(sub)
+    _add_convert_parser(sub)
+    _add_transfer_parser(sub)
     return p
 
 
 def main(argv=None) -> int:
-    from jka.errors import UserError
-
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # Overrides may also come after --workdir (`jka train CFG --workdir D k=v`).
@@ -73,8 +137,6 @@ def main(argv=None) -> int:
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
-        from jka.train.distributed import maybe_initialize
-
         if "://" in (getattr(args, "workdir", None) or ""):
             raise UserError(
                 f"--workdir {args.workdir}: jka writes its workdir with plain file I/O, so it must be a "

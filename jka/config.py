@@ -1,13 +1,16 @@
-"""Configs are Python files with ``get_config() -> ml_collections.ConfigDict``.
+"""Configs are Python files with ``get_config(**args) -> ml_collections.ConfigDict``.
 
-Overrides on the command line are ``dotted.key=value``; values are parsed as Python literals
-(``train.steps=500``, ``teachers.0.classes=[0,1,2]``, ``optim.name=adam``) and must name keys
-that exist.
+``path.py:key=value,key=value`` passes arguments to ``get_config`` (a family file's variants, e.g.
+``configs/datafree/cifar10.py:method=cmi,pair=wrn40_2_wrn16_1``; ``path.py:value`` sets the first
+one); values are Python literals or plain words. Overrides on the command line are ``dotted.key=value`` (``train.steps=500``,
+``teachers.0.classes=[0,1,2]``, ``optim.name=adam``) and must name keys that exist.
 """
 from __future__ import annotations
 
 import ast
+import copy
 import importlib.util
+import inspect
 import os
 from typing import Sequence
 
@@ -16,11 +19,29 @@ import ml_collections
 from jka.errors import ConfigError
 
 
+def _parse(value: str):
+    try:
+        return ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return value
+
+
+def parse_args(text: str) -> dict:
+    """``'method=cmi,pair=wrn40_2_wrn16_1'`` → ``{'method': 'cmi', 'pair': 'wrn40_2_wrn16_1'}``."""
+    out = {}
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        if "=" not in item:
+            raise ConfigError(f"config argument {item!r} is not key=value (e.g. file.py:method=cmi,pair=...)")
+        key, value = item.split("=", 1)
+        out[key.strip()] = _parse(value.strip())
+    return out
+
+
 def load_config_file(path: str) -> ml_collections.ConfigDict:
-    """``path`` or ``path:arg`` (the arg is passed to ``get_config``)."""
-    arg = None
+    """``path`` or ``path:key=value,...`` (the arguments go to ``get_config``)."""
+    text = None
     if ":" in os.path.basename(path):
-        path, arg = path.rsplit(":", 1)
+        path, text = path.rsplit(":", 1)
     if not os.path.isfile(path):
         raise ConfigError(f"config file {path!r} does not exist; pass the path of a .py config (see configs/)")
     spec = importlib.util.spec_from_file_location(f"jka_config_{abs(hash(os.path.abspath(path)))}", path)
@@ -28,17 +49,20 @@ def load_config_file(path: str) -> ml_collections.ConfigDict:
     spec.loader.exec_module(module)
     if not hasattr(module, "get_config"):
         raise ConfigError(f"config file {path!r} has no get_config() function")
-    cfg = module.get_config(arg) if arg is not None else module.get_config()
+    params = inspect.signature(module.get_config).parameters
+    args = {}
+    if text and "=" not in text and params:  # file.py:value is the first argument
+        args = {next(iter(params)): _parse(text)}
+    elif text:
+        args = parse_args(text)
+    unknown = sorted(set(args) - set(params))
+    if unknown:
+        valid = ", ".join(f"{p.name}={p.default!r}" for p in params.values()) or "none"
+        raise ConfigError(f"config {path!r} has no argument {', '.join(unknown)}; its arguments: {valid}")
+    cfg = module.get_config(**args)
     if not isinstance(cfg, ml_collections.ConfigDict):
         cfg = ml_collections.ConfigDict(cfg)
     return cfg
-
-
-def _parse(value: str):
-    try:
-        return ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        return value
 
 
 def _child(node, key: str, path: str):
@@ -51,31 +75,56 @@ def _child(node, key: str, path: str):
     return node[key]
 
 
+def set_value(cfg, path: str, value):
+    """Set the existing key ``path`` (dotted; list entries by index) of ``cfg`` to ``value``."""
+    keys = path.split(".")
+    node = cfg
+    for i, k in enumerate(keys[:-1]):
+        node = _child(node, k, ".".join(keys[: i + 1]))
+    last = keys[-1]
+    _child(node, last, path)  # must exist
+    if isinstance(node, list):
+        node[int(last)] = value
+        return
+    old = node[last]
+    if isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if isinstance(old, tuple) and isinstance(value, list):
+        value = tuple(value)
+    try:
+        node[last] = value
+    except TypeError as err:
+        raise ConfigError(f"{path}={value!r}: {err}") from None
+
+
 def apply_overrides(cfg: ml_collections.ConfigDict, overrides: Sequence[str]) -> ml_collections.ConfigDict:
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not key=value (e.g. train.steps=100)")
         path, raw = item.split("=", 1)
-        keys = path.split(".")
-        node = cfg
-        for i, k in enumerate(keys[:-1]):
-            node = _child(node, k, ".".join(keys[: i + 1]))
-        last = keys[-1]
-        _child(node, last, path)  # must exist
-        value = _parse(raw)
-        if isinstance(node, list):
-            node[int(last)] = value
-            continue
-        old = node[last]
-        if isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if isinstance(old, tuple) and isinstance(value, list):
-            value = tuple(value)
-        try:
-            node[last] = value
-        except TypeError as err:
-            raise ConfigError(f"override {item!r}: {err}") from None
+        set_value(cfg, path, _parse(raw))
     return cfg
+
+
+def derive(cfg, **changes):
+    """A deep copy of ``cfg`` with ``changes`` applied (``derive(cfg, **{"train.steps": 10})``);
+    how a job makes the config of each of its phases."""
+    out = copy.deepcopy(cfg)
+    for path, value in changes.items():
+        set_value(out, path, value)
+    return out
+
+
+def section(cfg, name: str, defaults: dict, owner: str) -> ml_collections.ConfigDict:
+    """``cfg.<name>`` with every default of ``defaults`` filled in (a config may set only what it
+    changes); a key that ``owner`` does not read is an error, since it would silently do nothing."""
+    given = cfg.get(name, None)
+    given = dict(given.to_dict() if hasattr(given, "to_dict") else (given or {}))
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise ConfigError(f"{name}.{unknown[0]} is not a setting of {owner} (it reads "
+                          f"{', '.join(sorted(defaults))}); remove it")
+    return ml_collections.ConfigDict({**defaults, **given})
 
 
 def load(path: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:

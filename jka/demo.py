@@ -7,22 +7,21 @@ import os
 import tempfile
 import time
 
-from jka import recipes
+from jka import run
+from jka.recipes.digits import demo_config
 
 
 def run_demo(out: str | None = None, workdir: str | None = None, progress: bool = True) -> dict:
-    from jka.train.loop import train
-
     tmp = None
     if workdir is None:
         tmp = tempfile.TemporaryDirectory(prefix="jka-demo-")
         workdir = tmp.name
     t0 = time.perf_counter()
-    cfg = recipes.demo_config()
+    cfg = demo_config()
     cfg.train.progress = progress
     for spec in cfg.teachers:
         spec["config"].train.progress = progress
-    summary = train(cfg, os.path.join(workdir, "student"))
+    summary = run.train(cfg, os.path.join(workdir, "student"))
     teachers = []
     for spec in cfg.teachers:
         with open(os.path.join(workdir, "student", spec["workdir"], "summary.json")) as f:

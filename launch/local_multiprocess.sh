@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # N processes on one host, one GPU each (or N CPU processes with fake devices for testing):
-#   NPROC=2 launch/local_multiprocess.sh configs/digits/kd_two_teachers.py runs/kd2 [overrides...]
+#   NPROC=2 launch/local_multiprocess.sh configs/digits/kd.py runs/kd2 [overrides...]
 # On a CPU machine, give each process 4 fake devices with
 #   XLA_FLAGS=--xla_force_host_platform_device_count=4 JAX_PLATFORMS=cpu
 # If one process fails (or on Ctrl-C) the others are stopped instead of waiting at the coordinator.

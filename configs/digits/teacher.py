@@ -1,12 +1,13 @@
-"""A digits classifier trained from labels (how demo teachers are made).
+"""A digits classifier trained from labels (how the demo's teachers are made).
 
     jka train configs/digits/teacher.py --workdir runs/digits_teacher
     jka train configs/digits/teacher.py data.classes=[0,1,2,3,4] --workdir runs/teacher_a
 
-Reaches about 0.99 test accuracy on its classes in ~20 s on a 2-core CPU.
+small_cnn, SGD 0.05 cosine, 600 steps of 64, crop pad 1. Measured on the 540 held-out digits
+(2-core CPU, about 10 s): 0.9963 on digits 0–4, 0.9888 on 5–9 (the demo's teachers A and B).
 """
-from jka import recipes
+from jka.recipes.digits import digits_teacher
 
 
 def get_config():
-    return recipes.digits_teacher()
+    return digits_teacher()

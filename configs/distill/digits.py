@@ -1,34 +1,22 @@
-"""Single-teacher distillation zoo on digits (SPEC §4.1): a width-2 small_cnn teacher (trained
-first, from labels) → a width-0.5 small_cnn student, with any method of the zoo.
+"""The single-teacher distillation zoo on the digits: a width-2 small_cnn teacher (trained first from
+labels into WORKDIR/teacher, unless ``teachers.0.workdir=/abs/path`` names a shared one) → a width-0.5
+small_cnn student, ``α kd(s, t, T=4) + β CE + γ L_extra``, 400 steps.
 
-    jka train configs/distill/digits.py distill.method=at --workdir /tmp/d_at
+    jka train configs/distill/digits.py:method=at --workdir runs/d_at
+    jka train configs/distill/digits.py:method=scratch --workdir runs/d_scratch   # same budget, labels only
 
 Methods: kd, hint, at, sp, cc, vid, rkd, pkt, nst, svd, fsp, ft (``distill.alpha/beta/gamma``
-override the SPEC default weights). The teacher is trained in ``WORKDIR/teacher`` unless
-``teachers.0.workdir=/abs/path`` points at a shared one. Baseline with the same budget:
-``jka train configs/distill/digits.py algorithm=supervised --workdir /tmp/d_scratch``.
-Every method should reach ≥ 0.95 test accuracy (the README table lists the measured ones).
+override the reference weights of the term), and ``scratch``, the student trained from labels alone.
+Measured on the 540 held-out digits (teacher 0.9907): scratch 0.9852, kd 0.9870, hint 0.9870,
+at 0.9741, sp 0.9815, cc 0.9870, vid 0.9852, rkd 0.9833, pkt 0.9833, nst 0.9833, fsp 0.9870,
+ft 0.9852, svd 0.9852 — all within 1.5 points (8 of 540 images): the task is too easy to rank them.
 """
-from jka import recipes
-
-TEACHER_STEPS = 600
-STUDENT_STEPS = 400
-
-
-def distill_section(method: str = "kd"):
-    return dict(method=method, alpha=None, beta=None, gamma=None, student_stages=None, teacher_stages=None)
+from jka.recipes.distill import digits_zoo
 
 
 def get_config(method: str = "kd"):
-    cfg = recipes.base_config(algorithm="distill")
-    teacher = recipes.digits_teacher(None, TEACHER_STEPS, "small_cnn")
-    teacher.model.kwargs = dict(width=2.0)
-    teacher.train.progress = False
-    cfg.teachers = [dict(workdir="teacher", config=teacher)]
-    cfg.model.kwargs = dict(width=0.5)
-    cfg.data.augment.crop_pad = 1
-    cfg.loss.T = 4.0
-    cfg.distill = distill_section(method)
-    cfg.train.steps = STUDENT_STEPS
-    cfg.train.log_every = 100
+    cfg = digits_zoo("kd" if method == "scratch" else method)
+    if method == "scratch":
+        cfg.algorithm = "supervised"
+        cfg.teachers = []
     return cfg

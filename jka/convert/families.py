@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jka import models
+from jka.models.generators import Generator, LargeGenerator
 
 # ---------------------------------------------------------------- which model, which input
 
@@ -51,8 +52,6 @@ def flax_model(arch: str, num_classes: int, kwargs: dict | None = None, dtype=jn
     """The Flax module that a checkpoint of ``arch`` converts into."""
     kwargs = dict(kwargs or {})
     if is_generator(arch):
-        from jka.models.generators import Generator, LargeGenerator
-
         cls = Generator if arch == "generator" else LargeGenerator
         return cls(**{k: int(v) for k, v in generator_options(kwargs).items()}, dtype=dtype)
     return models.create(arch, num_classes, dtype=dtype, **kwargs)

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from jka import errors
+from jka.models import segnet, vgg16_graft
 from jka.convert.families import VGG16_NUM_CONVS
 from jka.convert.naming import flax_path  # noqa: F401  (torch-free; re-exported here)
 
@@ -45,6 +46,15 @@ class CifarBasicBlock(nn.Module):
         return F.relu(out + self.shortcut(x))
 
 
+def four_stages(net, stem, head):
+    """(logits, features) of a ResNet after its stem: ``layer1..4``, global pool, ``head``."""
+    feats, x = {"stem": stem}, stem
+    for i in range(1, 5):
+        x = feats[f"layer{i}"] = getattr(net, f"layer{i}")(x)
+    feats["pooled"] = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+    return head(feats["pooled"]), feats
+
+
 class CifarResNet(nn.Module):
     def __init__(self, num_blocks, num_classes=10):
         super().__init__()
@@ -65,15 +75,7 @@ class CifarResNet(nn.Module):
         return nn.Sequential(*layers)
 
     def forward(self, x):
-        feats = {}
-        x = F.relu(self.bn1(self.conv1(x)))
-        feats["stem"] = x
-        for i in range(1, 5):
-            x = getattr(self, f"layer{i}")(x)
-            feats[f"layer{i}"] = x
-        pooled = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
-        feats["pooled"] = pooled
-        return self.linear(pooled), feats
+        return four_stages(self, F.relu(self.bn1(self.conv1(x))), self.linear)
 
 
 # ---------------------------------------------------------------- Wide ResNet (CRD / RepDistiller)
@@ -291,15 +293,7 @@ class ResNet(nn.Module):
         return nn.Sequential(*layers)
 
     def forward(self, x):
-        feats = {}
-        x = self.maxpool(F.relu(self.bn1(self.conv1(x))))
-        feats["stem"] = x
-        for i in range(1, 5):
-            x = getattr(self, f"layer{i}")(x)
-            feats[f"layer{i}"] = x
-        pooled = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
-        feats["pooled"] = pooled
-        return self.fc(pooled), feats
+        return four_stages(self, self.maxpool(F.relu(self.bn1(self.conv1(x)))), self.fc)
 
 
 # ---------------------------------------------------------------- small CNN (jka's own)
@@ -409,8 +403,7 @@ class VGG16(nn.Module):
 
 
 def _vgg16(num_classes, graft, width=1.0, in_channels=3):
-    from jka.models import vgg16_graft as v
-
+    v = vgg16_graft
     teacher = v.scaled(v.TEACHER_WIDTHS, width)
     hidden = v.scaled((v.CLASSIFIER_HIDDEN,), width)[0]
     if graft:
@@ -424,7 +417,7 @@ def _vgg16(num_classes, graft, width=1.0, in_channels=3):
 def _segnet_blocks(width, in_channels):
     """Encoder and decoder ``nn.ModuleList``s of (Conv3×3, BN, ReLU) Sequentials, and the channels
     after the encoder and after every decoder block."""
-    from jka.models import segnet as s
+    s = segnet
 
     def block(widths, prev):
         layers = []

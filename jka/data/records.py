@@ -81,7 +81,9 @@ class RecordDataset:
             return None, labels
         if not examples:
             return np.empty((0,) + self.image_shape, np.uint8), labels
-        return resize_uint8(np.stack([np.asarray(ex[self.image_key]) for ex in examples]), self.image_size), labels
+        # one image at a time: the images of a split may differ in size (e.g. cars196)
+        return np.stack([resize_uint8(np.asarray(ex[self.image_key])[None], self.image_size)[0]
+                         for ex in examples]), labels
 
     def _read_all(self, images: bool) -> tuple[np.ndarray | None, np.ndarray]:
         from tqdm.auto import tqdm

@@ -26,7 +26,7 @@ import os
 
 import numpy as np
 
-from jka.data.core import Batches
+from jka.data.core import Batches, process_slice
 from jka.errors import ConfigError
 
 SHAPES = ("square", "disc", "triangle", "diamond", "bar", "ring", "cross")
@@ -160,12 +160,7 @@ class DenseBatches(Batches):
     """Step-indexed batches of image, seg and depth (batch k is a pure function of (seed, k))."""
 
     def host_batch(self, step: int) -> dict:
-        import jax
-
-        idx = self.indices(step)
-        nproc, pid = jax.process_count(), jax.process_index()
-        local = len(idx) // nproc
-        return self.ds.arrays(idx[pid * local:(pid + 1) * local])
+        return self.ds.arrays(process_slice(self.indices(step), *self.process))  # this process's rows
 
 
 def dense_eval_batches(ds: DenseDataset, batch_size: int):

@@ -1,9 +1,17 @@
-"""Where the data comes from: the embedded digits, or any tfds image-classification dataset."""
+"""Where the data comes from: the embedded digits, any tfds image-classification dataset, or
+several sources stacked (``data.sources``, :mod:`jka.data.folders`); optionally relabelled
+(``data.relabel``, :mod:`jka.data.relabel`)."""
 from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
 
 import numpy as np
 
 from jka.data.core import ArrayDataset, select_classes
+from jka.data.folders import IMAGENET_STATS, folder_split
+from jka.data.records import RecordDataset, resize_uint8
+from jka.data.relabel import relabel
 from jka.errors import ConfigError, UserError
 
 # The fixed split of scikit-learn's 1,797 handwritten digits: 30 % stratified test split.
@@ -17,7 +25,6 @@ STATS = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
 }
-IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
 def resize(images: np.ndarray, size: int) -> np.ndarray:
@@ -68,9 +75,7 @@ def tfds_split(name: str, split: str, data_dir: str | None = None, image_size: i
     (a :class:`jka.data.records.RecordDataset`: each process reads only the rows of its slices);
     None (or "auto") loads it when its images take at most ``AUTO_IN_MEMORY_BYTES``.
     """
-    import tensorflow_datasets as tfds
-
-    from jka.data.records import RecordDataset, resize_uint8
+    import tensorflow_datasets as tfds  # slow to import: only when a tfds dataset is read
 
     if in_memory not in (True, False, None, "auto"):
         raise ConfigError(f"data.in_memory must be True, False or None (auto), not {in_memory!r}")
@@ -102,19 +107,49 @@ def tfds_split(name: str, split: str, data_dir: str | None = None, image_size: i
     return ArrayDataset(ds.images, ds.labels, ds.num_classes, mean, std)
 
 
-def load_split(data_cfg, split: str, classes=None) -> ArrayDataset:
-    """The dataset named by ``data_cfg.name`` (``digits`` or a tfds name), restricted to ``classes``."""
-    name = data_cfg.name
+def load_source(src, split: str, image_size: int) -> ArrayDataset:
+    """One entry of ``data.sources``: ``dict(name=<tfds name>, data_dir=...)`` or ``dict(folder=DIR)``."""
+    split_name = src.get(f"{split}_split", split)
+    if src.get("folder", None):
+        return folder_split(src["folder"], split_name, image_size)
+    if not src.get("name", None):
+        raise ConfigError("each data.sources[i] needs 'name' (a tfds dataset) or 'folder' (an image folder)")
+    return tfds_split(src["name"], split_name, src.get("data_dir", None), image_size, in_memory=True)
+
+
+def stack_datasets(parts: Sequence[ArrayDataset]) -> ArrayDataset:
+    """Concatenate datasets; dataset i's labels are offset by the class counts of datasets < i."""
+    offsets = np.cumsum([0] + [p.num_classes for p in parts])
+    return ArrayDataset(np.concatenate([p.images for p in parts]),
+                        np.concatenate([p.labels + o for p, o in zip(parts, offsets)]),
+                        int(offsets[-1]), parts[0].mean, parts[0].std)
+
+
+def stacked_split(data_cfg, split: str) -> ArrayDataset:
+    """The ``data.sources`` of ``data_cfg`` stacked, every image resized to ``data.image_size``."""
     size = data_cfg.get("image_size", None)
-    if name == "digits":
+    if not size:
+        raise ConfigError("data.sources needs data.image_size (every source is resized to it)")
+    return stack_datasets([load_source(s, split, int(size)) for s in data_cfg.sources])
+
+
+def load_split(data_cfg, split: str, classes=None) -> ArrayDataset:
+    """The dataset of ``data_cfg`` (``name``: ``digits`` or a tfds name; or ``sources``), relabelled
+    by ``data.relabel`` when set, restricted to ``classes``."""
+    size = data_cfg.get("image_size", None)
+    if data_cfg.get("sources", None):
+        ds = stacked_split(data_cfg, split)
+    elif data_cfg.name == "digits":
         ds = digits(split, size or 8)
     else:
         split_name = data_cfg.get(f"{split}_split", split)
-        ds = tfds_split(name, split_name, data_cfg.get("data_dir", None), size,
+        ds = tfds_split(data_cfg.name, split_name, data_cfg.get("data_dir", None), size,
                         data_cfg.get("image_key", "image"), data_cfg.get("label_key", "label"),
                         data_cfg.get("in_memory", None))
+    labeling = data_cfg.get("relabel", None)
+    if labeling is not None:
+        if data_cfg.get("classes", None) is not None:
+            raise ConfigError(f"data.relabel={labeling!r} uses every image; leave data.classes=None")
+        labels, k = relabel(labeling, ds.labels, split, int(data_cfg.get("relabel_seed", 0)))
+        ds = dataclasses.replace(ds, labels=labels, num_classes=k)
     return select_classes(ds, classes)
-
-
-def load_train_test(data_cfg, classes=None) -> tuple[ArrayDataset, ArrayDataset]:
-    return load_split(data_cfg, "train", classes), load_split(data_cfg, "test", classes)

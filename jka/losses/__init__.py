@@ -1,7 +1,8 @@
-"""Loss functions: pure functions of arrays returning scalars (SPEC §1).
+"""Shared loss terms: pure functions of arrays returning scalars (docs/methods.md, "Shared pieces").
 
-Class axis is always the last axis; every other axis (batch, and H, W for dense outputs) is
-averaged.
+The class axis is always the last axis; every other axis (batch, and H, W for dense outputs) is
+averaged. A term that only one method uses lives beside that method; the distillation zoo's terms
+are in :mod:`jka.losses.distill`.
 """
 from __future__ import annotations
 
@@ -13,12 +14,15 @@ def _f32(x):
     return jnp.asarray(x, jnp.float32)
 
 
+def kl_rows(log_p, log_q):
+    """``KL(p ‖ q) = Σ_c p_c (log p_c − log q_c)`` per row, from log-probabilities."""
+    return jnp.sum(jnp.exp(log_p) * (log_p - log_q), axis=-1)
+
+
 def kd(s, t, T: float = 1.0):
     """``T² · KL(σ(t/T) ‖ σ(s/T))``, summed over classes, mean over every other axis."""
     s, t = _f32(s), _f32(t)
-    log_p_t = jax.nn.log_softmax(t / T, axis=-1)
-    log_p_s = jax.nn.log_softmax(s / T, axis=-1)
-    kl = jnp.sum(jnp.exp(log_p_t) * (log_p_t - log_p_s), axis=-1)
+    kl = kl_rows(jax.nn.log_softmax(t / T, axis=-1), jax.nn.log_softmax(s / T, axis=-1))
     return (T * T) * kl.mean()
 
 
@@ -57,6 +61,13 @@ def mse(a, b):
     return jnp.mean(jnp.square(_f32(a) - _f32(b)))
 
 
-def accuracy_count(logits, labels):
-    """Number of correct argmax predictions (a sum, so it can be added across batches)."""
-    return jnp.sum(jnp.argmax(logits, axis=-1) == labels)
+def per_sample_mse(a, b):
+    """Mean squared error per sample (mean over every non-batch axis)."""
+    d = jnp.square(_f32(a) - _f32(b))
+    return d.reshape(d.shape[0], -1).mean(axis=-1)
+
+
+def l2_normalize(x, axis=-1, eps: float = 1e-12):
+    """``x / max(‖x‖₂, eps)`` along ``axis`` (PyTorch ``F.normalize``), with a finite gradient at 0."""
+    sq = jnp.sum(jnp.square(x), axis=axis, keepdims=True)
+    return x / jnp.sqrt(jnp.where(sq > eps * eps, sq, eps * eps))

@@ -1,9 +1,9 @@
-"""Loss terms of knowledge amalgamation (SPEC §3.2, §3.3).
+"""Loss terms of knowledge amalgamation (docs/methods.md: CFL, adaptive amalgamation).
 
 * ``mmd2``: squared maximum mean discrepancy between two batches of features, rows flattened and
   L2-normalised, multi-bandwidth RBF kernel ``k(a, b) = Σ_σ exp(−‖a − b‖² / (2σ²))``, biased
-  estimator ``mean K_xx + mean K_yy − 2 mean K_xy``, clamped at 0 (CFL, §3.2).
-* ``entropy``: prediction entropy ``H = −Σ p log p`` per sample (adaptive selection, §3.3).
+  estimator ``mean K_xx + mean K_yy − 2 mean K_xy``, clamped at 0 (CFL).
+* ``entropy``: prediction entropy ``H = −Σ p log p`` per sample (adaptive selection).
 * ``select_least_entropy``: one-hot choice of the least-entropy teacher per sample.
 """
 from __future__ import annotations
@@ -11,19 +11,14 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from jka.losses import l2_normalize
+
 MMD_SIGMAS = (0.001, 0.01, 0.05, 0.1, 0.2, 1.0, 2.0)
 
 
 def _rows(x):
     x = jnp.asarray(x, jnp.float32)
     return x.reshape(x.shape[0], -1)
-
-
-def l2_normalize_rows(x, eps: float = 1e-12):
-    """Each row divided by its L2 norm (rows of zeros stay zero)."""
-    x = _rows(x)
-    # rsqrt of a clamped squared norm: finite gradient at a zero row (‖x‖'s is 0/0 there)
-    return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), eps * eps))
 
 
 def squared_distances(a, b):
@@ -45,7 +40,7 @@ def mmd2(x, y, sigmas=MMD_SIGMAS, normalize: bool = True):
     """Biased MMD² between feature batches ``x`` and ``y`` (any shape, batch first), clamped at 0."""
     x, y = _rows(x), _rows(y)
     if normalize:
-        x, y = l2_normalize_rows(x), l2_normalize_rows(y)
+        x, y = l2_normalize(x), l2_normalize(y)
     k_xx = rbf_kernel(x, x, sigmas).mean()
     k_yy = rbf_kernel(y, y, sigmas).mean()
     k_xy = rbf_kernel(x, y, sigmas).mean()
@@ -66,16 +61,3 @@ def select_least_entropy(logits_per_teacher):
     """
     h = jnp.stack([entropy(t) for t in logits_per_teacher], axis=-1)
     return jax.nn.one_hot(jnp.argmin(h, axis=-1), len(logits_per_teacher), dtype=jnp.float32)
-
-
-def per_sample_kd(s, t, T: float = 1.0):
-    """``T² · KL(σ(t/T) ‖ σ(s/T))`` per sample (summed over classes, no mean)."""
-    log_p_t = jax.nn.log_softmax(jnp.asarray(t, jnp.float32) / T, axis=-1)
-    log_p_s = jax.nn.log_softmax(jnp.asarray(s, jnp.float32) / T, axis=-1)
-    return (T * T) * jnp.sum(jnp.exp(log_p_t) * (log_p_t - log_p_s), axis=-1)
-
-
-def per_sample_mse(a, b):
-    """Mean squared error per sample (mean over every non-batch axis)."""
-    d = jnp.square(jnp.asarray(a, jnp.float32) - jnp.asarray(b, jnp.float32))
-    return d.reshape(d.shape[0], -1).mean(axis=-1)

@@ -1,4 +1,7 @@
-"""Dense-task losses and metrics (SPEC §3.4), one place per formula.
+"""Dense-task losses and metrics (docs/methods.md, "Task branching"), one place per formula.
+
+The segmentation mimic term is :func:`jka.losses.kd` itself: on (B, H, W, C) logits it is the
+per-pixel KL averaged over batch and pixels.
 
 Shapes: predictions are NHWC (segmentation logits (B, H, W, C), depth (B, H, W) or (B, H, W, 1));
 labels are (B, H, W) integers with ``IGNORE`` (255) for unlabelled pixels; ground-truth depth is
@@ -47,14 +50,6 @@ def masked_l1(pred, target, valid=None):
 def masked_l2(pred, target, valid=None):
     """Mean (pred − target)² over the pixels where ``valid`` (all pixels when None)."""
     return _masked_mean(jnp.square(_depth_map(pred) - _depth_map(target)), valid)
-
-
-def pixel_kd(student_logits, teacher_logits, T: float = 1.0):
-    """Per-pixel ``T² KL(σ(t/T) ‖ σ(s/T))`` over the class axis, mean over batch and pixels (the
-    segmentation term of SPEC §3.4; the same formula as ``jka.losses.kd`` on dense logits)."""
-    from jka.losses import kd
-
-    return kd(student_logits, teacher_logits, T)
 
 
 # -- metric sums -------------------------------------------------------------------------------------

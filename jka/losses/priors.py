@@ -1,4 +1,4 @@
-"""Priors on synthesized inputs, from SPEC §1 (used by the data-free methods)."""
+"""Priors on synthesized inputs (docs/methods.md, "Shared pieces"), used by the data-free methods."""
 from __future__ import annotations
 
 import jax
@@ -7,21 +7,38 @@ import jax.numpy as jnp
 from jka.losses import cross_entropy
 
 
-def bn_statistics(bn_stats, batch_stats):
-    """``R_bn = Σ_ℓ ‖μ_batch,ℓ − μ_run,ℓ‖₂ + ‖var_batch,ℓ − var_run,ℓ‖₂``.
+def moments(x, weights=None):
+    """Mean and biased variance of ``x`` over every axis but the last (channels).
 
-    ``bn_stats`` is the ``bn_stats`` collection sown by :class:`jka.models.layers.BatchNorm` when a
-    teacher runs with ``mutable=['bn_stats']`` (input mean and biased variance of every BN), and
-    ``batch_stats`` the teacher's running statistics. Norms are not squared.
+    ``weights`` (one per sample, shape (B,)) gives the weighted moments, e.g. over the images a
+    teacher claims; ``None`` weighs every sample alike.
+    """
+    xf = x.astype(jnp.float32)
+    axes = tuple(range(x.ndim - 1))
+    if weights is None:
+        mean = xf.mean(axes)
+        return mean, jnp.square(xf - mean).mean(axes)
+    w = jnp.broadcast_to(weights.reshape((-1,) + (1,) * (x.ndim - 1)), xf.shape[:-1] + (1,))
+    n = jnp.maximum(jnp.sum(w), 1e-6)
+    mean = jnp.sum(w * xf, axis=axes) / n
+    return mean, jnp.sum(w * jnp.square(xf - mean), axis=axes) / n
+
+
+def bn_statistics(bn_stats, batch_stats, weights=None):
+    """``R_bn = Σ_ℓ ‖μ_batch,ℓ − μ_run,ℓ‖₂ + ‖var_batch,ℓ − var_run,ℓ‖₂`` (norms not squared).
+
+    ``bn_stats`` is the collection sown by :class:`jka.models.layers.BatchNorm` when a teacher runs
+    with ``mutable=['bn_stats']`` (the input of every BatchNorm), ``batch_stats`` the teacher's
+    running statistics; the batch moments are :func:`moments` of each input (``weights``: per sample).
     """
     flat_in = jax.tree_util.tree_flatten_with_path(bn_stats, is_leaf=lambda x: isinstance(x, tuple))[0]
     total = jnp.zeros((), jnp.float32)
     for path, sown in flat_in:
-        # path: (..., module names..., 'input'); sown: a tuple of (mean, var) pairs, one per call.
+        # path: (..., module names..., 'input'); sown: the BatchNorm's inputs, one per call.
         node = batch_stats
         for key in path[:-1]:
             node = node[key.key]
-        mean, var = sown[-1]
+        mean, var = moments(sown[-1], weights)
         total = total + jnp.linalg.norm(mean - node["mean"]) + jnp.linalg.norm(var - node["var"])
     return total
 

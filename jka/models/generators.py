@@ -1,4 +1,4 @@
-"""Image generators (SPEC §2) and the DCGAN discriminator, NHWC, images in [0, 1].
+"""Image generators and the DCGAN discriminator, NHWC, images in [0, 1].
 
 - ``Generator``: z → Linear → (4·ngf, S/4, S/4) → BN → ×2 nearest up → conv3×3 4ngf→2ngf → BN →
   LeakyReLU(0.2) → ×2 up → conv3×3 2ngf→ngf → BN → LeakyReLU → conv3×3 ngf→nc → sigmoid.
@@ -7,7 +7,7 @@
   halving the channels, BN, ReLU] → conv3×3 →nc → sigmoid, with n = log2(S/4).
 - ``DCGANDiscriminator``: conv3×3 ndf + LeakyReLU → n × [4×4 stride-2 conv doubling the channels,
   norm, LeakyReLU] → flatten → Linear → one logit per image. ``norm='group'`` (GroupNorm) has no
-  coupling between samples, which makes the one-stage per-sample gradient scaler exact (SPEC §5.1);
+  coupling between samples, which makes the one-stage per-sample gradient scaler exact (one-stage training);
   ``norm='batch'`` uses :class:`jka.models.layers.BatchNorm`.
 
 Defaults nz=256, ngf=64, S=32; ``img_size`` and ``nc`` are free (8×8×1 digits work). Every
@@ -21,7 +21,6 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jka.errors import ConfigError, unknown_choice
 from jka.models.layers import BatchNorm
@@ -140,28 +139,3 @@ def create_generator(name: str, nz: int = 256, ngf: int = 64, img_size: int = 32
     if name not in GENERATORS:
         raise unknown_choice("generator", name, GENERATORS)
     return GENERATORS[name](nz=int(nz), ngf=int(ngf), img_size=int(img_size), nc=int(nc), dtype=dtype)
-
-
-def save_grid(images, path: str, nrow: int = 8, title: str | None = None) -> str:
-    """Save images (N, H, W, C) in [0, 1] as one PNG grid (matplotlib); returns ``path``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    x = np.clip(np.asarray(images, np.float32), 0.0, 1.0)
-    n, h, w, c = x.shape
-    ncol = -(-n // nrow)
-    grid = np.ones((ncol * (h + 1) + 1, nrow * (w + 1) + 1, c), np.float32)
-    for k in range(n):
-        r, q = divmod(k, nrow)
-        grid[1 + r * (h + 1):1 + r * (h + 1) + h, 1 + q * (w + 1):1 + q * (w + 1) + w] = x[k]
-    fig = plt.figure(figsize=(max(2.0, nrow * 0.5 * max(w, 8) / 8), max(2.0, ncol * 0.5 * max(h, 8) / 8)))
-    plt.imshow(grid[..., 0] if c == 1 else grid, cmap="gray" if c == 1 else None, vmin=0, vmax=1,
-               interpolation="nearest")
-    plt.axis("off")
-    if title:
-        plt.title(title, fontsize=8)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return path

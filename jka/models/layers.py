@@ -11,12 +11,12 @@ BN_EPS = 1e-5
 
 
 class BatchNorm(nn.BatchNorm):
-    """`nn.BatchNorm` with PyTorch defaults that also records the statistics of its input.
+    """`nn.BatchNorm` with PyTorch defaults that also records its input.
 
-    When the ``bn_stats`` collection is mutable, every BatchNorm sows the batch mean and the
-    biased batch variance of its *input* (over all axes but the last) under
-    ``bn_stats/<path>/input``. Data-free methods read them for the BN-statistics prior (SPEC §1).
-    Otherwise ``sow`` is a no-op and costs nothing.
+    When the ``bn_stats`` collection is mutable, every BatchNorm sows its *input* under
+    ``bn_stats/<path>/input``: the data-free methods compute the BN-statistics prior
+    (:func:`jka.losses.priors.bn_statistics`) and CMI's features from it. Otherwise (and at
+    initialisation) nothing is recorded.
     """
 
     momentum: float = BN_MOMENTUM
@@ -24,12 +24,8 @@ class BatchNorm(nn.BatchNorm):
 
     @nn.compact
     def __call__(self, x, use_running_average=None, **kwargs):
-        if self.is_mutable_collection("bn_stats"):
-            xf = x.astype(jnp.float32)
-            axes = tuple(range(x.ndim - 1))
-            mean = xf.mean(axes)
-            var = jnp.square(xf - mean).mean(axes)
-            self.sow("bn_stats", "input", (mean, var))
+        if self.is_mutable_collection("bn_stats") and not self.is_initializing():
+            self.sow("bn_stats", "input", x)
         return super().__call__(x, use_running_average, **kwargs)
 
 

@@ -1,4 +1,5 @@
-"""SegNet-VGG16-BN encoder/decoder with a dense head, and the branchy multi-task student (SPEC §3.4).
+"""SegNet-VGG16-BN encoder/decoder with a dense head, and the branchy multi-task student
+(task branching, docs/methods.md).
 
 Encoder: the 13 conv layers of VGG16 in five blocks (64,64 | 128,128 | 256×3 | 512×3 | 512×3),
 each conv 3×3 (explicit padding 1) + BN + ReLU, each block ended by a 2×2 max-pool that keeps its
@@ -19,7 +20,7 @@ globally average-pooled map, multiplied into the map). Candidate branch points a
 the encoder) and ``k`` (after shared decoder block ``k``, k = 1..5). A task branching at ``b``
 takes the shared map at ``b``, applies its adaptor ``b`` and then its own decoder blocks
 ``b+1..5`` and head. Its copies of blocks ``1..b`` are unused for that choice (they exist so the
-branch point can be drawn at random inside one compiled step, SPEC §3.4 phase 1).
+branch point can be drawn at random inside one compiled step, task branching's phase 1).
 """
 from __future__ import annotations
 
@@ -92,7 +93,7 @@ class DecoderBlock(nn.Module):
 
 
 class ChannelAttention(nn.Module):
-    """``F · σ(W2 ReLU(W1 GAP(F)))`` with 1×1 convs C→max(C/4,16)→C (SPEC §3.4 adaptor)."""
+    """``F · σ(W2 ReLU(W1 GAP(F)))`` with 1×1 convs C→max(C/4,16)→C (task branching's adaptor)."""
 
     dtype: Any = jnp.float32
 

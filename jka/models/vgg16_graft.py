@@ -1,6 +1,6 @@
 """VGG16 without BN in the features (the NetGraft teacher) and the thinner ``vgg16-graft`` student.
 
-SPEC §4.3. Both networks are five conv blocks (2, 2, 3, 3, 3 convs of 3×3, pad 1, bias, each
+NetGraft (docs/methods.md). Both networks are five conv blocks (2, 2, 3, 3, 3 convs of 3×3, pad 1, bias, each
 followed by ReLU) and a classifier ``Linear(h) → BatchNorm1d → Linear(C)`` on the globally pooled
 map. A 2×2 max-pool follows every block while the map is at least 2 px tall, so 32 px inputs
 (CIFAR) end at 1×1 after block 5 and 16 px inputs (digits resized) after block 4.

@@ -1,8 +1,13 @@
 """The training loop every algorithm shares.
 
-One compiled step (``jax.jit`` with the state donated), batches sharded over the mesh's ``data``
-axis, state replicated; periodic evaluation, metrics, orbax checkpoints with resume, a progress
-bar, and a clean stop that keeps the last good checkpoint when the loss turns NaN/inf.
+``fit(algo, cfg, workdir, mesh)`` runs one algorithm object: one compiled step (``jax.jit`` with
+the state donated), batches split over the mesh, periodic evaluation, metrics, orbax checkpoints,
+a progress bar, a clean stop that keeps the last good checkpoint when the loss turns NaN/inf, and
+at the end the exported model (``WORKDIR/model``) and ``summary.json``.
+
+Where the state starts: the latest checkpoint in ``WORKDIR/checkpoints`` (resume) > the exported
+model named by ``train.init_from`` (the hand-over from an earlier phase, or a model to fine-tune)
+> a fresh initialisation.
 """
 from __future__ import annotations
 
@@ -18,14 +23,12 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from jka import algorithms
 from jka.data.core import Prefetch
 from jka.errors import UserError
 from jka.train import mesh as mesh_lib
-from jka.train.checkpoint import Checkpointer, export_model, to_host
+from jka.train.checkpoint import Checkpointer, export_model, load_model, to_host
 from jka.train.distributed import barrier
 from jka.train.metrics import MetricWriter, to_python
-from jka.train.teachers import load_teachers
 
 
 class TrainingDiverged(UserError):
@@ -39,34 +42,25 @@ def _all_finite(tree) -> bool:
 
 @dataclasses.dataclass
 class Run:
-    """Everything a run is built from; shared by ``train`` and ``evaluate_workdir``."""
+    """A built run: the algorithm, its batches, its (restored) state and where it lives."""
 
-    cfg: Any
-    workdir: str
-    mesh: Any
     algo: Any
-    teachers: list
+    mesh: Any
     teacher_vars: Any
     batches: Any
     state: Any
     ckpt: Checkpointer
     start: int
-    state_sharding: Any = None
-    teacher_sharding: Any = None
+    state_sharding: Any
+    teacher_sharding: Any
 
 
-def setup(cfg, workdir: str) -> Run:
-    """Build data, teachers, the algorithm and its state; restore the latest checkpoint if any."""
+def prepare(algo, cfg, workdir: str, mesh) -> Run:
+    """Batches, the state (resume > ``train.init_from`` > fresh) and shardings of ``algo``'s run."""
     os.makedirs(workdir, exist_ok=True)
     seed = int(cfg.get("seed", 0))
-    mesh = mesh_lib.make_mesh(**cfg.train.get("mesh", {}))
-    batch_size = int(cfg.data.batch_size)
-    mesh_lib.check_batch(batch_size, mesh)
-
-    teachers = load_teachers(cfg, workdir)
-    algo = algorithms.get(cfg.algorithm)(cfg, teachers)
     algo.workdir = workdir  # for algorithms that write files of their own (sample grids)
-    algo.mesh = mesh
+    algo.mesh = mesh        # batches made inside a step are split over it
     batches = algo.train_batches(seed)
 
     # train.shard: split large arrays over the mesh's `model` axis (teachers by default; the
@@ -74,9 +68,12 @@ def setup(cfg, workdir: str) -> Run:
     shard = cfg.train.get("shard", {})
     min_size = int(shard.get("min_size", 1 << 14))
     state = algo.init(jax.random.PRNGKey(seed), batches.host_batch(0))
+    init_from = cfg.train.get("init_from", None)
+    if init_from:
+        state = algo.start_from(state, *load_model(init_from))
     state_sh = mesh_lib.param_shardings(state, mesh, bool(shard.get("state", False)), min_size)
     state = jax.device_put(state, state_sh)
-    teacher_vars = [t.variables for t in teachers]
+    teacher_vars = [t.variables for t in algo.teachers]
     teacher_sh = mesh_lib.param_shardings(teacher_vars, mesh, bool(shard.get("teachers", True)), min_size)
     teacher_vars = jax.device_put(teacher_vars, teacher_sh)
 
@@ -85,21 +82,22 @@ def setup(cfg, workdir: str) -> Run:
     if ckpt.latest_step() is not None:
         state, start = ckpt.restore(state)
         state = jax.device_put(state, state_sh)
-    return Run(cfg, workdir, mesh, algo, teachers, teacher_vars, batches, state, ckpt, start, state_sh, teacher_sh)
+    return Run(algo, mesh, teacher_vars, batches, state, ckpt, start, state_sh, teacher_sh)
 
 
-def evaluate_workdir(cfg, workdir: str) -> dict:
+def evaluate_latest(algo, cfg, workdir: str, mesh) -> dict:
     """Evaluate the latest checkpoint of ``workdir`` on the test split."""
-    run = setup(cfg, workdir)
+    run = prepare(algo, cfg, workdir, mesh)
     if run.start == 0:
+        run.ckpt.close()
         raise UserError(f"no checkpoint in {run.ckpt.directory}; train first with `jka train CONFIG --workdir {workdir}`")
-    out = {"step": run.start, "eval": run.algo.evaluate(run.state, run.mesh)}
+    out = {"step": run.start, "eval": algo.evaluate(run.state, mesh)}
     run.ckpt.close()
     return out
 
 
 def compile_step(algo, mesh, state_sharding=None, teacher_sharding=None):
-    """The algorithm's step, jitted once: state donated, batch split over ``data``.
+    """The algorithm's step, jitted once: state donated, batch split over the mesh.
 
     State and teachers are replicated unless shardings are given (``mesh_lib.fsdp_sharding``);
     the new state keeps the state's sharding, the metrics are replicated.
@@ -126,22 +124,10 @@ def write_summary(workdir: str, summary: dict) -> None:
     barrier("jka: summary.json written")
 
 
-def train(cfg, workdir: str) -> dict:
-    """Run (or resume) the config's training in ``workdir``; returns the summary it writes.
-
-    An algorithm class with ``is_job = True`` is not a single compiled step but a job (several
-    phases, each itself a ``train`` of a sub-config in a sub-workdir, or an analysis such as a
-    transferability study): its ``run_job(cfg, workdir) -> summary`` runs instead.
-    """
-    cls = algorithms.get(cfg.algorithm)
-    if getattr(cls, "is_job", False):
-        os.makedirs(workdir, exist_ok=True)
-        summary = cls.run_job(cfg, workdir)
-        write_summary(workdir, summary)
-        return summary
-    run = setup(cfg, workdir)
-    algo, mesh, state, ckpt, start = run.algo, run.mesh, run.state, run.ckpt, run.start
-    teachers, teacher_vars, batches = run.teachers, run.teacher_vars, run.batches
+def fit(algo, cfg, workdir: str, mesh) -> dict:
+    """Train (or resume) ``algo`` in ``workdir``; returns the summary it writes."""
+    run = prepare(algo, cfg, workdir, mesh)
+    state, ckpt, start, teacher_vars = run.state, run.ckpt, run.start, run.teacher_vars
     batch_size = int(cfg.data.batch_size)
     dshard = mesh_lib.data_sharding(mesh)
     step_fn = compile_step(algo, mesh, run.state_sharding, run.teacher_sharding)
@@ -155,8 +141,7 @@ def train(cfg, workdir: str) -> dict:
     last_good = ckpt.latest_step()
     t_last, s_last = time.perf_counter(), start
     metrics = {}
-    step = start
-    feed = Prefetch(batches, stop=total, workers=int(cfg.data.get("read_workers", 0) or 0))
+    feed = Prefetch(run.batches, stop=total, workers=int(cfg.data.get("read_workers", 0) or 0))
     try:
         for step in range(start, total):
             state, metrics = step_fn(state, teacher_vars, feed.device_batch(step, dshard))
@@ -195,14 +180,14 @@ def train(cfg, workdir: str) -> dict:
     arch, n_out, variables, meta = algo.export(state)
     variables = to_host(variables)  # every process: a split array is gathered collectively
     if jax.process_index() == 0:
-        export_model(os.path.join(workdir, "model"), arch, n_out, variables, **algo.export_info(), **meta)
+        export_model(os.path.join(workdir, "model"), arch, n_out, variables, **meta)
     summary = {
         "step": total,
         "algorithm": algo.name,
         "eval": final,
         "train": to_python(metrics) if metrics else {},
         "student_classes": algo.student_classes,
-        "teachers": [{"arch": t.arch, "classes": t.classes} for t in teachers],
+        "teachers": [{"arch": t.arch, "classes": t.classes} for t in algo.teachers],
         "labels_used": algo.uses_labels,
         "devices": jax.device_count(),
         # How many times the step was compiled in this process (1 = no recompilation).

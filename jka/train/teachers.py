@@ -1,56 +1,56 @@
-"""Frozen teachers from exported models, trained first from their config when missing."""
+"""Frozen teachers: exported models (``WORKDIR/model``) loaded for a run.
+
+Finding or training the teachers a config names is :mod:`jka.run`'s work; everything below it
+receives :class:`Teacher` objects.
+"""
 from __future__ import annotations
 
+import dataclasses
 import os
+from typing import Any, Sequence
 
-import ml_collections
+import jax
+import jax.numpy as jnp
 
 from jka import models
-from jka.algorithms.base import Teacher, compute_dtype
-from jka.errors import ConfigError
-from jka.train.checkpoint import load_model, model_dir
+from jka.errors import ConfigError, unknown_choice
+from jka.train.checkpoint import load_model
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
-def teacher_workdir(spec, workdir: str) -> str:
-    path = spec.get("workdir", None)
-    if not path:
-        raise ConfigError("each teachers[i] needs a 'workdir' (an exported model or where to train it)")
-    return path if os.path.isabs(path) else os.path.join(workdir, path)
+def compute_dtype(cfg):
+    """The compute dtype of ``cfg.train.dtype`` (parameters and BN statistics stay float32)."""
+    name = cfg.train.get("dtype", "float32")
+    if name not in DTYPES:
+        raise unknown_choice("train.dtype", name, DTYPES)
+    return DTYPES[name]
 
 
-def ensure_trained(spec, workdir: str, progress: bool = True) -> str:
-    """Train the teacher from ``spec.config`` (a path or a ConfigDict) if it has no exported model."""
-    from jka import config as config_lib
-    from jka.train.loop import train
+@dataclasses.dataclass
+class Teacher:
+    """A frozen network: its module, its variables, and the dataset classes of its outputs."""
 
-    path = teacher_workdir(spec, workdir)
-    if os.path.isfile(os.path.join(model_dir(path), "model.json")):
-        return path
-    cfg = spec.get("config", None)
-    if cfg is None:
-        raise ConfigError(
-            f"teacher at {path!r} has no exported model and no 'config' to train it; "
-            "train it first or give teachers[i].config")
-    if isinstance(cfg, str):
-        cfg = config_lib.load(cfg, spec.get("overrides", ()))
-    else:
-        cfg = ml_collections.ConfigDict(cfg.to_dict())
-    cfg.train.progress = progress and cfg.train.get("progress", True)
-    train(cfg, path)
-    return path
+    arch: str
+    module: Any
+    variables: dict
+    classes: list[int]
+    kwargs: dict = dataclasses.field(default_factory=dict)
+    path: str = ""  # the exported model it was loaded from
+
+    def __call__(self, variables, x):
+        """Teachers always run in inference mode and never receive gradients."""
+        logits, feats = self.module.apply(jax.lax.stop_gradient(variables), x, train=False)
+        return jax.lax.stop_gradient(logits), jax.tree.map(jax.lax.stop_gradient, feats)
 
 
-def load_teachers(cfg, workdir: str) -> list[Teacher]:
-    out = []
-    for spec in cfg.get("teachers", ()):
-        path = ensure_trained(spec, workdir, cfg.train.get("progress", True))
-        variables, info = load_model(path)
-        classes = spec.get("classes", None) or info.get("classes") or list(range(info["num_classes"]))
-        classes = [int(c) for c in classes]
-        if len(classes) != info["num_classes"]:
-            raise ConfigError(
-                f"teacher {path!r} has {info['num_classes']} outputs but classes lists {len(classes)}")
-        module = models.create(info["arch"], info["num_classes"], dtype=compute_dtype(cfg),
-                               **info.get("kwargs", {}))
-        out.append(Teacher(info["arch"], module, variables, classes, info.get("kwargs", {})))
-    return out
+def load_teacher(path: str, classes: Sequence[int] | None = None, dtype=jnp.float32) -> Teacher:
+    """The exported model at ``path`` as a teacher over ``classes`` (default: the classes it was
+    trained on, else ``0..num_classes-1``), computing in ``dtype``."""
+    variables, info = load_model(path)
+    classes = classes or info.get("classes") or list(range(info["num_classes"]))
+    classes = [int(c) for c in classes]
+    if len(classes) != info["num_classes"]:
+        raise ConfigError(f"teacher {path!r} has {info['num_classes']} outputs but classes lists {len(classes)}")
+    module = models.create(info["arch"], info["num_classes"], dtype=dtype, **info.get("kwargs", {}))
+    return Teacher(info["arch"], module, variables, classes, info.get("kwargs", {}), os.path.abspath(path))

@@ -1,4 +1,4 @@
-"""Attribution maps (SPEC §6): gradient × input or saliency of ``g(x) = ‖vec(f(x))‖₂``.
+"""Attribution maps (docs/methods.md, "Transferability"): gradient × input or saliency of ``g(x) = ‖vec(f(x))‖₂``.
 
 ``f`` is a chosen feature map of a model (or its logits); ``x`` is the raw probe image in [0, 1]
 (the input every model of a zoo shares; each model's own normalisation is part of ``f``). Maps are

@@ -1,4 +1,4 @@
-"""DEPARA (CVPR 2020, SPEC §6): deep attribution graphs, their similarity, model and layer selection.
+"""DEPARA (CVPR 2020): deep attribution graphs, their similarity, model and layer selection.
 
 A model's graph over the probe set: node i is the attribution map of probe image i, edge (i, j)
 is the cosine similarity between the model's features of images i and j (upper triangle, i < j).

@@ -1,4 +1,4 @@
-"""Model distance from attribution maps (NeurIPS 2019 form, SPEC §6).
+"""Model distance from attribution maps (NeurIPS 2019 form).
 
 ``d(A, B) = 1 − mean_i cos(a_i^A, a_i^B)`` over the probe set, where ``a_i^M`` is model M's
 attribution map of probe image i; maps of different sizes are resized (bilinear) to the larger size

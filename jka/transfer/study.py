@@ -1,5 +1,5 @@
 """Comparing a zoo (what ``jka transfer`` runs) and the digits study that checks the scores against
-measured transfer (what ``configs/transfer/digits_study.py`` runs).
+measured transfer (what ``configs/transfer/digits_study.py`` runs; docs/methods.md, "Transferability").
 
 Study protocol. Every network of the zoo is trained by jka on one labeling of the same digits.
 A *target* is a task with its own network (whose graph stands for the task); every other network
@@ -20,11 +20,14 @@ from typing import Sequence
 
 import numpy as np
 
+from jka.data import load_split
+from jka.data.relabel import relabel
 from jka.errors import ConfigError, unknown_choice
 from jka.transfer import plots
 from jka.transfer.attribution import ZooModel, feature_vectors
 from jka.transfer.depara import Graph, average_ranks, build_graph, layer_scores, select_layer, similarity_matrix, spearman
 from jka.transfer.distance import distance_matrix, rank_sources
+from jka.transfer.zoo import load_probe
 
 COMPARE_METHODS = ("attribution", "depara")
 
@@ -142,16 +145,12 @@ def _log(msg: str, t0: float):
     print(f"[transfer_study {time.perf_counter() - t0:7.1f}s] {msg}", file=sys.stderr, flush=True)
 
 
-def run_study(cfg, workdir: str) -> dict:
-    """Train (or reuse) the zoo, score it without labels, measure real transfer, compare."""
-    from jka.algorithms.transfer_study import relabel
-    from jka.data import load_split
-    from jka.transfer.zoo import load_probe, load_zoo_config
-
-    t0 = time.perf_counter()
+def run_study(cfg, workdir: str, zoo: Sequence[ZooModel], t0: float | None = None) -> dict:
+    """Score the trained ``zoo`` (the networks of ``cfg.zoo``) without labels, measure real transfer,
+    compare. ``t0``: when the study started (the zoo's training counts in its time)."""
+    t0 = time.perf_counter() if t0 is None else t0
     tc = cfg.transfer
     specs = list(cfg.zoo)
-    zoo = load_zoo_config(cfg, workdir)
     by_name = {m.name: m for m in zoo}
     task_of = {s["name"]: s["task"] for s in specs}
     targets = list(tc.targets)

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import os
 
+import ml_collections
 import numpy as np
 
 from jka import models
-from jka.errors import ConfigError, UserError
+from jka.data import load_split
+from jka.errors import UserError
 from jka.transfer.attribution import ZooModel
 from jka.train.checkpoint import load_model
 
@@ -46,29 +48,6 @@ def load_zoo_dir(directory: str) -> list[ZooModel]:
     return [zoo_model(p, os.path.relpath(p, directory).replace(os.sep, "/")) for p in paths]
 
 
-def load_zoo_config(cfg, workdir: str) -> list[ZooModel]:
-    """Models of ``cfg.zoo`` (dicts with ``name``, ``workdir`` and a ``config`` to train them if missing)."""
-    from jka.train.teachers import ensure_trained
-
-    specs = cfg.get("zoo", None)
-    if not specs:
-        raise ConfigError("the config has no 'zoo' list; give zoo=[dict(name=..., workdir=..., config=...), ...]")
-    out = []
-    for spec in specs:
-        path = ensure_trained(spec, workdir, bool(cfg.train.get("progress", True)))
-        out.append(zoo_model(path, spec.get("name", None)))
-    return out
-
-
-def load_zoo(source: str, workdir: str) -> list[ZooModel]:
-    """``source`` is a directory of exported models or a ``.py`` config with a ``zoo`` list."""
-    if source.endswith(".py") or ".py:" in source:
-        from jka import config as config_lib
-
-        return load_zoo_config(config_lib.load(source, ()), workdir)
-    return load_zoo_dir(source)
-
-
 def load_probe(spec: str, n: int | None = None, seed: int = 0) -> np.ndarray:
     """Unlabelled probe images (N, H, W, C) float32 in [0, 1].
 
@@ -76,9 +55,6 @@ def load_probe(spec: str, n: int | None = None, seed: int = 0) -> np.ndarray:
     images (N, H, W) or (N, H, W, C), uint8 or float in [0, 1].
     """
     if spec.split(":")[0] == "digits":
-        from jka.data import load_split
-        import ml_collections
-
         split = spec.split(":", 1)[1] if ":" in spec else "train"
         images = load_split(ml_collections.ConfigDict(dict(name="digits", image_size=8)), split).images
     elif spec.endswith((".npy", ".npz")):

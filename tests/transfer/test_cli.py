@@ -1,5 +1,4 @@
 """`jka transfer` on a tiny zoo writes JSON, a heat map and a graph picture, and prints rankings."""
-import argparse
 import json
 import os
 
@@ -11,7 +10,7 @@ import pytest
 from jka import models
 from jka.errors import UserError
 from jka.train.checkpoint import export_model
-from jka.transfer import cli as transfer_cli
+from jka.cli import build_parser
 
 
 def _export_tiny_zoo(root):
@@ -26,9 +25,7 @@ def _export_tiny_zoo(root):
 
 
 def _parse(argv):
-    p = argparse.ArgumentParser(prog="jka")
-    transfer_cli.add_parser(p.add_subparsers(dest="command"))
-    return p.parse_args(argv)
+    return build_parser().parse_args(argv)
 
 
 @pytest.mark.parametrize("method", ["depara", "attribution"])

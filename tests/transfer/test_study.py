@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from jka.algorithms.transfer_study import relabel
+from jka.data.relabel import relabel
 from jka.errors import ConfigError
 from jka.transfer.study import correlation_test, linear_probe_accuracy
 

@@ -1,4 +1,5 @@
-"""The single-teacher distillation zoo's extra terms ``L_extra`` (SPEC §4.1), one file each.
+"""The single-teacher distillation zoo's extra terms ``L_extra`` (docs/methods.md, "Distillation zoo"),
+one file each (FitNet's hint is :func:`jka.losses.mse` on the regressed student map).
 
 ``TERMS`` maps a method name to its :class:`Term`: the pure loss function, the default weights
 ``(α, β, γ)`` of ``L = α kd(s, t, T) + β CE(s, y) + γ L_extra`` and which features it reads
@@ -11,11 +12,11 @@ import dataclasses
 from typing import Callable, Optional
 
 from jka.errors import unknown_choice
+from jka.losses import mse
 from jka.losses.distill.attention import attention
 from jka.losses.distill.cc import cc
 from jka.losses.distill.fsp import fsp
 from jka.losses.distill.ft import ft
-from jka.losses.distill.hint import hint
 from jka.losses.distill.nst import nst
 from jka.losses.distill.pkt import pkt
 from jka.losses.distill.rkd import rkd
@@ -34,7 +35,7 @@ class Term:
 
 TERMS = {t.name: t for t in (
     Term("kd", None, (0.9, 0.1, 0.0), "none"),
-    Term("hint", hint, (0.9, 0.1, 100.0), "middle"),
+    Term("hint", mse, (0.9, 0.1, 100.0), "middle"),
     Term("at", attention, (1.0, 0.1, 1000.0), "stages"),
     Term("sp", sp, (0.9, 0.1, 3000.0), "last"),
     Term("cc", cc, (0.9, 0.1, 0.02), "pooled"),
@@ -43,7 +44,7 @@ TERMS = {t.name: t for t in (
     Term("pkt", pkt, (0.9, 0.1, 30000.0), "pooled"),
     Term("nst", nst, (0.9, 0.1, 50.0), "stages"),
     Term("svd", svd, (0.9, 0.1, 10.0), "stages"),
-    # SPEC leaves fsp/ft open. Chosen here (not from a table): fsp γ = 1, ft γ = 200; both trained
+    # The reference table leaves fsp/ft open. Chosen here (not from a table): fsp γ = 1, ft γ = 200; both trained
     # jointly from the start (the originals pre-train FSP / the paraphraser in a first phase).
     Term("fsp", fsp, (0.9, 0.1, 1.0), "stem+stages"),
     Term("ft", ft, (0.9, 0.1, 200.0), "last"),
@@ -58,4 +59,4 @@ def get(name: str) -> Term:
     return TERMS[key]
 
 
-__all__ = ["TERMS", "Term", "get", "attention", "cc", "fsp", "ft", "hint", "nst", "pkt", "rkd", "sp", "svd", "vid"]
+__all__ = ["TERMS", "Term", "get", "attention", "cc", "fsp", "ft", "nst", "pkt", "rkd", "sp", "svd", "vid"]

@@ -3,16 +3,11 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
+from jka.errors import ConfigError
+
 
 def f32(x):
     return jnp.asarray(x, jnp.float32)
-
-
-def l2_normalize(x, axis=-1, eps: float = 1e-12):
-    """``x / max(‖x‖₂, eps)`` along ``axis`` (PyTorch ``F.normalize``), with a finite gradient at 0."""
-    sq = jnp.sum(jnp.square(x), axis=axis, keepdims=True)
-    norm = jnp.sqrt(jnp.where(sq > eps * eps, sq, eps * eps))
-    return x / norm
 
 
 def pool_to(x, h: int, w: int):
@@ -21,12 +16,11 @@ def pool_to(x, h: int, w: int):
     if (H, W) == (h, w):
         return x
     if H % h or W % w:
-        from jka.errors import ConfigError
         raise ConfigError(f"cannot pool a {H}x{W} feature map to {h}x{w}; pick stages whose sizes divide")
     return x.reshape(n, h, H // h, w, W // w, c).mean(axis=(2, 4))
 
 
-def match_spatial(fs, ft):
+def pool_to_smaller(fs, ft):
     """Pool the larger of two NHWC maps to the other's size (RepDistiller's adaptive pooling)."""
     hs, ht = fs.shape[1], ft.shape[1]
     if hs > ht:

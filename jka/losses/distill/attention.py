@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from jka.losses.distill._common import f32, flat, l2_normalize, match_spatial
+from jka.losses import l2_normalize
+from jka.losses.distill._common import f32, flat, pool_to_smaller
 
 
 def attention_map(f, p: float = 2.0):
@@ -18,6 +19,6 @@ def attention_map(f, p: float = 2.0):
 def attention(fs_list, ft_list, p: float = 2.0):
     total = 0.0
     for fs, ft in zip(fs_list, ft_list):
-        fs, ft = match_spatial(f32(fs), f32(ft))
+        fs, ft = pool_to_smaller(f32(fs), f32(ft))
         total = total + jnp.mean(jnp.square(attention_map(fs, p) - attention_map(ft, p)))
     return total

@@ -2,14 +2,15 @@
 
 The teacher's last-stage map is paraphrased into a factor ``P(F_t)`` (an auto-encoder trained by
 reconstruction), the student's translated into ``Tr(F_s)`` (both in
-``jka.algorithms.distill_modules``); ``L = mean |n(vec Tr(F_s)) − n(vec P(F_t))|`` with ``n`` the
+``jka.algorithms.distill.modules``); ``L = mean |n(vec Tr(F_s)) − n(vec P(F_t))|`` with ``n`` the
 L2 normalisation per sample (p = 1). Maps of different sizes are pooled to the smaller one.
 """
 from __future__ import annotations
 
 import jax.numpy as jnp
 
-from jka.losses.distill._common import f32, flat, l2_normalize, match_spatial
+from jka.losses import l2_normalize
+from jka.losses.distill._common import f32, flat, pool_to_smaller
 
 
 def factor(f):
@@ -17,5 +18,5 @@ def factor(f):
 
 
 def ft(factor_s, factor_t):
-    fs, ft_ = match_spatial(f32(factor_s), f32(factor_t))
+    fs, ft_ = pool_to_smaller(f32(factor_s), f32(factor_t))
     return jnp.mean(jnp.abs(factor(fs) - factor(ft_)))

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from jka.losses.distill._common import f32, l2_normalize, match_spatial
+from jka.losses import l2_normalize
+from jka.losses.distill._common import f32, pool_to_smaller
 
 
 def channel_maps(f):
@@ -25,7 +26,7 @@ def poly_mmd_term(a, b):
 def nst(fs_list, ft_list):
     total = 0.0
     for fs, ft in zip(fs_list, ft_list):
-        fs, ft = match_spatial(f32(fs), f32(ft))
+        fs, ft = pool_to_smaller(f32(fs), f32(ft))
         s, t = channel_maps(fs), channel_maps(ft)
         total = total + poly_mmd_term(t, t) - 2.0 * poly_mmd_term(s, t) + poly_mmd_term(s, s)
     return total

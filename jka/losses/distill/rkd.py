@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from jka.losses.distill._common import f32, flat, l2_normalize
+from jka.losses import l2_normalize
+from jka.losses.distill._common import f32, flat
 
 
 def smooth_l1(a, b):

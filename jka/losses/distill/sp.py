@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from jka.losses.distill._common import f32, flat, l2_normalize
+from jka.losses import l2_normalize
+from jka.losses.distill._common import f32, flat
 
 
 def similarity(f):

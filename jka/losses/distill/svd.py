@@ -22,7 +22,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from jka.losses.distill._common import f32, l2_normalize
+from jka.losses import l2_normalize
+from jka.losses.distill._common import f32
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1,))

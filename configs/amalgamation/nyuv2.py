@@ -1,0 +1,33 @@
+"""Task branching on NYUv2 as the paper ran it: SegNet-VGG16-BN teachers for 13-class segmentation
+and for depth → one full-width branchy SegNet student, no labels reaching it.
+
+    jka train configs/amalgamation/nyuv2.py --workdir /data/runs/nyuv2_branching data.data_dir='"/data/nyuv2"'
+
+``data.data_dir`` is passed on to the teachers' configs too (an inline teacher config of the run's
+dataset reads the run's data_dir), so one override moves all three. Teachers are trained first into
+/data/teachers/nyuv2_segnet_seg and .../nyuv2_segnet_depth when they have no exported model (Adam
+1e-4, 40k steps of 8); the student trains 40k steps (half of them searching branch points).
+
+Data: NYUv2's labelled subset (``nyu_depth_v2_labeled.mat``, 1,449 RGB-D images with dense labels;
+official split 795 train / 654 test from ``splits.mat``), the 894 raw labels mapped to the 13
+classes of Couprie et al. (``class13Mapping`` of the NYUv2 toolbox), 0 (unlabelled) → 255. tfds's
+``nyu_depth_v2`` has no segmentation labels, so prepare the two files once (h5py reads the .mat):
+
+    f = h5py.File("nyu_depth_v2_labeled.mat"); split = scipy.io.loadmat("splits.mat")
+    images = f["images"][:].transpose(0, 3, 2, 1)          # (1449, 480, 640, 3) uint8
+    depths = f["depths"][:].transpose(0, 2, 1)             # metres
+    labels = lut13[f["labels"][:].transpose(0, 2, 1)]      # 255 where unlabelled
+    # resize to 288×384 (images: bilinear; labels: nearest; depth: nearest, 0 where invalid)
+    np.savez(f"{data_dir}/train.npz", image=..., seg=..., depth=...)   # indices split["trainNdxs"] − 1
+    np.savez(f"{data_dir}/test.npz",  image=..., seg=..., depth=...)   # indices split["testNdxs"] − 1
+
+(arrays: image uint8 (N, H, W, 3), seg uint8 (N, H, W), depth float32 (N, H, W), H and W divisible
+by 32; see jka/data/scenes.py). summary.json: eval.seg_miou / eval.teacher_seg_miou, eval.depth_rmse
+/ eval.teacher_depth_rmse (+ pixel acc, abs-rel, δ1..3), eval.miou_ratio and eval.rmse_ratio, the
+selected branch points. Not run yet (needs the data and an accelerator).
+"""
+from jka.recipes.amalgamation import nyuv2_branching
+
+
+def get_config():
+    return nyuv2_branching()

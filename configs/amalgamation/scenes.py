@@ -1,0 +1,43 @@
+"""Task branching, "Student Becoming the Master", on the embedded procedural scenes (32×32, five
+classes: background + four shapes, depth 1–10 m), and the dense teachers it learns from.
+
+    jka train configs/amalgamation/scenes.py --workdir runs/scenes_branching
+    jka eval  configs/amalgamation/scenes.py --workdir runs/scenes_branching
+    jka train configs/amalgamation/scenes.py:part=teacher_seg --workdir runs/scenes_teacher_seg
+    jka train configs/amalgamation/scenes.py:part=teacher_depth --workdir runs/scenes_teacher_depth
+
+Variants (``part=``):
+- ``branching`` (default): the two teachers below are trained first (WORKDIR/teacher_seg,
+  WORKDIR/teacher_depth) when empty; then one branchy SegNet student (width 0.125, like the
+  teachers) learns both tasks from the teachers alone, no labels: phase 1 (WORKDIR/search, 800
+  steps) draws a random branch point per task every step, phase 2 picks per task the deepest branch
+  point within 2% of its lowest mimic loss (WORKDIR/branch_points.json), phase 3 (WORKDIR, 4,000
+  steps) trains with those points fixed. Measured (2-core CPU): teachers mIoU 0.227 / RMSE 1.176;
+  both tasks branch at point 1; student mIoU 0.219 (eval.miou_ratio 0.965), RMSE 1.181
+  (eval.rmse_ratio 1.003).
+- ``teacher_seg``: SegNet-VGG16-BN at width 0.125 from labels (cross-entropy, label 255 ignored),
+  Adam 2e-3, 1,200 steps of 32, flips; eval.miou, eval.pixel_acc on 400 held-out scenes.
+- ``teacher_depth``: the same with a one-channel head (metres, L1 over valid pixels); eval.rmse,
+  eval.abs_rel, eval.delta1..3.
+
+The segmentation teacher is weak (all background scores 0.73 pixel accuracy): at 32 px SegNet's five
+pools leave a 1×1 bottleneck.
+"""
+from jka.errors import unknown_choice
+from jka.recipes.amalgamation import scenes_branching, scenes_teacher
+
+
+def _branching():
+    cfg = scenes_branching(steps=4800)
+    cfg.branch.search_steps = 800
+    return cfg
+
+
+VARIANTS = {"branching": _branching, "teacher_seg": lambda: scenes_teacher("segmentation"),
+            "teacher_depth": lambda: scenes_teacher("depth")}
+
+
+def get_config(part: str = "branching"):
+    if part not in VARIANTS:
+        raise unknown_choice("part (configs/amalgamation/scenes.py:part=...)", part, VARIANTS)
+    return VARIANTS[part]()

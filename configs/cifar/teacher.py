@@ -1,0 +1,16 @@
+"""A CIFAR teacher trained from labels (tfds ``cifar10``; needs the dataset prepared once).
+
+Prepare the data on a machine with internet (TensorFlow is only needed for this step):
+    pip install tensorflow && tfds build cifar10 --data_dir ~/tensorflow_datasets
+Then, on any machine with that directory:
+    jka train configs/cifar/teacher.py --workdir runs/c10_resnet34 [data.data_dir=DIR]
+    jka train configs/cifar/teacher.py:arch=wrn40_2 --workdir runs/c10_wrn40_2
+
+SGD 0.1, momentum 0.9, wd 5e-4, batch 128, 200 epochs cosine, crop pad 4 + flip, bf16 compute on
+accelerators (train.dtype). The reference resnet34 teacher reaches 95.70 %; not run here (no GPU).
+"""
+from jka.recipes.cifar import cifar_teacher
+
+
+def get_config(arch: str = "cifar_resnet34", dataset: str = "cifar10"):
+    return cifar_teacher(arch, dataset)

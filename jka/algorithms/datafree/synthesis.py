@@ -1,0 +1,198 @@
+"""Device-side pieces shared by the data-free methods (DeepInversion, CMI, the generator methods).
+
+- :class:`RingBuffer`: a fixed-size buffer that lives in the training state (so on the device).
+  The synthesized-image pool and CMI's memory bank are ring buffers: ``add`` overwrites the oldest
+  entries once full, valid entries are always the indices ``[0, count)``, and sampling never
+  touches the host. No synthesized image goes through PNG files or the host between synthesis and
+  training.
+- :func:`global_view` / :func:`local_view`: CMI's two augmented views, computed on the device
+  (global = random crop with zero padding + flip; local = random resized crop, area scale
+  [0.25, 1], aspect ratio [3/4, 4/3], bilinear resize back, + flip). Both keep shape and the [0, 1]
+  range (padding is 0 and bilinear weights are convex).
+- :func:`teacher_inversion_forward`: runs a frozen teacher on synthesized inputs and returns its
+  logits, the BN-statistics prior ``R_bn`` and, per sample, the spatial mean of the input of every
+  BatchNorm (CMI's feature), for any zoo model built on :class:`jka.models.layers.BatchNorm`.
+- :func:`scan_steps`: ``lax.scan`` of training steps, unrolled (see its docstring for why).
+"""
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from jka.data.augment import random_crop_flip
+from jka.errors import ConfigError
+from jka.losses.priors import bn_statistics
+
+# Scans of at most this many steps are fully unrolled by :func:`scan_steps`.
+SCAN_UNROLL_MAX = 16
+
+
+def scan_steps(body, init, xs=None, length=None):
+    """``jax.lax.scan(body, init, xs, length)``, written out step by step for short loops.
+
+    Still one compiled function per synthesis round / schedule unit. Up to ``SCAN_UNROLL_MAX``
+    steps, ``body`` is traced once per step in a Python loop (outputs stacked as ``scan`` stacks
+    them), because XLA:CPU runs the same steps several times slower inside a loop: measured on the
+    2-core CPU, a DFAD digits unit (batch 256, 1 generator + 5 student steps) took 0.59-0.63 s as
+    ``lax.scan(unroll=n)`` and 0.20 s written out, about the sum of its separately compiled steps
+    (a rolled scan was slower still). Longer loops stay a rolled ``lax.scan``: compile time grows with the
+    number of steps written out (a CMI round of 40 synthesis + 60 student steps had not finished
+    compiling after 5 minutes unrolled).
+    """
+    n = int(length) if length is not None else int(jax.tree.leaves(xs)[0].shape[0])
+    if n > SCAN_UNROLL_MAX:
+        return jax.lax.scan(body, init, xs, length)
+    carry, ys = init, []
+    for i in range(n):
+        carry, y = body(carry, None if xs is None else jax.tree.map(lambda a: a[i], xs))
+        ys.append(y)
+    if not ys:  # n == 0: lax.scan's empty outputs need the body's output structure
+        return jax.lax.scan(body, init, xs, 0)
+    return carry, jax.tree.map(lambda *v: jnp.stack(v), *ys)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Ring buffers (image pool, memory bank)
+# ---------------------------------------------------------------------------------------------------
+@struct.dataclass
+class RingBuffer:
+    """``capacity`` items of one shape; ``add`` writes at ``ptr`` and wraps around.
+
+    ``count`` is the number of valid items (``min(total added, capacity)``); because writing starts
+    at index 0 and wraps, the valid items are exactly ``data[:count]``.
+    """
+
+    data: jax.Array
+    count: jax.Array
+    ptr: jax.Array
+
+    @classmethod
+    def create(cls, capacity: int, item_shape, dtype=jnp.float32) -> "RingBuffer":
+        if int(capacity) < 1:
+            raise ConfigError(f"a ring buffer needs capacity >= 1, got {capacity}; raise the pool/bank size")
+        return cls(data=jnp.zeros((int(capacity),) + tuple(item_shape), dtype),
+                   count=jnp.zeros((), jnp.int32), ptr=jnp.zeros((), jnp.int32))
+
+    @property
+    def capacity(self) -> int:
+        return self.data.shape[0]
+
+    def add(self, items) -> "RingBuffer":
+        """Append a batch (``items.shape[0] <= capacity``), overwriting the oldest entries when full."""
+        n = items.shape[0]
+        if n > self.capacity:
+            raise ConfigError(f"cannot add {n} items to a ring buffer of capacity {self.capacity}; "
+                              "make the pool/bank at least one synthesis batch large")
+        idx = (self.ptr + jnp.arange(n)) % self.capacity
+        data = self.data.at[idx].set(items.astype(self.data.dtype))
+        return self.replace(data=data, count=jnp.minimum(self.count + n, self.capacity),
+                            ptr=(self.ptr + n) % self.capacity)
+
+    def sample(self, rng, n: int):
+        """``n`` valid items drawn uniformly with replacement (zeros while the buffer is empty)."""
+        u = jax.random.uniform(rng, (n,))
+        idx = jnp.minimum((u * self.count).astype(jnp.int32), jnp.maximum(self.count - 1, 0))
+        return self.data[idx]
+
+    def sample_distinct(self, rng, n: int):
+        """(items, valid): ``n`` distinct slots, valid ones first in random order; ``valid[i]`` is
+        False for slots beyond ``count`` (fewer than ``n`` stored). Used for contrastive negatives,
+        where a duplicate would be a second copy of a positive."""
+        n = min(int(n), self.capacity)
+        slots = jnp.arange(self.capacity)
+        key = jax.random.uniform(rng, (self.capacity,)) + (slots >= self.count).astype(jnp.float32) * 2.0
+        idx = jnp.argsort(key)[:n]
+        return self.data[idx], idx < self.count
+
+
+def to_pool(images, dtype):
+    """[0, 1] float images → the pool's storage dtype (uint8 quantises to 1/255)."""
+    if dtype == jnp.uint8:
+        return jnp.round(jnp.clip(images, 0.0, 1.0) * 255.0).astype(jnp.uint8)
+    return images.astype(dtype)
+
+
+def from_pool(items):
+    """Pool storage → [0, 1] float32 images."""
+    if items.dtype == jnp.uint8:
+        return items.astype(jnp.float32) / 255.0
+    return items.astype(jnp.float32)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Augmented views (on the device)
+# ---------------------------------------------------------------------------------------------------
+def random_flip(rng, x):
+    do = jax.random.bernoulli(rng, 0.5, (x.shape[0], 1, 1, 1))
+    return jnp.where(do, x[:, :, ::-1, :], x)
+
+
+def global_view(rng, x, pad: int = 4, flip: bool = True):
+    """Random crop after zero padding by ``pad`` pixels, then random horizontal flip (NHWC)."""
+    return random_crop_flip(rng, x, int(pad), bool(flip))
+
+
+def _bilinear_crop(img, top, left, h, w):
+    """Resample the box (top, left, h, w) of one HWC image back to its full size, bilinearly."""
+    H, W = img.shape[0], img.shape[1]
+    ys = jnp.clip(top + (jnp.arange(H) + 0.5) * h / H - 0.5, 0.0, H - 1.0)
+    xs = jnp.clip(left + (jnp.arange(W) + 0.5) * w / W - 0.5, 0.0, W - 1.0)
+    y0 = jnp.floor(ys).astype(jnp.int32)
+    x0 = jnp.floor(xs).astype(jnp.int32)
+    y1, x1 = jnp.minimum(y0 + 1, H - 1), jnp.minimum(x0 + 1, W - 1)
+    wy, wx = (ys - y0)[:, None, None], (xs - x0)[None, :, None]
+    rows = img[y0] * (1.0 - wy) + img[y1] * wy
+    return rows[:, x0] * (1.0 - wx) + rows[:, x1] * wx
+
+
+def local_view(rng, x, scale=(0.25, 1.0), ratio=(3.0 / 4.0, 4.0 / 3.0), flip: bool = True):
+    """Random resized crop (area fraction in ``scale``, aspect ratio in ``ratio``) resized back to
+    the input size with bilinear interpolation, then random horizontal flip (NHWC)."""
+    n, H, W, _ = x.shape
+    k_area, k_ratio, k_y, k_x, k_flip = jax.random.split(rng, 5)
+    area = jax.random.uniform(k_area, (n,), minval=scale[0], maxval=scale[1]) * H * W
+    log_r = jax.random.uniform(k_ratio, (n,), minval=math.log(ratio[0]), maxval=math.log(ratio[1]))
+    r = jnp.exp(log_r)
+    w = jnp.clip(jnp.sqrt(area * r), 1.0, W)
+    h = jnp.clip(jnp.sqrt(area / r), 1.0, H)
+    top = jax.random.uniform(k_y, (n,)) * (H - h)
+    left = jax.random.uniform(k_x, (n,)) * (W - w)
+    out = jax.vmap(_bilinear_crop)(x.astype(jnp.float32), top, left, h, w).astype(x.dtype)
+    return random_flip(k_flip, out) if flip else out
+
+
+# ---------------------------------------------------------------------------------------------------
+# Teacher forward pass for inversion
+# ---------------------------------------------------------------------------------------------------
+def bn_inputs_in_call_order(bn_stats) -> list:
+    """The inputs sown by every BatchNorm (``bn_stats``), in the order the BatchNorms ran: a module's
+    entry is created when it first writes, so walking the nested dicts in insertion order is call
+    order (``jax.tree`` leaves would be sorted by name instead)."""
+    out = []
+    for key, value in bn_stats.items():
+        if key == "input":
+            out.append(value[0])
+        else:
+            out.extend(bn_inputs_in_call_order(value))
+    return out
+
+
+def teacher_inversion_forward(teacher, variables, x, instance_means: bool = False):
+    """(logits, features, R_bn, means) of a frozen teacher on ``x`` (normalised, NHWC).
+
+    The teacher runs in inference mode with stop-gradient parameters; gradients flow to ``x`` only.
+    ``R_bn`` is the BN-statistics prior. With ``instance_means`` the last output is the
+    concatenation over every BatchNorm (in call order) of the per-sample spatial mean of its input,
+    shape (N, D); otherwise None.
+    """
+    variables = jax.lax.stop_gradient(variables)
+    (logits, feats), upd = teacher.module.apply(variables, x, train=False, mutable=["bn_stats"])
+    r_bn = bn_statistics(upd["bn_stats"], variables["batch_stats"])
+    means = None
+    if instance_means:
+        means = jnp.concatenate([a.astype(jnp.float32).mean(axis=tuple(range(1, a.ndim - 1)))
+                                 for a in bn_inputs_in_call_order(upd["bn_stats"])], axis=-1)
+    return logits, feats, r_bn, means

@@ -1,0 +1,85 @@
+"""Adaptive amalgamation: label-free teacher calibration and calibrated logit matching."""
+import jax
+import numpy as np
+import pytest
+
+from jka.algorithms.amalgamation.adaptive import calibrate_teachers
+from jka.errors import ConfigError
+from tests.algorithms.amalgamation.test_layerwise_cfl import build
+
+
+def test_calibration_recovers_an_exact_affine_relation_and_keeps_disjoint_teachers_raw():
+    rng = np.random.default_rng(0)
+    shared = rng.normal(size=(20, 2)) + 5.0               # teacher 0's logits on classes 2, 3
+    t0 = np.concatenate([np.full((20, 2), -50.0), shared], 1)          # classes 0..3
+    t1 = np.concatenate([(shared - 1.0) / 2.0, np.full((20, 2), -50.0)], 1)  # classes 2..5
+    t2 = rng.normal(size=(20, 2))                         # classes 8, 9: shares nothing
+    cal = calibrate_teachers([t0, t1, t2], [[0, 1, 2, 3], [2, 3, 4, 5], [8, 9]])
+    assert cal[0] == (1.0, 0.0) and cal[2] == (1.0, 0.0)
+    np.testing.assert_allclose(cal[1], (2.0, 1.0), rtol=1e-5, atol=1e-5)   # 2·t1 + 1 = t0 on {2, 3}
+
+
+def test_calibration_uses_only_images_both_teachers_put_in_the_shared_classes_and_chains():
+    # teacher 0: classes 0, 1 (1 shared with teacher 1); teacher 1: classes 1, 2 (2 shared with teacher 2);
+    # teacher 2: classes 2, 3.
+    t0 = np.array([[0.0, 4.0], [0.0, 2.0], [5.0, 1.0], [0.0, 6.0]])
+    t1 = np.array([[3.0, 0.0], [1.0, 0.0], [0.0, 9.0], [0.0, 1.0]])
+    t2 = np.array([[1.0, 0.0], [0.0, 0.0], [2.0, 0.0], [3.0, 0.0]])
+    cal = calibrate_teachers([t0, t1, t2], [[0, 1], [1, 2], [2, 3]])
+    # 0 → 1 on class 1, rows where t0 argmax = class 1 and t1 argmax = class 1: rows 0 and 1
+    u, v = np.array([4.0, 2.0]), np.array([3.0, 1.0])
+    a1 = u.std() / v.std()
+    b1 = u.mean() - a1 * v.mean()
+    np.testing.assert_allclose(cal[1], (a1, b1), rtol=1e-6)
+    # 1 → 2 on class 2, rows where t1 argmax = class 2 (rows 2 and 3) and t2 argmax = class 2 (all rows)
+    u = a1 * np.array([9.0, 1.0]) + b1
+    v = np.array([2.0, 3.0])
+    a2 = u.std() / v.std()
+    np.testing.assert_allclose(cal[2], (a2, u.mean() - a2 * v.mean()), rtol=1e-6)
+
+
+def test_component_matches_the_selected_calibrated_teachers_raw_logits(teacher_factory, tmp_path):
+    dirs = [teacher_factory("a", "small_cnn", 7, width=0.25), teacher_factory("b", "small_cnn", 7, seed=1, width=0.25)]
+    classes = ([0, 1, 2, 3, 4, 5, 6], [3, 4, 5, 6, 7, 8, 9])
+    algo, state, batches, teachers = build("adaptive_component", dirs, classes, tmp_path, component=1,
+                                           layers=["block3"], calibration=[[1.0, 0.0], [3.0, -1.0]])
+    # sample 0: A is sure on the sub-task (selected, raw); sample 1: B is sure (selected, 3·t − 1)
+    a = np.array([[0, 0, 0, 9.0, 0, 0, 0], [0, 0, 0, 1.0, 0.5, 0, 0]], np.float32)
+    b = np.array([[0.2, 0, 0.1, 0, 0, 0, 9.0], [8.0, 0, 0, 0, 0, 0, 9.0]], np.float32)
+    sub, w = algo.weights_of([(a, None), (b, None)])
+    got = np.asarray(algo.target_logits(sub, w))
+    np.testing.assert_allclose(got, [[9.0, 0, 0, 0], [3 * 8.0 - 1, -1, -1, -1]], rtol=1e-6)
+    # the logit term of the loss is the plain MSE between the component's logits and that target
+    batch = batches.host_batch(0)
+    x = algo.prepare(None, batch["image"], augment=False)
+    t_out = [t(t.variables, x) for t in teachers]
+    _, (_, terms) = algo.amal_loss(state.params, state.batch_stats, t_out, x, 0)
+    c, _, _ = algo.apply_student(state.params["student"], state.batch_stats["student"], x, train=True)
+    sub, w = algo.weights_of(t_out)
+    target = np.asarray(algo.target_logits(sub, w))
+    np.testing.assert_allclose(float(terms["logit"]), np.mean((np.asarray(c) - target) ** 2), rtol=1e-4)
+    # the average baseline averages the calibrated logits
+    algo.selection = "average"
+    sub, w = algo.weights_of([(a, None), (b, None)])
+    np.testing.assert_allclose(np.asarray(algo.target_logits(sub, w))[0],
+                               0.5 * a[0, 3:7] + 0.5 * (3 * b[0, 0:4] - 1), rtol=1e-6)
+
+
+def test_component_rejects_a_calibration_of_the_wrong_length(teacher_factory, tmp_path):
+    dirs = [teacher_factory("a", "small_cnn", 7, width=0.25), teacher_factory("b", "small_cnn", 7, seed=1, width=0.25)]
+    with pytest.raises(ConfigError, match="calibration"):
+        build("adaptive_component", dirs, ([0, 1, 2, 3, 4, 5, 6], [3, 4, 5, 6, 7, 8, 9]), tmp_path, component=0,
+              calibration=[[1.0, 0.0]])
+
+
+def test_teacher_logits_on_a_dataset_match_the_teachers(teacher_factory, tmp_path):
+    from jka.algorithms.amalgamation.adaptive import teacher_logits_on
+
+    dirs = [teacher_factory("a", "small_cnn", 3, width=0.25), teacher_factory("b", "small_cnn", 4, seed=1, width=0.25)]
+    algo, state, batches, teachers = build("adaptive_student", dirs, ([0, 1, 2], [3, 4, 5, 6]), tmp_path)
+    ds = algo.train_ds
+    outs = teacher_logits_on(teachers, ds, algo.mean, algo.std, batch_size=100)
+    assert [o.shape for o in outs] == [(len(ds), 3), (len(ds), 4)]
+    x = algo.prepare(None, ds.images[:5], augment=False)
+    np.testing.assert_allclose(outs[1][:5], np.asarray(jax.device_get(teachers[1](teachers[1].variables, x)[0])),
+                               rtol=1e-4, atol=1e-5)

@@ -1,0 +1,96 @@
+"""The tree's architecture holds: imports run one way (models, losses, data → train → algorithms,
+convert, transfer → recipes, run → demo → cli), no import cycle among jka's modules, no jka import hidden inside a function,
+and no algorithm file over 400 lines."""
+import ast
+import glob
+import os
+
+from tests.conftest import REPO
+
+PKG = os.path.join(REPO, "jka")
+# A layer may import from itself and from lower ranks, never from a different layer of its own rank
+# or above; the base modules (errors, config) are importable from everywhere.
+RANK = {"models": 1, "losses": 1, "data": 1, "train": 2, "convert": 3, "transfer": 3, "algorithms": 3,
+        "recipes": 4, "run": 4, "demo": 5, "cli": 6}
+BASE = {"errors", "config", "__init__", "__main__"}
+
+
+def _modules():
+    for path in glob.glob(os.path.join(PKG, "**", "*.py"), recursive=True):
+        rel = os.path.relpath(path, REPO)[:-3].replace(os.sep, ".")
+        yield (rel[:-9] if rel.endswith(".__init__") else rel), path
+
+
+def _imports(path):
+    """(name imported, line, inside a function?) of every jka import in ``path``."""
+    tree = ast.parse(open(path).read())
+    in_function = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            in_function |= {id(n) for n in ast.walk(node) if n is not node}
+    for node in ast.walk(tree):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module + "." + a.name for a in node.names]
+        for name in names:
+            if name.startswith("jka"):
+                yield name, node.lineno, id(node) in in_function
+
+
+def _layer(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def test_imports_run_one_way_and_none_hides_in_a_function():
+    bad = []
+    for module, path in _modules():
+        layer = _layer(module)
+        for name, line, inside in _imports(path):
+            target = _layer(name)
+            if inside and not name.startswith("jka.convert.torch_models"):  # torch stays optional
+                bad.append(f"{module}:{line} imports {name} inside a function")
+            if layer in BASE or target in BASE or target == layer:
+                continue
+            if RANK[target] >= RANK[layer]:
+                bad.append(f"{module}:{line} ({layer}) imports {name} ({target})")
+    assert not bad, "\n".join(bad)
+
+
+def test_no_import_cycle():
+    modules = dict(_modules())
+
+    def resolve(name):
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name
+
+    graph = {m: {resolve(n) for n, _, _ in _imports(p)} - {m, None, ""} for m, p in modules.items()}
+    packages = {m for m, p in modules.items() if p.endswith("__init__.py")}
+    graph = {m: {t for t in ts if t not in packages} for m, ts in graph.items() if m not in packages}
+    state = {}
+
+    def visit(m, stack):
+        state[m] = "open"
+        for t in graph.get(m, ()):
+            assert state.get(t) != "open", "import cycle: " + " → ".join(stack + [m, t])
+            if t not in state:
+                visit(t, stack + [m])
+        state[m] = "done"
+
+    for m in graph:
+        if m not in state:
+            visit(m, [])
+
+
+def test_algorithm_files_are_short_and_every_config_loads():
+    long = [p for p in glob.glob(os.path.join(PKG, "algorithms", "**", "*.py"), recursive=True)
+            if sum(1 for _ in open(p)) > 400]
+    assert not long, long
+    from jka import config as config_lib
+
+    for path in sorted(glob.glob(os.path.join(REPO, "configs", "**", "*.py"), recursive=True)):
+        cfg = config_lib.load_config_file(path)
+        assert cfg.algorithm, path
