@@ -4,7 +4,7 @@
         [--dtype bfloat16|float32] [--torch-compile auto|on|off] [--image-size N] [--iterations N] [--json FILE]
 
 The jka side is the step ``benchmarks/families.py`` times (``dfad_two_stage`` and ``cmi_round``, built
-from ``configs/datafree/cifar10_{dfad,cmi}_resnet34_resnet18.py``). The PyTorch side does the same
+from ``configs/datafree/cifar10.py:method={dfad,cmi},pair=resnet34_resnet18``). The PyTorch side does the same
 work with jka's PyTorch twins (channels_last, bf16 autocast, fused optimizers), written the way a
 PyTorch user would (forward hooks on the teacher's BatchNorms for the statistics prior):
 

@@ -9,7 +9,6 @@ its ``config`` when the directory has none.
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import os
 from typing import Callable, Optional
@@ -92,7 +91,7 @@ def network_config(spec, parent):
     if isinstance(cfg, str):
         cfg = config_lib.load(cfg, spec.get("overrides", ()))
     else:
-        cfg = copy.deepcopy(cfg)
+        cfg = config_lib.derive(cfg)
         if parent.data.get("data_dir", None) is not None and cfg.data.get("name") == parent.data.get("name"):
             cfg.data.data_dir = parent.data.data_dir
     cfg.train.progress = parent.train.get("progress", True) and cfg.train.get("progress", True)

@@ -85,6 +85,24 @@ def test_no_import_cycle():
             visit(m, [])
 
 
+def test_no_undefined_name():
+    """What a moved import leaves behind (pyflakes: names used but never defined or imported)."""
+    from pyflakes import api, reporter
+
+    class Collect(reporter.Reporter):
+        def __init__(self):
+            self.messages = []
+
+        def flake(self, message):
+            if type(message).__name__ in ("UndefinedName", "UndefinedLocal", "UndefinedExport"):
+                self.messages.append(str(message))
+
+    found = Collect()
+    for path in glob.glob(os.path.join(PKG, "**", "*.py"), recursive=True):
+        api.checkPath(path, found)
+    assert not found.messages, "\n".join(found.messages)
+
+
 def test_algorithm_files_are_short_and_every_config_loads():
     long = [p for p in glob.glob(os.path.join(PKG, "algorithms", "**", "*.py"), recursive=True)
             if sum(1 for _ in open(p)) > 400]

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
 # PyTorch BatchNorm defaults: momentum 0.1 (Flax 0.9), eps 1e-5.
 BN_MOMENTUM = 0.9

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jka import losses
-from jka.algorithms.amalgamation.common import MultiPartAmalgamation, resize_to
+from jka.algorithms.amalgamation.common import MultiPartAmalgamation
 from jka.errors import ConfigError
 
 

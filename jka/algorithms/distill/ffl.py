@@ -24,13 +24,12 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 
 from jka import losses, models
 from jka.algorithms.base import Algorithm
-from jka.config import section
+from jka.config import derive, section
 from jka.errors import ConfigError
 from jka.models.layers import BatchNorm
 from jka.train.evaluate import predict_all
@@ -177,7 +176,7 @@ class FFL(Algorithm):
         self.fusion = FusionModule(len(self.student_classes), int(channels), dtype=self.dtype)
         v = self.fusion.init(keys[-1], maps, train=False)
         params[FUSION], batch_stats[FUSION] = v["params"], v["batch_stats"]
-        fusion_optim = ml_collections.ConfigDict(self.cfg.optim.to_dict())
+        fusion_optim = derive(self.cfg.optim)
         fusion_optim.update(self.fusion_optim)
         labels = {k: jax.tree.map(lambda _, k=k: FUSION if k == FUSION else "subnets", p) for k, p in params.items()}
         tx = optax.multi_transform({"subnets": make_optimizer(self.cfg.optim, self.total_steps),

@@ -36,6 +36,7 @@ from jka.errors import ConfigError
 from jka.losses import l2_normalize
 from jka.models import vgg16_graft
 from jka.train.phases import Phase, run_phase
+from jka.train.evaluate import classification_eval
 from jka.train.state import TrainState, make_optimizer
 
 NUM_BLOCKS = 5

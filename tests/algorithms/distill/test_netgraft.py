@@ -106,3 +106,32 @@ def test_wrong_teacher_or_range_is_a_config_error():
         NetGraftPhase(_cfg(0, 1), [Teacher("vgg16_graft", module, v, list(range(10)))])
     with pytest.raises(ConfigError):
         NetGraftPhase(_cfg(3, 3), [_teacher()])
+
+
+def test_job_chains_its_phases_skips_finished_ones_and_evaluates_the_whole_student(tmp_path):
+    import json
+    import os
+
+    from jka import run
+    from jka.recipes.distill import digits_netgraft
+    from jka.train.checkpoint import export_model
+
+    teacher = _teacher()
+    export_model(str(tmp_path / "teacher" / "model"), "vgg16_teacher", 10,
+                 {"params": teacher.variables["params"], "batch_stats": teacher.variables.get("batch_stats", {})},
+                 kwargs={"width": WIDTH}, classes=list(range(10)))
+    cfg = digits_netgraft(width=WIDTH)
+    cfg.teachers = [dict(workdir=str(tmp_path / "teacher"))]
+    cfg.netgraft.update(n_per_class=1, block_steps=2, chain_steps=2)
+    cfg.train.update(progress=False, log_every=1)
+    summary = run.train(cfg, str(tmp_path / "job"))
+    assert [p["phase"] for p in summary["phases"]] == ["block0", "block1", "block2", "block3", "block4",
+                                                       "chain0-1", "chain0-2", "chain0-3", "chain0-4"]
+    assert summary["step"] == 18 and summary["labels_used"] is False
+    last = tmp_path / "job" / "phase8_chain0-4"
+    assert json.load(open(last / "model" / "model.json"))["few_shot_indices"]
+    stamp = os.path.getmtime(last / "summary.json")
+    assert run.train(cfg, str(tmp_path / "job"))["eval"] == summary["eval"]   # every phase finished: none reruns
+    assert os.path.getmtime(last / "summary.json") == stamp
+    ev = run.evaluate(cfg, str(tmp_path / "job"))
+    assert ev["eval"]["student_accuracy"] == pytest.approx(summary["eval"]["accuracy"])
