@@ -6,15 +6,16 @@ student's accuracy on the real held-out digits (eval.accuracy).
     jka train configs/datafree/digits.py:method=dfad --workdir runs/digits_dfad
     jka train configs/datafree/digits.py:method=dfad,one_stage=True --workdir runs/digits_dfad_onestage
 
-Methods (measured on the 2-core CPU):
-- ``dafl``: G minimises oh + 0.001·act + 20·bal, the student learns kd; 300 units: 0.744.
-- ``zskt``: G maximises kd(s, t, T=1), the student minimises it; 400 units: 0.933.
-- ``dfad``: G maximises L1(s, t) on logits, 5 student steps per G step; 400 units: 0.754.
+Methods (measured on the 2-core CPU, jax 0.10.2; these games move by several points with the seed
+and the machine, see the README):
+- ``dafl``: G minimises oh + 0.001·act + 20·bal, the student learns kd; 300 units: 0.657.
+- ``zskt``: G maximises kd(s, t, T=1), the student minimises it; 400 units: 0.881.
+- ``dfad``: G maximises L1(s, t) on logits, 5 student steps per G step; 400 units: 0.774.
   ``one_stage=True`` (also zskt): one backward pass updates student and G (gradient reversal), same
-  schedule: 0.761.
-- ``dfq``: G minimises adv + bn + oh + 20·bal, the student learns kd; 300 units: 0.976.
+  schedule: 0.769.
+- ``dfq``: G minimises adv + bn + oh + 20·bal, the student learns kd; 300 units: 0.972.
 - ``deepinversion``: pixels optimised against the teacher (25 rounds of 60 steps, 10·bn + oh − js +
-  0.001·tv), the student learns kd (T=20) on the pool: 0.981.
+  0.001·tv), the student learns kd (T=20) on the pool: 0.980.
 - ``cmi``: a generator re-initialised every round (12 rounds × (40 synthesis + 60 student steps)),
   bn + oh + 0.5·adv + 0.8·L_cr, bank 4096, 512 negatives: 0.969.
 

@@ -6,7 +6,8 @@ steps per block) then net grafting (150 steps per chain).
     jka train configs/distill/digits_netgraft.py --workdir runs/digits_netgraft
     jka train configs/distill/digits_netgraft.py netgraft.n_per_class=1 --workdir runs/digits_netgraft_n1
 
-Measured (student alone on the 540 held-out digits, eval.accuracy): N=1 0.600, N=5 0.898, N=10 0.935.
+Measured (student alone on the 540 held-out digits, eval.accuracy; teacher 0.993): N=1 0.767, N=5
+0.904, N=10 0.915.
 """
 from jka.recipes.distill import digits_netgraft
 

@@ -19,8 +19,8 @@ head; a teacher runs from any block's input (``SmallCNN(start=b)``).
    union of classes, in teacher order (:func:`.networks.regroup`).
 4. :class:`~.phases.Assemble` (``WORKDIR/assemble``, ``assemble_steps`` > 0): the regrouped student
    trained end to end (G frozen) with block B's loss; block-wise training forces one feature map to
-   serve every teacher's later blocks (digits: 0.794 after regroup, 0.865 after 600 assemble steps).
-   The result is exported to ``WORKDIR/model``.
+   serve every teacher's later blocks (digits, when it was added: 0.794 after regroup, 0.865 after
+   600 assemble steps). The result is exported to ``WORKDIR/model``.
 
 The weights α, β, γ and the stream weights are not published; the values chosen here, why, and what
 they measured are in docs/methods.md (``amalgamation.<key>``, defaults in :data:`.phases.DEFAULTS`).
