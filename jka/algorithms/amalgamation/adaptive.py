@@ -64,9 +64,9 @@ def amal_of(cfg):
     return section(cfg, "amal", ADAPTIVE_DEFAULTS, "adaptive")
 
 
-def adaptive_weights(cfg) -> tuple:
+def adaptive_weights(amal) -> tuple:
     """``amal.weights`` = (w_logit, w_feat) of both phases' losses."""
-    w = tuple(float(v) for v in amal_of(cfg).weights)
+    w = tuple(float(v) for v in amal.weights)
     if len(w) != 2:
         raise ConfigError(f"adaptive amalgamation's amal.weights are (w_logit, w_feat); got {w}")
     return w
@@ -164,14 +164,14 @@ class AdaptiveComponent(MultiPartAmalgamation):
     amal_defaults = ADAPTIVE_DEFAULTS
 
     def __init__(self, cfg, teachers, subtask, calibration):
-        self.selection = amal_of(cfg).selection
+        amal = amal_of(cfg)
+        self.selection = amal.selection
         if self.selection not in SELECTIONS:
             raise ConfigError(f"amal.selection must be one of {SELECTIONS}, not {self.selection!r}")
         self.subtask = [int(c) for c in subtask]
         self.knowing = [k for k, t in enumerate(teachers) if set(self.subtask) <= set(t.classes)]
         self.index = {k: [teachers[k].classes.index(c) for c in self.subtask] for k in self.knowing}
-        self.layers = tuple(amal_of(cfg).layers)
-        self.weights = adaptive_weights(cfg)
+        self.layers, self.weights = tuple(amal.layers), adaptive_weights(amal)
         if len(calibration) != len(teachers):
             raise ConfigError(f"the calibration has {len(calibration)} (scale, bias) pairs for {len(teachers)} teachers")
         self.calibration = [(float(a), float(b)) for a, b in calibration]
@@ -262,7 +262,7 @@ class AdaptiveStudent(MultiPartAmalgamation):
     def __init__(self, cfg, teachers, overlap=()):
         super().__init__(cfg, teachers)
         self.layers = tuple(self.amal.layers)
-        self.weights = adaptive_weights(cfg)
+        self.weights = adaptive_weights(self.amal)
         self.overlap = [int(c) for c in overlap]
         sizes = [len(t.classes) for t in teachers]
         self.bounds = [int(b) for b in np.cumsum(sizes)[:-1]]

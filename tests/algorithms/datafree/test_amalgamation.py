@@ -190,3 +190,23 @@ def test_rejects_other_architectures(tmp_path):
     t = Teacher("vgg8_bn", m, {}, list(range(5)))
     with pytest.raises(ConfigError):
         DualGAN(_cfg(tmp_path), [t])
+
+
+def test_job_runs_its_phases_exports_the_student_and_evaluates_its_final_phase(tmp_path):
+    from jka import run
+
+    teachers = [make_teacher(range(5), 0.25, 0), make_teacher(range(5, 10), 0.25, 1)]
+    cfg = _cfg(tmp_path, assemble_steps=2)
+    for k, (spec, t) in enumerate(zip(cfg.teachers, teachers)):
+        export_model(str(tmp_path / f"t{k}" / "model"), "small_cnn", 5, t.variables, kwargs={"width": 0.25},
+                     classes=list(t.classes))
+        spec["workdir"] = str(tmp_path / f"t{k}")
+    cfg.model.kwargs = {"width": 0.25}
+    cfg.train.update(progress=False, log_every=1)
+    summary = run.train(cfg, str(tmp_path / "job"))
+    assert set(summary["phases"]) == {"gan", "dual_1", "dual_2", "dual_3", "assemble"}
+    assert summary["step"] == 2 + 3 * 2 + 2 and summary["labels_used"] is False
+    v, info = load_model(str(tmp_path / "job"))
+    assert info["arch"] == "small_cnn" and info["num_classes"] == 10
+    ev = run.evaluate(cfg, str(tmp_path / "job"))
+    assert ev["step"] == 2 and ev["eval"]["accuracy"] == pytest.approx(summary["eval"]["accuracy"])
