@@ -30,7 +30,7 @@ from jka.algorithms.kd import KD
 from jka.algorithms.supervised import Supervised
 from jka.errors import ConfigError, UserError, unknown_choice
 from jka.train import mesh as mesh_lib
-from jka.train.checkpoint import model_dir
+from jka.train.export import model_dir
 from jka.train import loop
 from jka.train.phases import Phase, evaluate_phase, run_phase
 from jka.train.teachers import compute_dtype, load_teacher

@@ -14,7 +14,8 @@ from jka.data import Batches
 from jka.errors import ConfigError
 from jka.recipes.amalgamation import digits_adaptive
 from jka.recipes.datafree import digits_gan
-from jka.train.checkpoint import Checkpointer, load_model
+from jka.train.checkpoint import Checkpointer
+from jka.train.export import load_model
 from tests.algorithms.amalgamation.tiny_teachers import make_teacher
 from tests.conftest import REPO
 from tests.helpers import tiny_teacher

@@ -1,6 +1,6 @@
 """Convert a PyTorch checkpoint into an exported jka model, optionally verified against PyTorch.
 
-``convert`` writes ``OUT/model.json`` + ``OUT/variables.msgpack`` (:func:`jka.train.checkpoint.export_model`),
+``convert`` writes ``OUT/model.json`` + ``OUT/variables.msgpack`` (:func:`jka.train.export.export_model`),
 so any config can name OUT as ``teachers[i].workdir``. ``verify`` runs jka's PyTorch twin of the
 architecture with the same weights next to the Flax model, both in inference mode and float32 on
 the same random batch, and reports the largest absolute differences.
@@ -16,7 +16,7 @@ import numpy as np
 from jka.convert import families
 from jka.convert.load import convert_state_dict, input_channels, read_state_dict
 from jka.errors import UserError
-from jka.train.checkpoint import export_model
+from jka.train.export import export_model
 
 # the verification input side of architectures made for ImageNet-sized inputs; 32 otherwise
 IMAGENET_ARCHS = ("resnet18", "resnet34", "resnet50", "mobilenetv2", "mobilenetv2_x0_5")

@@ -26,7 +26,8 @@ from tqdm.auto import tqdm
 from jka.data.core import Prefetch
 from jka.errors import UserError
 from jka.train import mesh as mesh_lib
-from jka.train.checkpoint import Checkpointer, export_model, load_model, to_host
+from jka.train.checkpoint import Checkpointer
+from jka.train.export import export_model, load_model, to_host
 from jka.train.distributed import barrier
 from jka.train.metrics import MetricWriter, to_python
 

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 
 from jka import models
 from jka.errors import ConfigError, unknown_choice
-from jka.train.checkpoint import load_model
+from jka.train.export import load_model
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 

@@ -10,7 +10,7 @@ from jka import models
 from jka.data import load_split
 from jka.errors import UserError
 from jka.transfer.attribution import ZooModel
-from jka.train.checkpoint import load_model
+from jka.train.export import load_model
 
 
 def zoo_model(path: str, name: str | None = None) -> ZooModel:

@@ -14,7 +14,7 @@ torch = pytest.importorskip("torch")
 
 from jka import errors  # noqa: E402
 from jka.convert import bridge, families, load_torch  # noqa: E402
-from jka.train.checkpoint import load_model  # noqa: E402
+from jka.train.export import load_model  # noqa: E402
 from tests.convert.twins import random_twin  # noqa: E402
 
 GEN_KW = {"nz": 16, "ngf": 4, "img_size": 8, "nc": 1}

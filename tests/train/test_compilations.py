@@ -14,7 +14,7 @@ import pytest
 from jka import config as config_lib
 from jka import models
 from jka.data import load_split
-from jka.train.checkpoint import export_model
+from jka.train.export import export_model
 from jka.run import train
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..", "configs")

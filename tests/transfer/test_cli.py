@@ -9,7 +9,7 @@ import pytest
 
 from jka import models
 from jka.errors import UserError
-from jka.train.checkpoint import export_model
+from jka.train.export import export_model
 from jka.cli import build_parser
 
 

@@ -39,7 +39,7 @@ from jka.data.augment import to_float
 from jka.errors import ConfigError, UserError
 from jka.losses import dense
 from jka.models.segnet import NUM_POINTS
-from jka.train.checkpoint import load_model
+from jka.train.export import load_model
 from jka.train.phases import Phase, run_phase
 from jka.train.state import TrainState, make_optimizer
 

@@ -15,7 +15,7 @@ from jka.recipes.amalgamation import scenes_branching
 from jka.algorithms.amalgamation.dense import DenseSupervised
 from jka.models import create
 from jka.models.segnet import NUM_POINTS
-from jka.train.checkpoint import export_model
+from jka.train.export import export_model
 from jka.run import evaluate, train
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))

@@ -5,7 +5,7 @@ import jax
 import numpy as np
 
 from jka import models
-from jka.train.checkpoint import export_model
+from jka.train.export import export_model
 
 
 def make_teacher(directory, arch, num_classes, image_size=8, channels=1, seed=0, **kwargs):

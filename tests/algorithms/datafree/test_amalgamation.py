@@ -11,7 +11,7 @@ from jka.algorithms.datafree.amalgamation.phases import Assemble, DualBlocks, Du
 from jka.errors import ConfigError
 from jka.losses import priors
 from jka.recipes.datafree import digits_amalgamation
-from jka.train.checkpoint import export_model, load_model
+from jka.train.export import export_model, load_model
 
 from tests.algorithms.datafree.conftest import make_teacher
 

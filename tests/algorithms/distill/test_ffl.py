@@ -78,7 +78,7 @@ def test_ffl_trains_on_digits(tmp_path):
     assert set(ev) == {"accuracy", "sub0_accuracy", "sub1_accuracy", "ensemble_accuracy"}
     assert ev["accuracy"] > 0.6 and ev["sub0_accuracy"] > 0.6 and ev["sub1_accuracy"] > 0.6
     # The exported model is sub-network 0, a plain zoo model.
-    from jka.train.checkpoint import load_model
+    from jka.train.export import load_model
     _, info = load_model(str(tmp_path))
     assert info["arch"] == "small_cnn" and info["kwargs"] == {"width": 0.25}
 

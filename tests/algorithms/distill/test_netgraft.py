@@ -114,7 +114,7 @@ def test_job_chains_its_phases_skips_finished_ones_and_evaluates_the_whole_stude
 
     from jka import run
     from jka.recipes.distill import digits_netgraft
-    from jka.train.checkpoint import export_model
+    from jka.train.export import export_model
 
     teacher = _teacher()
     export_model(str(tmp_path / "teacher" / "model"), "vgg16_teacher", 10,

@@ -7,7 +7,7 @@ import os
 from jka.algorithms.datafree.amalgamation.phases import Assemble, DualBlocks, DualGAN, settings
 from jka.config import derive
 from jka.models.small_cnn import NUM_BLOCKS
-from jka.train.checkpoint import export_model, load_model
+from jka.train.export import export_model, load_model
 from jka.train.phases import Phase, run_phase
 
 
