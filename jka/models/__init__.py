@@ -5,6 +5,7 @@ Logits are float32; ``dtype`` is the compute dtype (parameters stay float32).
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 import flax.linen as nn
@@ -46,3 +47,37 @@ def create(name: str, num_classes: int, dtype=jnp.float32, **kwargs) -> nn.Modul
     if name not in _REGISTRY:
         raise errors.unknown_choice("model", name, available())
     return _REGISTRY[name](num_classes, dtype=dtype, **kwargs)
+
+
+def _compatible(value, default) -> bool:
+    """Whether ``value`` may replace a field whose default is ``default`` (ints pass for floats)."""
+    if default is None or callable(default):
+        return True
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, (int, str)):
+        return type(value) is type(default)
+    if isinstance(default, (tuple, list)):
+        return isinstance(value, (tuple, list))
+    return True
+
+
+def check_kwargs(name: str, kwargs: dict, num_classes: int = 2, where: str = "model.kwargs") -> None:
+    """Refuse ``kwargs`` model ``name`` does not take, or of another type than the option's
+    default (found here, not at the first traced step)."""
+    if not isinstance(kwargs, dict):
+        raise errors.ConfigError(f"{where} must be a dict of options of {name!r}, not {kwargs!r}")
+    if name not in _REGISTRY:
+        raise errors.unknown_choice("model", name, available())
+    try:
+        module = _REGISTRY[name](num_classes, **kwargs)
+    except TypeError as err:
+        raise errors.ConfigError(f"{where} {kwargs!r} does not fit model {name!r} ({err})") from None
+    fields = {f.name: f for f in dataclasses.fields(module)}
+    for key, value in kwargs.items():
+        default = getattr(fields.get(key), "default", None)
+        if key in fields and default is not dataclasses.MISSING and not _compatible(value, default):
+            raise errors.ConfigError(f"{where}.{key}={value!r} for model {name!r}: expected a "
+                                     f"{type(default).__name__} like its default {default!r}")
