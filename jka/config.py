@@ -11,15 +11,19 @@ import ast
 import copy
 import importlib.util
 import inspect
+import math
 import os
+import traceback
 from typing import Sequence
 
 import ml_collections
 
-from jka.errors import ConfigError
+from jka.errors import ConfigError, UserError
 
 
 def _parse(value: str):
+    if value.lower() in ("nan", "inf", "+inf", "-inf"):
+        return float(value)  # so the check refuses it as a number out of range, not as a word
     try:
         return ast.literal_eval(value)
     except (ValueError, SyntaxError):
@@ -37,6 +41,31 @@ def parse_args(text: str) -> dict:
     return out
 
 
+def _code_error(path: str, err: Exception) -> ConfigError:
+    """One line for an exception raised while a config file runs: where (the file's line, else the
+    innermost one) and what."""
+    if isinstance(err, SyntaxError):
+        filename, line, what = err.filename, err.lineno, f"SyntaxError: {err.msg}"
+    else:
+        frames = traceback.extract_tb(err.__traceback__)
+        mine = [f for f in frames if os.path.abspath(f.filename) == os.path.abspath(path)] or frames
+        filename, line, what = mine[-1].filename, mine[-1].lineno, f"{type(err).__name__}: {err}"
+    same = filename and os.path.abspath(filename) == os.path.abspath(path)
+    where = f"{path}:{line}" if same else f"{path} (at {filename}:{line})"
+    return ConfigError(f"config file {where} failed: {' '.join(what.split())[:300]}; fix the file")
+
+
+def _run(path: str, fn):
+    """``fn()``, which runs code of the config file ``path``: its errors become one ConfigError (a
+    UserError it raises on purpose passes as it is)."""
+    try:
+        return fn()
+    except UserError:
+        raise
+    except Exception as err:  # anything the file's code raises is the file's fault
+        raise _code_error(path, err) from None
+
+
 def load_config_file(path: str) -> ml_collections.ConfigDict:
     """``path`` or ``path:key=value,...`` (the arguments go to ``get_config``)."""
     text = None
@@ -46,8 +75,8 @@ def load_config_file(path: str) -> ml_collections.ConfigDict:
         raise ConfigError(f"config file {path!r} does not exist; pass the path of a .py config (see configs/)")
     spec = importlib.util.spec_from_file_location(f"jka_config_{abs(hash(os.path.abspath(path)))}", path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    if not hasattr(module, "get_config"):
+    _run(path, lambda: spec.loader.exec_module(module))
+    if not callable(getattr(module, "get_config", None)):
         raise ConfigError(f"config file {path!r} has no get_config() function")
     params = inspect.signature(module.get_config).parameters
     args = {}
@@ -59,10 +88,19 @@ def load_config_file(path: str) -> ml_collections.ConfigDict:
     if unknown:
         valid = ", ".join(f"{p.name}={p.default!r}" for p in params.values()) or "none"
         raise ConfigError(f"config {path!r} has no argument {', '.join(unknown)}; its arguments: {valid}")
-    cfg = module.get_config(**args)
+    cfg = _run(path, lambda: module.get_config(**args))
+    if isinstance(cfg, dict):
+        cfg = _run(path, lambda: ml_collections.ConfigDict(cfg))
     if not isinstance(cfg, ml_collections.ConfigDict):
-        cfg = ml_collections.ConfigDict(cfg)
+        raise ConfigError(f"get_config() of {path!r} returned {type(cfg).__name__} {brief(cfg)}; it must "
+                          "return an ml_collections.ConfigDict (or a dict), e.g. `return base_config()`")
     return cfg
+
+
+def brief(value, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters (for one-line messages)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _child(node, key: str, path: str):
@@ -91,10 +129,18 @@ def set_value(cfg, path: str, value):
         value = float(value)
     if isinstance(old, tuple) and isinstance(value, list):
         value = tuple(value)
+    if isinstance(value, bool) and isinstance(old, (int, float)) and not isinstance(old, bool):
+        _refuse_type(path, value, old)  # ConfigDict would turn True into 1.0
     try:
         node[last] = value
-    except TypeError as err:
-        raise ConfigError(f"{path}={value!r}: {err}") from None
+    except TypeError:
+        _refuse_type(path, value, old)
+
+
+def _refuse_type(path: str, value, old):
+    kind = type(old).__name__
+    raise ConfigError(f"{path}={brief(value)} has type {type(value).__name__}, but {path} holds values of "
+                      f"type {kind} (now {brief(old)}); give a value of type {kind}") from None
 
 
 def apply_overrides(cfg: ml_collections.ConfigDict, overrides: Sequence[str]) -> ml_collections.ConfigDict:
@@ -115,15 +161,39 @@ def derive(cfg, **changes):
     return out
 
 
+def fits(value, default) -> bool:
+    """Whether ``value`` may replace ``default``: of its type (an int where a float is expected, a
+    list for a tuple; any value where the default is None), and a number finite."""
+    if default is None:
+        return True
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, (int, float)):
+        kinds = (int, float) if isinstance(default, float) else int
+        return isinstance(value, kinds) and math.isfinite(value)
+    if isinstance(default, (list, tuple)):
+        return isinstance(value, (list, tuple))
+    if isinstance(default, dict):
+        return isinstance(value, (dict, ml_collections.ConfigDict))
+    return isinstance(value, type(default))
+
+
 def section(cfg, name: str, defaults: dict, owner: str) -> ml_collections.ConfigDict:
     """``cfg.<name>`` with every default of ``defaults`` filled in (a config may set only what it
-    changes); a key that ``owner`` does not read is an error, since it would silently do nothing."""
+    changes); a key that ``owner`` does not read is an error, since it would silently do nothing,
+    and so is a value of another type than its default (:func:`fits`)."""
     given = cfg.get(name, None)
     given = dict(given.to_dict() if hasattr(given, "to_dict") else (given or {}))
     unknown = sorted(set(given) - set(defaults))
     if unknown:
         raise ConfigError(f"{name}.{unknown[0]} is not a setting of {owner} (it reads "
                           f"{', '.join(sorted(defaults))}); remove it")
+    for key, value in given.items():
+        default = defaults[key]
+        if not fits(value, default):
+            kind = "finite number" if isinstance(default, float) else type(default).__name__
+            raise ConfigError(f"{name}.{key}={brief(value)} is not valid for {owner}: it must be a {kind} "
+                              f"like its default {default!r}; fix it in the config or override {name}.{key}")
     return ml_collections.ConfigDict({**defaults, **given})
 
 

@@ -27,7 +27,9 @@ import os
 import numpy as np
 
 from jka.data.core import Batches, process_slice
-from jka.errors import ConfigError
+from jka.errors import ConfigError, unknown_choice
+
+DENSE_DATASETS = ("nyuv2", "scenes")  # the data.name values read here (not from tfds)
 
 SHAPES = ("square", "disc", "triangle", "diamond", "bar", "ring", "cross")
 FOG = np.array([0.75, 0.78, 0.82], np.float32)
@@ -150,7 +152,7 @@ def load_dense_split(data_cfg, split: str) -> DenseDataset:
         ds = _load_npz(os.path.join(data_cfg.data_dir, f"{split}.npz"), ncls)
         stats = ds if split == "train" else _load_npz(os.path.join(data_cfg.data_dir, "train.npz"), ncls)
     else:
-        raise ConfigError(f"unknown dense dataset {name!r}; valid choices: nyuv2, scenes")
+        raise unknown_choice("dense dataset", name, DENSE_DATASETS)
     mean = stats.images.reshape(-1, 3).mean(0)
     std = stats.images.reshape(-1, 3).std(0) + 1e-6
     return dataclasses.replace(ds, mean=tuple(float(v) for v in mean), std=tuple(float(v) for v in std))

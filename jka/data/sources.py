@@ -4,6 +4,7 @@ several sources stacked (``data.sources``, :mod:`jka.data.folders`); optionally 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from typing import Sequence
 
 import numpy as np
@@ -12,6 +13,7 @@ from jka.data.core import ArrayDataset, select_classes
 from jka.data.folders import IMAGENET_STATS, folder_split
 from jka.data.records import RecordDataset, resize_uint8
 from jka.data.relabel import relabel
+from jka.data.scenes import DENSE_DATASETS
 from jka.errors import ConfigError, UserError
 
 # The fixed split of scikit-learn's 1,797 handwritten digits: 30 % stratified test split.
@@ -62,6 +64,32 @@ def _tfds_missing_message(name: str, split: str, data_dir, err: Exception) -> st
             f"--data_dir DIR` (or copy a prepared DIR here), then set data.data_dir=DIR")
 
 
+def check_tfds_name(name: str, data_dir=None, key: str = "data.name") -> None:
+    """Refuse a dataset name tfds does not know (no builder of that name, nothing of that name
+    prepared in ``data_dir``) with its close matches, before anything is read or written."""
+    import tensorflow_datasets as tfds  # slow to import: only when a tfds dataset is named
+
+    base = str(name).split(":")[0].split("/")[0]  # "cifar10:3.0.2", "imagenet2012_subset/10pct"
+    known = tfds.list_builders(with_community_datasets=False)
+    if base in known or (tfds.core.Path(data_dir or tfds.core.constants.get_default_data_dir()) / base).exists():
+        return
+    close = difflib.get_close_matches(base, known, n=5)
+    hint = f"close matches: {', '.join(close)}" if close else "no tfds dataset has a similar name"
+    raise ConfigError(f"{key}={name!r} is not a dataset tfds knows ({hint}); use 'digits', a tfds name "
+                      "(tfds.list_builders()) or one prepared in data.data_dir")
+
+
+def check_names(data_cfg) -> None:
+    """The tfds names of ``data_cfg`` (``name``, or each of ``sources``) checked by :func:`check_tfds_name`."""
+    sources = data_cfg.get("sources", None)
+    if sources:
+        for i, src in enumerate(sources):
+            if not src.get("folder", None) and src.get("name", None):
+                check_tfds_name(src["name"], src.get("data_dir", None), f"data.sources[{i}].name")
+    elif data_cfg.get("name", "digits") not in ("digits",) + DENSE_DATASETS:
+        check_tfds_name(data_cfg.name, data_cfg.get("data_dir", None))
+
+
 # data.in_memory=None ("auto") keeps a split in host memory when its images take at most this many bytes.
 AUTO_IN_MEMORY_BYTES = 4 << 30
 
@@ -79,6 +107,7 @@ def tfds_split(name: str, split: str, data_dir: str | None = None, image_size: i
 
     if in_memory not in (True, False, None, "auto"):
         raise ConfigError(f"data.in_memory must be True, False or None (auto), not {in_memory!r}")
+    check_tfds_name(name, data_dir)
     try:
         builder = tfds.builder(name, data_dir=data_dir)
         src = tfds.data_source(name, split=split, data_dir=data_dir)
