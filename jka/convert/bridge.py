@@ -7,15 +7,17 @@ the same random batch, and reports the largest absolute differences.
 """
 from __future__ import annotations
 
+import json
 import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jka import models
 from jka.convert import families
 from jka.convert.load import convert_state_dict, input_channels, read_state_dict
-from jka.errors import UserError
+from jka.errors import UserError, unknown_choice
 from jka.train.export import export_model
 
 # the verification input side of architectures made for ImageNet-sized inputs; 32 otherwise
@@ -116,15 +118,69 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
+def _check_options(arch: str, num_classes: int, kwargs: dict, image_size: int | None) -> None:
+    """Refuse an architecture, class count, options or image size that cannot make a model."""
+    generator = families.is_generator(arch)
+    if not generator and arch not in models.available():
+        raise unknown_choice("architecture", arch, [*models.available(), *families.GENERATOR_START_MULT])
+    least = 0 if generator else 1  # generators ignore --num-classes
+    if num_classes < least:
+        raise UserError(f"--num-classes must be at least {least} for {arch}, not {num_classes}; give the number "
+                        "of outputs of the checkpoint's classifier")
+    if not generator:
+        models.check_kwargs(arch, kwargs, num_classes, where="--kwargs")
+    elif any(k not in families.GENERATOR_DEFAULTS or not isinstance(v, int) or isinstance(v, bool) or v < 1
+             for k, v in kwargs.items()):
+        raise UserError(f"--kwargs {kwargs} do not fit {arch}: its options are "
+                        f"{', '.join(families.GENERATOR_DEFAULTS)}, each a positive whole number")
+    if image_size is not None and image_size < 1:
+        raise UserError(f"--image-size must be a positive number of pixels, not {image_size}")
+
+
+def _is_conversion(out: str) -> bool:
+    """Whether ``out`` holds only an earlier conversion's model.json and variables.msgpack."""
+    if not set(os.listdir(out)) <= {"model.json", "variables.msgpack"}:
+        return False
+    try:
+        with open(os.path.join(out, "model.json"), "rb") as f:
+            info = json.loads(f.read())
+    except (OSError, ValueError):
+        return False
+    return isinstance(info, dict) and "converted_from" in info
+
+
+def _check_out(out: str) -> None:
+    """Refuse an ``out`` that a conversion would spoil or cannot write: a file, a directory holding
+    anything but an earlier conversion (a training workdir: its model/ would be shadowed), or a
+    place that cannot be created or written."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UserError(f"OUT {out!r} is a file; give a new directory for the converted model")
+    if os.path.isdir(out) and os.listdir(out) and not _is_conversion(out):
+        held = sorted(os.listdir(out))
+        raise UserError(f"OUT {out!r} already holds {', '.join(held[:4])}{', ...' if len(held) > 4 else ''} and is "
+                        "no earlier `jka convert` output, so converting would overwrite or shadow it (a training "
+                        "workdir's model/ included); give a new or empty directory")
+    parent = os.path.abspath(out)
+    while not os.path.exists(parent):  # the directory the missing part of ``out`` would be created in
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise UserError(f"cannot create OUT {out!r}: {parent!r} is a file; give a directory path")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write OUT {out!r}: {parent!r} is not writable; give a directory you can write")
+
+
 def convert(arch: str, src, out: str, num_classes: int, verify: bool = False, kwargs: dict | None = None,
             image_size: int | None = None, log=print) -> dict:
     """Convert ``src`` (see :func:`jka.convert.load_torch`) into an exported model at ``out``.
 
-    With ``verify`` the PyTorch twin is compared first and a disagreement beyond 1e-4 (relative to
-    the logit scale) raises :class:`UserError` without writing anything. Returns
-    ``{'out', 'tensors', 'in_channels', 'verify'}``.
+    ``out`` must be new, empty or an earlier conversion (replaced). The options and ``out`` are
+    checked before the checkpoint is read; with ``verify`` the PyTorch twin is compared first and a
+    disagreement beyond 1e-4 (relative to the logit scale) raises :class:`UserError` without writing
+    anything. Returns ``{'out', 'tensors', 'in_channels', 'verify'}``.
     """
     kwargs = dict(kwargs or {})
+    _check_options(arch, num_classes, kwargs, image_size)
+    _check_out(out)
     where = repr(os.fspath(src)) if isinstance(src, (str, os.PathLike)) else "the given state dict"
     state = read_state_dict(src)
     in_channels = input_channels(arch, num_classes, kwargs, state)

@@ -12,9 +12,8 @@ from typing import Any, Sequence
 import jax
 import jax.numpy as jnp
 
-from jka import models
-from jka.errors import ConfigError, unknown_choice
-from jka.train.export import load_model
+from jka.errors import ConfigError, UserError, unknown_choice
+from jka.train.export import load_classifier, variables_mismatch
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -47,10 +46,19 @@ class Teacher:
 def load_teacher(path: str, classes: Sequence[int] | None = None, dtype=jnp.float32) -> Teacher:
     """The exported model at ``path`` as a teacher over ``classes`` (default: the classes it was
     trained on, else ``0..num_classes-1``), computing in ``dtype``."""
-    variables, info = load_model(path)
+    module, variables, info = load_classifier(path, dtype, what="teacher")
     classes = classes or info.get("classes") or list(range(info["num_classes"]))
     classes = [int(c) for c in classes]
     if len(classes) != info["num_classes"]:
         raise ConfigError(f"teacher {path!r} has {info['num_classes']} outputs but classes lists {len(classes)}")
-    module = models.create(info["arch"], info["num_classes"], dtype=dtype, **info.get("kwargs", {}))
     return Teacher(info["arch"], module, variables, classes, info.get("kwargs", {}), os.path.abspath(path))
+
+
+def check_fit(teacher: Teacher, image_shape: Sequence[int]) -> None:
+    """Refuse a teacher whose variables do not fit this run's ``image_shape`` (H, W, C) images
+    (e.g. an RGB teacher on 1-channel digits): found before any step is compiled."""
+    h, w, c = (int(s) for s in image_shape)
+    problem = variables_mismatch(teacher.module, teacher.variables, (h, w, c),
+                                 f"this run's {c}-channel {h}x{w} images need")
+    if problem:
+        raise UserError(f"teacher {teacher.path}: {problem}; train or convert the teacher for this data")
