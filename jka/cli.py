@@ -1,7 +1,9 @@
 """The ``jka`` command: thin wrappers that parse, build and call the library.
 
-    jka train CONFIG [key=value ...] --workdir DIR     train or resume
-    jka eval CONFIG [key=value ...] --workdir DIR      evaluate the latest checkpoint
+    jka train CONFIG [key=value ...] --workdir DIR     train or resume (exit 2: bad input; 3: diverged;
+                                                       75: stopped by SIGTERM/SIGINT, rerun to resume)
+    jka eval [CONFIG] [key=value ...] --workdir DIR    evaluate the latest checkpoint (default config:
+                                                       the workdir's config.json)
     jka demo [--out FILE] [--workdir DIR]              the offline amalgamation demo
     jka convert ARCH SRC OUT --num-classes N           a PyTorch checkpoint → a jka model
     jka transfer --zoo DIR_OR_CONFIG --probe DATA --out DIR   rank a zoo for transfer
@@ -10,7 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import sys
+
+import jax
+import ml_collections
+from tqdm.auto import tqdm
 
 from jka import config as config_lib
 from jka import run
@@ -18,18 +26,40 @@ from jka.convert.bridge import convert
 from jka.demo import run_demo
 from jka.errors import UserError
 from jka.train.distributed import maybe_initialize
+from jka.train.loop import TrainingDiverged
+from jka.train.preemption import EXIT_CODE as PREEMPTED_EXIT_CODE, Preempted
+from jka.train.workdir import CONFIG_FILE, read_config
 from jka.transfer.study import compare_zoo, ranking_table, write_outputs
-from jka.transfer.zoo import load_probe, load_zoo_dir
+from jka.transfer.zoo import check_probe, load_probe, load_zoo_dir
 
 
 def _train(args):
     cfg = config_lib.load(args.config, args.overrides)
-    summary = run.train(cfg, args.workdir)
+    allow = [k.strip() for item in args.allow_changed for k in item.split(",") if k.strip()]
+    summary = run.train(cfg, args.workdir, allow_changed=allow, source=" ".join([args.config, *args.overrides]))
     print(json.dumps({"step": summary["step"], "eval": summary["eval"]}, indent=2))
 
 
 def _eval(args):
-    print(json.dumps(run.evaluate(config_lib.load(args.config, args.overrides), args.workdir), indent=2))
+    overrides = list(args.overrides)
+    if args.config is not None and "=" in args.config and not args.config.endswith(".py"):
+        args.config, overrides = None, [args.config, *overrides]  # `jka eval k=v --workdir D`
+    if args.config is None:
+        cfg = config_lib.apply_overrides(recorded_config(args.workdir), overrides)
+    else:
+        cfg = config_lib.load(args.config, overrides)
+    print(json.dumps(run.evaluate(cfg, args.workdir), indent=2))
+
+
+def recorded_config(workdir: str):
+    """The config a workdir's run recorded in ``config.json``."""
+    if not os.path.isdir(workdir):
+        raise UserError(f"workdir {workdir!r} does not exist; train first with `jka train CONFIG --workdir {workdir}`")
+    saved = read_config(workdir)
+    if saved is None:
+        raise UserError(f"{workdir} has no {CONFIG_FILE} (written by `jka train` at start); pass the config: "
+                        f"`jka eval CONFIG --workdir {workdir}`")
+    return ml_collections.ConfigDict(saved["config"])
 
 
 def _json_object(text: str, flag: str) -> dict:
@@ -53,6 +83,7 @@ def _transfer(args):
     else:
         zoo = load_zoo_dir(args.zoo)
     probe = load_probe(args.probe, args.probe_size, args.seed)
+    check_probe(zoo, probe)  # channels against every model, before any of them runs
     result = compare_zoo(zoo, probe, args.method, args.layer, args.lam, args.attribution)
     paths = write_outputs(result, args.out, args.k, groups=[m.arch for m in zoo])
     print(ranking_table(result, args.top))
@@ -66,10 +97,13 @@ def _add_run_parsers(sub):
                    "passes its arguments")
     t.add_argument("overrides", nargs="*", help="dotted.key=value overrides, e.g. train.steps=100")
     t.add_argument("--workdir", required=True, help="where checkpoints, metrics and summary.json go")
+    t.add_argument("--allow-changed", action="append", default=[], metavar="KEYS",
+                   help="comma-separated config keys that may differ from the workdir's config.json, "
+                   "e.g. train.steps to extend a finished run")
     t.set_defaults(fn=_train)
 
     e = sub.add_parser("eval", help="evaluate the latest checkpoint of a workdir on the test split")
-    e.add_argument("config")
+    e.add_argument("config", nargs="?", help="the config (default: the workdir's config.json)")
     e.add_argument("overrides", nargs="*")
     e.add_argument("--workdir", required=True)
     e.set_defaults(fn=_eval)
@@ -127,6 +161,30 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _one_line(err) -> str:
+    """A message on one line (some come from libraries with line breaks in them)."""
+    return " ".join(part.strip() for part in str(err).splitlines() if part.strip())
+
+
+class _Handler(logging.Handler):
+    """Log lines on stderr that do not break a tqdm bar; other processes than 0 only warn."""
+
+    def emit(self, record):
+        if record.levelno < logging.WARNING and jax.process_index() != 0:
+            return
+        tqdm.write(self.format(record), file=sys.stderr)
+
+
+def _setup_logging():
+    logger = logging.getLogger("jka")
+    if not any(isinstance(h, _Handler) for h in logger.handlers):
+        handler = _Handler()
+        handler.setFormatter(logging.Formatter("%(asctime)s jka %(levelname).1s %(message)s", "%Y-%m-%d %H:%M:%S"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -136,6 +194,7 @@ def main(argv=None) -> int:
             args.overrides = list(args.overrides) + extra
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    _setup_logging()
     try:
         if "://" in (getattr(args, "workdir", None) or ""):
             raise UserError(
@@ -145,8 +204,18 @@ def main(argv=None) -> int:
         maybe_initialize()
         args.fn(args)
     except UserError as err:
-        print(f"jka: error: {err}", file=sys.stderr)
+        print(f"jka: error: {_one_line(err)}", file=sys.stderr)
         return 2
+    except TrainingDiverged as err:
+        print(f"jka: diverged: {err}", file=sys.stderr)
+        return TrainingDiverged.exit_code
+    except Preempted as err:
+        print(f"jka: {err}", file=sys.stderr)
+        return PREEMPTED_EXIT_CODE
+    except KeyboardInterrupt:
+        print("jka: interrupted (a second Ctrl-C): no checkpoint was saved for the steps since the last one",
+              file=sys.stderr)
+        return 130
     return 0
 
 

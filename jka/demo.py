@@ -9,9 +9,12 @@ import time
 
 from jka import run
 from jka.recipes.digits import demo_config
+from jka.train.workdir import check_output_file
 
 
 def run_demo(out: str | None = None, workdir: str | None = None, progress: bool = True) -> dict:
+    if out:
+        check_output_file(out)  # before the minutes of training, not after
     tmp = None
     if workdir is None:
         tmp = tempfile.TemporaryDirectory(prefix="jka-demo-")

@@ -13,6 +13,8 @@ import dataclasses
 import os
 from typing import Callable, Optional
 
+import ml_collections
+
 from jka import config as config_lib
 from jka.algorithms.amalgamation import adaptive, branching
 from jka.algorithms.amalgamation.cfl import CommonFeatureLearning
@@ -29,11 +31,12 @@ from jka.algorithms.distill.zoo import Distill
 from jka.algorithms.kd import KD
 from jka.algorithms.supervised import Supervised
 from jka.errors import ConfigError, UserError, unknown_choice
-from jka.train import mesh as mesh_lib
+from jka.train import mesh as mesh_lib, validate
 from jka.train.export import model_dir
-from jka.train import loop
+from jka.train import loop, preemption
 from jka.train.phases import Phase, evaluate_phase, run_phase
 from jka.train.teachers import compute_dtype, load_teacher
+from jka.train.workdir import check_config, check_writable, lock, write_config
 from jka.transfer.study import run_study
 from jka.transfer.zoo import zoo_model
 
@@ -90,8 +93,8 @@ def network_config(spec, parent):
     cfg = spec.get("config", None)
     if isinstance(cfg, str):
         cfg = config_lib.load(cfg, spec.get("overrides", ()))
-    else:
-        cfg = config_lib.derive(cfg)
+    else:  # a ConfigDict, or a dict once read back from config.json
+        cfg = config_lib.derive(ml_collections.ConfigDict(cfg) if isinstance(cfg, dict) else cfg)
         if parent.data.get("data_dir", None) is not None and cfg.data.get("name") == parent.data.get("name"):
             cfg.data.data_dir = parent.data.data_dir
     cfg.train.progress = parent.train.get("progress", True) and cfg.train.get("progress", True)
@@ -127,29 +130,51 @@ def zoo_of(cfg, workdir: str) -> list:
 
 
 # -- train and evaluate -----------------------------------------------------------------------------
-def _check(cfg):
-    """What can be checked before any teacher is trained: the algorithm's name, the mesh and batch."""
+def _check(cfg, workdir: Optional[str] = None):
+    """What can be checked before any teacher is trained: every value (:func:`validate.check`), the
+    algorithm's name, the mesh and batch; and so for each teacher (and zoo entry) to be trained from
+    its config: one with an exported model in ``workdir`` is not (without ``workdir``: all are)."""
+    validate.check(cfg)
     kind = lookup(cfg.algorithm)
     mesh_lib.check_batch(int(cfg.data.batch_size), mesh_lib.make_mesh(**cfg.train.get("mesh", {})))
+    for spec in list(cfg.get("teachers", ())) + list(cfg.get("zoo", None) or ()):
+        path = network_path(spec, workdir) if workdir else None
+        exported = path and os.path.isfile(os.path.join(model_dir(path), "model.json"))
+        if spec.get("config", None) is not None and not exported:
+            try:
+                _check(network_config(spec, cfg), path)
+            except ConfigError as err:
+                raise ConfigError(f"the config of the network to train in {spec.get('workdir')!r}: {err}") from None
     return kind
 
 
-def train(cfg, workdir: str) -> dict:
-    """Train (or resume) the config in ``workdir``; returns the summary it writes (``summary.json``)."""
-    kind = _check(cfg)
-    os.makedirs(workdir, exist_ok=True)
-    teachers = resolve_teachers(cfg, workdir)
-    if isinstance(kind, Job):
-        summary = kind.run(cfg, workdir, teachers)
-        loop.write_summary(workdir, summary)
+def train(cfg, workdir: str, allow_changed=(), source: str | None = None) -> dict:
+    """Train (or resume) the config in ``workdir``; returns the summary it writes (``summary.json``).
+
+    The workdir is checked, locked for this run and bound to the config (``config.json``; a rerun
+    with other values is refused unless their keys are in ``allow_changed``) before any work;
+    SIGTERM/SIGINT stop the run at a step boundary with a checkpoint (:mod:`jka.train.preemption`)."""
+    kind = _check(cfg, workdir)
+    check_writable(workdir)
+    with lock(workdir), preemption.watch():
+        changed = check_config(cfg, workdir, allow_changed)
+        if not changed:
+            write_config(cfg, workdir, source)
+        teachers = resolve_teachers(cfg, workdir)
+        if isinstance(kind, Job):
+            summary = kind.run(cfg, workdir, teachers)
+            loop.write_summary(workdir, summary)
+        else:
+            summary = run_phase(Phase(kind, cfg, workdir, teachers))
+        if changed:
+            write_config(cfg, workdir, source)
         return summary
-    return run_phase(Phase(kind, cfg, workdir, teachers))
 
 
 def prepare(cfg, workdir: str):
     """The built run of a single-phase config (:class:`jka.train.loop.Run`: algorithm, state restored
     from the latest checkpoint, shardings), for inspecting a run or timing its step."""
-    kind = _check(cfg)
+    kind = _check(cfg, workdir)
     if isinstance(kind, Job):
         raise ConfigError(f"{cfg.algorithm!r} is a job of several phases; prepare one of its phases instead")
     algo, mesh = Phase(kind, cfg, workdir, resolve_teachers(cfg, workdir)).build()
@@ -158,7 +183,7 @@ def prepare(cfg, workdir: str):
 
 def evaluate(cfg, workdir: str) -> dict:
     """Evaluate the latest checkpoint of the run in ``workdir`` (a job: its final phase)."""
-    kind = _check(cfg)
+    kind = _check(cfg, workdir)
     if not os.path.isdir(workdir):
         raise UserError(f"workdir {workdir!r} does not exist; train first with `jka train CONFIG --workdir {workdir}`")
     teachers = resolve_teachers(cfg, workdir)

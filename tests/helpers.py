@@ -1,6 +1,7 @@
 """Small configs shared by the core tests, tfds mock data, and a tfds dataset written to disk."""
 import contextlib
 import io
+import re
 from unittest import mock
 
 import numpy as np
@@ -8,6 +9,14 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from jka.recipes.digits import DIGITS_HALVES, digits_kd_student, digits_teacher
+
+
+LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d jka [IWE] ")
+
+
+def error_lines(stderr: str) -> list[str]:
+    """What a command printed on stderr besides its timestamped log lines (progress, warnings)."""
+    return [ln for ln in stderr.strip().splitlines() if ln.strip() and not LOG_LINE.match(ln)]
 
 
 def tiny_teacher(classes=None, steps=30, **train):

@@ -9,6 +9,7 @@ import pytest
 from jka import config as config_lib
 from jka.cli import main
 from jka.errors import ConfigError
+from tests.helpers import error_lines
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEACHER = os.path.join(REPO, "configs", "digits", "teacher.py")
@@ -33,8 +34,8 @@ def test_user_errors_are_one_line_and_exit_2(tmp_path, capsys, args, needle):
     args = [a if a != "w" else str(tmp_path / "w") for a in args]
     assert main(args) == 2
     assert not os.path.exists("gs:")  # a refused URL workdir leaves no local directory behind
-    err = capsys.readouterr().err.strip()
-    assert needle in err and len(err.splitlines()) == 1 and err.startswith("jka: error:")
+    err = error_lines(capsys.readouterr().err)
+    assert len(err) == 1 and needle in err[0] and err[0].startswith("jka: error:"), err
 
 
 def test_missing_teacher_is_a_clear_error(tmp_path, capsys):

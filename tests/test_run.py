@@ -85,7 +85,7 @@ def test_init_from_starts_from_an_exported_model_and_a_checkpoint_wins(tmp_path,
         run.train(cfg(6, str(tmp_path / "source")), str(tmp_path / "resumed"))
     monkeypatch.setattr(Batches, "host_batch", original)
     assert Checkpointer(str(tmp_path / "resumed")).latest_step() == 3
-    resumed = run.train(cfg(6, str(tmp_path / "frozen")), str(tmp_path / "resumed"))
+    resumed = run.train(cfg(6, str(tmp_path / "frozen")), str(tmp_path / "resumed"), allow_changed=["train.init_from"])
     assert resumed["eval"] == whole["eval"] and resumed["train"] == whole["train"]
 
     wrong = cfg(2, str(tmp_path / "source"))
@@ -127,7 +127,7 @@ def test_gan_resumes_through_the_shared_loop(tmp_path):
     whole = run.train(cfg(6), str(tmp_path / "whole"))
     run.train(cfg(4), str(tmp_path / "part"))
     assert Checkpointer(str(tmp_path / "part")).latest_step() == 4
-    resumed = run.train(cfg(6), str(tmp_path / "part"))
+    resumed = run.train(cfg(6), str(tmp_path / "part"), allow_changed=["train.steps"])  # extend the run
     assert resumed["eval"] == whole["eval"] and resumed["train"] == whole["train"]
     assert resumed["step_compilations"] == 1 and os.path.isfile(tmp_path / "part" / "samples_000006.png")
     g, info = load_model(str(tmp_path / "part"))

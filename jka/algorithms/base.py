@@ -25,7 +25,7 @@ from jka.data.augment import random_crop_flip, to_float
 from jka.errors import ConfigError
 from jka.train import mesh as mesh_lib
 from jka.train.evaluate import classification_eval
-from jka.train.state import TrainState, make_optimizer
+from jka.train.state import TrainState, make_optimizer, make_schedule
 from jka.train.teachers import Teacher, compute_dtype
 
 
@@ -94,6 +94,12 @@ class Algorithm:
         variables = self.student.init(k_init, x, train=False)
         tx = make_optimizer(self.cfg.optim, self.total_steps if steps is None else steps)
         return TrainState.create(variables["params"], tx, k_state, variables.get("batch_stats", {}))
+
+    def learning_rate(self, step: int) -> float:
+        """The student's learning rate after ``step`` steps (logged, and kept in metrics.jsonl); the
+        data-free algorithms make ``kd_steps`` student updates per step."""
+        per_step = getattr(self, "kd_steps", 1)
+        return float(make_schedule(self.cfg.optim, self.total_steps * per_step)(step * per_step))
 
     def init(self, rng, batch):
         return self.init_student(rng, self.prepare(None, batch["image"][:1], augment=False))

@@ -28,7 +28,7 @@ def base_config(**overrides) -> ml_collections.ConfigDict:
         warmup_steps=0, grad_clip=None, decay_at=(0.5, 0.75), decay_factor=0.1))
     cfg.loss = ml_collections.ConfigDict(dict(T=4.0, alpha=1.0, beta=0.0))
     cfg.train = ml_collections.ConfigDict(dict(
-        steps=1000, log_every=50, eval_every=0, checkpoint_every=0, keep_checkpoints=3,
+        steps=1000, log_every=50, eval_every=0, checkpoint_every=1000, keep_checkpoints=3,
         dtype="float32", progress=True, mesh=dict(data=-1, model=1),
         # Start from this exported model (a workdir or model dir) unless the run has a checkpoint.
         init_from="",

@@ -1,47 +1,149 @@
 """Checkpoints of training state (orbax, resumable) in ``WORKDIR/checkpoints``.
 
-A training checkpoint holds the whole algorithm state and is only meant for resuming; what other
-runs consume is the exported model (:mod:`jka.train.export`).
+A training checkpoint holds the whole algorithm state (item ``state``) and the loop's progress
+inside the current logging interval (item ``progress``, JSON), and is only meant for resuming; what
+other runs consume is the exported model (:mod:`jka.train.export`).
+
+Restoring takes the newest checkpoint that reads back. A damaged one (a truncated file, broken
+metadata) is moved to ``WORKDIR/checkpoints.damaged/STEP`` with a warning naming it, and the next
+older one is used; a checkpoint of another state (another model, another algorithm) is refused
+with the first key whose shape differs.
 """
 from __future__ import annotations
 
+import contextlib
+import gc
+import logging
 import os
+import shutil
+import sys
 
 import jax
 import orbax.checkpoint as ocp
 from flax import serialization
 
 from jka.errors import UserError
+from jka.train.distributed import barrier
+from jka.train.export import first_difference, leaf_shapes
+
+log = logging.getLogger("jka")
+
+
+def _closed_loop_callback(unraisable) -> bool:
+    exc = unraisable.exc_value
+    return isinstance(exc, RuntimeError) and "Event loop is closed" in str(exc)
+
+
+def _ignore_closed_loop_callbacks() -> None:
+    """After a failed read, TensorStore's other reads finish on their threads and call back into
+    the event loop orbax has already closed: one "Event loop is closed" report each, for the rest
+    of the process. Those (and only those) are dropped."""
+    previous = sys.unraisablehook
+    if getattr(previous, "jka_filter", False):
+        return
+
+    def hook(unraisable):
+        if not _closed_loop_callback(unraisable):
+            previous(unraisable)
+
+    hook.jka_filter = True
+    sys.unraisablehook = hook
+
+
+@contextlib.contextmanager
+def _quiet_asyncio():
+    """TensorStore's failed reads also log every pending future through ``asyncio``; the one line
+    jka prints instead is enough."""
+    logger = logging.getLogger("asyncio")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        gc.collect()  # the failed reads' futures report themselves when collected: here, quietly
+        logger.setLevel(level)
 
 
 class Checkpointer:
-    """Periodic + final checkpoints of the algorithm state in ``WORKDIR/checkpoints``, keep ``keep``."""
+    """Periodic, preemption and final checkpoints in ``WORKDIR/checkpoints``; keeps the ``keep`` newest."""
 
     def __init__(self, workdir: str, keep: int = 3, async_save: bool = True):
         self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
+        self.damaged_dir = self.directory + ".damaged"
         self.manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                                  enable_async_checkpointing=async_save),
+            item_handlers={"state": ocp.StandardCheckpointHandler(), "progress": ocp.JsonCheckpointHandler()},
         )
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
-    def save(self, step: int, state) -> None:
-        self.manager.save(step, args=ocp.args.StandardSave(serialization.to_state_dict(state)))
+    def reached_preemption(self, step: int) -> bool:
+        """True on every process at the same step once any process got a preemption notice
+        (SIGTERM) in a multi-process run (orbax's preemption sync point)."""
+        return self.manager.reached_preemption(step)
 
-    def restore(self, state_like, step: int | None = None):
-        step = self.latest_step() if step is None else step
+    def save(self, step: int, state, progress: dict | None = None) -> None:
+        self.manager.save(step, args=ocp.args.Composite(
+            state=ocp.args.StandardSave(serialization.to_state_dict(state)),
+            progress=ocp.args.JsonSave(progress or {})))
+
+    def _read(self, step: int, target: dict, abstract):
+        """(state dict, progress) of ``step``; UserError if it is another state, OSError/ValueError
+        and friends if it is damaged."""
+        with _quiet_asyncio():
+            saved = self.manager.item_metadata(step)["state"]
+            if saved is None:
+                raise ValueError("no readable state metadata")
+            diff = first_difference(leaf_shapes(saved.tree if hasattr(saved, "tree") else saved),
+                                    leaf_shapes(target), "this config's state needs", "this config's state")
+            if diff is not None:
+                raise UserError(f"the checkpoint at step {step} in {self.directory} is of another state: {diff}; "
+                                "rerun with the config that wrote it, or train this config in another --workdir")
+            out = self.manager.restore(step, args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract), progress=ocp.args.JsonRestore()))
+        return out["state"], dict(out["progress"] or {})
+
+    def restore(self, state_like):
+        """(state, step, progress) of the newest readable checkpoint; damaged newer ones are moved
+        to ``checkpoints.damaged``. Every process of a multi-process run calls it."""
         target = serialization.to_state_dict(state_like)
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
-        try:
-            restored = self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
-        except (ValueError, KeyError) as err:
-            raise UserError(
-                f"checkpoint at step {step} in {self.directory} does not match this config's state "
-                f"({err}); use a fresh --workdir or the config that wrote it") from None
-        return serialization.from_state_dict(state_like, restored), step
+        _ignore_closed_loop_callbacks()
+        damaged = []
+        found = None
+        for step in sorted(self.manager.all_steps(), reverse=True):
+            try:
+                found = (step, *self._read(step, target, abstract))
+                break
+            except UserError:
+                raise
+            except Exception as err:  # noqa: BLE001 - whatever TensorStore/JSON raised: the files are damaged
+                damaged.append(step)
+                log.warning("checkpoint at step %d in %s is damaged (%s: %s); trying an older one",
+                            step, self.directory, type(err).__name__, str(err).splitlines()[0][:200])
+        if damaged:
+            self._move_aside(damaged)
+        if found is None:
+            raise UserError(f"no checkpoint in {self.directory} reads back (damaged: steps "
+                            f"{', '.join(map(str, damaged))}, moved to {self.damaged_dir}); rerun to start "
+                            "from step 0, or restore the checkpoints from a backup")
+        step, restored, progress = found
+        if damaged:
+            log.warning("resuming from step %d; the damaged checkpoints are in %s", step, self.damaged_dir)
+        return serialization.from_state_dict(state_like, restored), step, progress
+
+    def _move_aside(self, steps) -> None:
+        if jax.process_index() == 0:
+            os.makedirs(self.damaged_dir, exist_ok=True)
+            for step in steps:
+                dest = os.path.join(self.damaged_dir, str(step))
+                shutil.rmtree(dest, ignore_errors=True)
+                shutil.move(os.path.join(self.directory, str(step)), dest)
+        barrier("jka: damaged checkpoints moved")
+        self.manager.reload()
 
     def wait(self):
         self.manager.wait_until_finished()

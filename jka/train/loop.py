@@ -1,9 +1,10 @@
 """The training loop every algorithm shares.
 
 ``fit(algo, cfg, workdir, mesh)`` runs one algorithm object: one compiled step (``jax.jit`` with
-the state donated), batches split over the mesh, periodic evaluation, metrics, orbax checkpoints,
-a progress bar, a clean stop that keeps the last good checkpoint when the loss turns NaN/inf, and
-at the end the exported model (``WORKDIR/model``) and ``summary.json``.
+the state donated), batches split over the mesh, periodic evaluation, orbax checkpoints, progress
+lines and metrics (:mod:`jka.train.progress`), a stop with a checkpoint on SIGTERM/SIGINT
+(:mod:`jka.train.preemption`), a clean stop that keeps the last good checkpoint when the loss
+turns NaN/inf, and at the end the exported model (``WORKDIR/model``) and ``summary.json``.
 
 Where the state starts: the latest checkpoint in ``WORKDIR/checkpoints`` (resume) > the exported
 model named by ``train.init_from`` (the hand-over from an earlier phase, or a model to fine-tune)
@@ -13,27 +14,31 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
-import sys
-import time
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-from tqdm.auto import tqdm
 
 from jka.data.core import Prefetch
 from jka.errors import UserError
 from jka.train import mesh as mesh_lib
+from jka.train import preemption
 from jka.train.checkpoint import Checkpointer
 from jka.train.export import export_model, load_model, to_host
 from jka.train.distributed import barrier
 from jka.train.metrics import MetricWriter, to_python
+from jka.train.progress import Progress, all_finite
+from jka.train.teachers import check_fit
+
+log = logging.getLogger("jka")
 
 
-class TrainingDiverged(UserError):
-    pass
+class TrainingDiverged(Exception):
+    """The loss or the state became NaN/inf; the last good checkpoint is kept (CLI exit code 3)."""
+
+    exit_code = 3
 
 
 def _all_finite(tree) -> bool:
@@ -54,6 +59,7 @@ class Run:
     start: int
     state_sharding: Any
     teacher_sharding: Any
+    progress: dict = dataclasses.field(default_factory=dict)  # the open logging interval at `start`
 
 
 def prepare(algo, cfg, workdir: str, mesh) -> Run:
@@ -62,6 +68,8 @@ def prepare(algo, cfg, workdir: str, mesh) -> Run:
     seed = int(cfg.get("seed", 0))
     algo.workdir = workdir  # for algorithms that write files of their own (sample grids)
     algo.mesh = mesh        # batches made inside a step are split over it
+    for teacher in algo.teachers:  # an RGB teacher on 1-channel data: one line, not a trace error
+        check_fit(teacher, algo.train_ds.image_shape)
     batches = algo.train_batches(seed)
 
     # train.shard: split large arrays over the mesh's `model` axis (teachers by default; the
@@ -79,11 +87,15 @@ def prepare(algo, cfg, workdir: str, mesh) -> Run:
     teacher_vars = jax.device_put(teacher_vars, teacher_sh)
 
     ckpt = Checkpointer(workdir, keep=int(cfg.train.get("keep_checkpoints", 3)))
-    start = 0
+    start, progress = 0, {}
     if ckpt.latest_step() is not None:
-        state, start = ckpt.restore(state)
+        try:
+            state, start, progress = ckpt.restore(state)
+        except BaseException:
+            ckpt.close()
+            raise
         state = jax.device_put(state, state_sh)
-    return Run(algo, mesh, teacher_vars, batches, state, ckpt, start, state_sh, teacher_sh)
+    return Run(algo, mesh, teacher_vars, batches, state, ckpt, start, state_sh, teacher_sh, progress)
 
 
 def evaluate_latest(algo, cfg, workdir: str, mesh) -> dict:
@@ -126,57 +138,67 @@ def write_summary(workdir: str, summary: dict) -> None:
 
 
 def fit(algo, cfg, workdir: str, mesh) -> dict:
-    """Train (or resume) ``algo`` in ``workdir``; returns the summary it writes."""
+    """Train (or resume) ``algo`` in ``workdir``; returns the summary it writes.
+
+    Stops cleanly on SIGTERM/SIGINT (:mod:`jka.train.preemption`): a checkpoint at the step
+    boundary, then :class:`~jka.train.preemption.Preempted`.
+    """
     run = prepare(algo, cfg, workdir, mesh)
     state, ckpt, start, teacher_vars = run.state, run.ckpt, run.start, run.teacher_vars
-    batch_size = int(cfg.data.batch_size)
+    total = algo.total_steps
+    if start > total:
+        ckpt.close()
+        raise UserError(f"{ckpt.directory} holds a checkpoint at step {start}, beyond train.steps={total}; "
+                        f"set train.steps >= {start} to continue it, or train in another --workdir")
     dshard = mesh_lib.data_sharding(mesh)
     step_fn = compile_step(algo, mesh, run.state_sharding, run.teacher_sharding)
-    total = algo.total_steps
-    log_every = int(cfg.train.get("log_every", 50))
     eval_every = int(cfg.train.get("eval_every", 0))
     ckpt_every = int(cfg.train.get("checkpoint_every", 0))
-    writer = MetricWriter(workdir)
-    bar = tqdm(total=total, initial=start, disable=not (cfg.train.get("progress", True) and sys.stderr.isatty()),
-               desc=f"{algo.name}", dynamic_ncols=True, leave=False)
+    writer = MetricWriter(workdir, after=start)
+    log.info("%s in %s: steps %d -> %d, %d process(es), %d %s device(s), mesh %s, batch %d%s", algo.name,
+             workdir, start, total, jax.process_count(), jax.device_count(), jax.devices()[0].platform,
+             dict(mesh.shape), int(cfg.data.batch_size), f" (resumed at step {start})" if start else "")
+    progress = Progress(algo, cfg, start, total, writer, mesh, run.progress)
     last_good = ckpt.latest_step()
-    t_last, s_last = time.perf_counter(), start
     metrics = {}
     feed = Prefetch(run.batches, stop=total, workers=int(cfg.data.get("read_workers", 0) or 0))
     try:
-        for step in range(start, total):
-            state, metrics = step_fn(state, teacher_vars, feed.device_batch(step, dshard))
-            done = step + 1
-            if done % log_every == 0 or done == total:
-                m = to_python(metrics)
-                if not all(np.isfinite(v) for v in jax.tree.leaves(m)):
+        with preemption.watch():
+            for step in range(start, total):
+                state, metrics = step_fn(state, teacher_vars, feed.device_batch(step, dshard))
+                done = step + 1
+                row = progress.step(done, metrics)
+                if row is not None and not all_finite(row):
                     raise TrainingDiverged(
-                        f"loss became {m.get('loss')} at step {done}; the last good checkpoint "
-                        f"(step {last_good}) is kept in {ckpt.directory}. Lower optim.lr, enable "
+                        f"the mean loss of steps {done - int(cfg.train.log_every) + 1}-{done} became "
+                        f"{row.get('loss')} at step {done}; {_kept(last_good, ckpt)}. Lower optim.lr, enable "
                         "optim.grad_clip or check the inputs, then rerun")
-                now = time.perf_counter()
-                rate = (done - s_last) / max(now - t_last, 1e-9)
-                t_last, s_last = now, done
-                m.update(steps_per_s=rate, img_per_s=rate * batch_size)
-                writer.write(done, "train", m)
-                bar.set_postfix(loss=f"{m['loss']:.4f}", step_s=f"{rate:.1f}", img_s=f"{rate * batch_size:.0f}")
-            if eval_every and done % eval_every == 0 and done != total:
-                writer.write(done, "eval", algo.evaluate(state, mesh))
-            if ckpt_every and done % ckpt_every == 0 and done != total:
-                _save(ckpt, done, state, last_good)
-                last_good = done
-            bar.update(1)
+                if eval_every and done % eval_every == 0 and done != total:
+                    with progress.pause():
+                        writer.write(done, "eval", algo.evaluate(state, mesh))
+                if done == total:
+                    break
+                stop = preemption.requested(done, ckpt)
+                if stop or (ckpt_every and done % ckpt_every == 0):
+                    with progress.pause():
+                        _save(ckpt, done, state, last_good, progress.snapshot())
+                    last_good = done
+                if stop:
+                    raise preemption.Preempted(
+                        f"stopped by {preemption.signal_name()} at step {done} of {total}; the checkpoint is "
+                        f"saved in {ckpt.directory}: rerun the same command to resume")
     except BaseException:
         ckpt.close()  # let an in-flight async save finish, so the last good checkpoint is on disk
         raise
     finally:
         feed.close()
-        bar.close()
+        progress.close()
 
-    _save(ckpt, total, state, last_good)
+    _save(ckpt, total, state, last_good, progress.snapshot())
     ckpt.close()
     final = algo.evaluate(state, mesh)
     writer.write(total, "eval", final)
+    log.info("%s step %d/%d: eval %s", algo.name, total, total, json.dumps(to_python(final)))
     writer.close()
     arch, n_out, variables, meta = algo.export(state)
     variables = to_host(variables)  # every process: a split array is gathered collectively
@@ -198,11 +220,17 @@ def fit(algo, cfg, workdir: str, mesh) -> dict:
     return summary
 
 
-def _save(ckpt: Checkpointer, step: int, state, last_good):
+def _kept(last_good, ckpt) -> str:
+    if last_good is None:
+        return f"no checkpoint was saved before it (train.checkpoint_every sets how often; {ckpt.directory})"
+    return f"the last good checkpoint (step {last_good}) is kept in {ckpt.directory}"
+
+
+def _save(ckpt: Checkpointer, step: int, state, last_good, progress: dict):
     if ckpt.latest_step() == step:
         return
     if not _all_finite(state):
         raise TrainingDiverged(
-            f"the training state has NaN/inf values at step {step}; the last good checkpoint "
-            f"(step {last_good}) is kept in {ckpt.directory}. Lower optim.lr or enable optim.grad_clip, then rerun")
-    ckpt.save(step, state)
+            f"the training state has NaN/inf values at step {step}; {_kept(last_good, ckpt)}. "
+            "Lower optim.lr or enable optim.grad_clip, then rerun")
+    ckpt.save(step, state, progress)

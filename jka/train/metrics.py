@@ -17,17 +17,32 @@ def to_python(tree):
 
 
 class MetricWriter:
-    def __init__(self, workdir: str, enabled: bool = True):
+    """Rows ``{"step": N, "train/loss": ...}``. A run resumed at step ``after`` first drops the
+    rows an interrupted run wrote past its checkpoint, so no step appears twice."""
+
+    def __init__(self, workdir: str, enabled: bool = True, after: int | None = None):
         self.enabled = enabled and jax.process_index() == 0
         self.path = os.path.join(workdir, "metrics.jsonl")
         self.tb = None
         if self.enabled:
             os.makedirs(workdir, exist_ok=True)
+            if after is not None and os.path.isfile(self.path):
+                self._truncate(after)
             try:
                 from tensorboardX import SummaryWriter  # optional
                 self.tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
             except ImportError:
                 self.tb = None
+
+    def _truncate(self, after: int) -> None:
+        with open(self.path) as f:
+            rows = f.readlines()
+        keep = [r for r in rows if r.strip() and json.loads(r).get("step", 0) <= after]
+        if len(keep) != len(rows):
+            tmp = self.path + ".tmp"
+            with open(tmp, "w") as f:
+                f.writelines(keep)
+            os.replace(tmp, self.path)
 
     def write(self, step: int, prefix: str, metrics: dict):
         if not self.enabled:

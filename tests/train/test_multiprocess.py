@@ -28,33 +28,44 @@ def _env(devices, **extra):
     return env
 
 
-def _two_processes(cmd, tmp_path, timeout=600):
-    """Run ``cmd`` as processes 0 and 1 of a 2-process jax.distributed job; fail with its stderr.
-
-    Output goes to files (no pipe can fill up and block a process); if one process fails or hangs,
-    the other is killed rather than left waiting at the coordinator."""
+def start_two(cmd, tmp_path, name="process"):
+    """Start ``cmd`` as processes 0 and 1 of a 2-process jax.distributed job, output to
+    ``tmp_path/{name}{i}.log`` (files: no pipe can fill up and block a process)."""
     port = _free_port()
     procs, logs = [], []
     for i in range(2):
-        log = open(tmp_path / f"process{i}.log", "w+")
+        log = open(tmp_path / f"{name}{i}.log", "w+")
         logs.append(log)
         procs.append(subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, text=True,
                                       env=_env(4, JKA_COORDINATOR_ADDRESS=f"localhost:{port}",
                                                JKA_NUM_PROCESSES="2", JKA_PROCESS_ID=str(i))))
+    return procs, logs
+
+
+def wait_all(procs, logs, timeout=600):
+    """The exit codes; a process that hangs is killed, so none is left waiting at the coordinator."""
     try:
-        for p, log in zip(procs, logs):
+        for p in procs:
             try:
                 p.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 p.kill()
-            log.seek(0)
-            assert p.returncode == 0, log.read()[-3000:]
+                p.wait()
+        return [p.returncode for p in procs]
     finally:
         for p in procs:
             if p.poll() is None:
                 p.kill()
         for log in logs:
             log.close()
+
+
+def _two_processes(cmd, tmp_path, timeout=600):
+    """Run ``cmd`` as a 2-process job; fail with its output unless both processes exit 0."""
+    procs, logs = start_two(cmd, tmp_path)
+    codes = wait_all(procs, logs, timeout)
+    for i, code in enumerate(codes):
+        assert code == 0, open(tmp_path / f"process{i}.log").read()[-3000:]
 
 
 KD_RUN = """

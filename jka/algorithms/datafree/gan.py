@@ -201,6 +201,9 @@ class GAN(Algorithm):
     def start_from(self, state, variables, info):
         raise ConfigError("gan cannot start from train.init_from; leave it unset")
 
+    def learning_rate(self, step: int) -> float:
+        return float(self.game.cfg.g_lr)  # the generator's (constant; the discriminator's is d_lr)
+
     def train_step(self, state, teacher_vars, batch):
         state, m = self.game.step(state, as_unit(batch["image"]))
         return state, {"loss": m["d_loss"], **m}

@@ -1,0 +1,118 @@
+"""What a training run shows while it runs, whatever the terminal.
+
+Every ``train.log_every`` steps process 0 logs one line through :mod:`logging` (logger ``jka``):
+the step, the mean of every metric over the interval, the learning rate, steps/s and img/s
+measured without the first step (which includes compilation; its time is logged on its own), and
+the time left. The same row goes to ``metrics.jsonl``. On a terminal a tqdm bar runs as well.
+
+The interval's running sums live on the device (no host sync per step) and are saved with each
+checkpoint, so a resumed run logs exactly the means an uninterrupted one would.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime
+import logging
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from jka.train import mesh as mesh_lib
+from jka.train.metrics import to_python
+
+log = logging.getLogger("jka")
+
+
+def _as_sums(tree):
+    return jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), tree)
+
+
+@jax.jit
+def _add(sums, metrics):
+    return jax.tree.map(lambda s, m: s + jnp.asarray(m, jnp.float32), sums, metrics)
+
+
+def _fmt(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def duration(seconds: float) -> str:
+    return str(datetime.timedelta(seconds=int(round(seconds))))
+
+
+class Progress:
+    """The interval means, rates and log lines of one run of ``algo`` from ``start`` to ``total``."""
+
+    def __init__(self, algo, cfg, start: int, total: int, writer, mesh, saved: dict | None = None):
+        self.algo, self.total, self.writer = algo, total, writer
+        self.batch_size = int(cfg.data.batch_size)
+        self.log_every = int(cfg.train.log_every)
+        self.sums, self.count = None, 0
+        if saved and saved.get("count"):
+            self.sums = jax.device_put(_as_sums(saved["sums"]), mesh_lib.replicated(mesh))
+            self.count = int(saved["count"])
+        self.began = time.perf_counter()
+        self.mark = None  # (time, step) once the first step (and its compilation) is done
+        self.paused = 0.0
+        self.compile_s = None
+        tty = bool(cfg.train.get("progress", True)) and sys.stderr.isatty() and jax.process_index() == 0
+        self.bar = tqdm(total=total, initial=start, disable=not tty, desc=algo.name, dynamic_ncols=True, leave=False)
+
+    def step(self, done: int, metrics) -> dict | None:
+        """Count step ``done``'s metrics; at a logging boundary, log and return the interval's row."""
+        self.sums = _as_sums(metrics) if self.sums is None else _add(self.sums, metrics)
+        self.count += 1
+        if self.mark is None:
+            jax.block_until_ready(metrics)
+            now = time.perf_counter()
+            self.compile_s, self.mark = now - self.began, (now, done)
+            log.info("%s: first step done in %.1f s (compilation included; not in the rates below)",
+                     self.algo.name, self.compile_s)
+        self.bar.update(1)
+        if done % self.log_every == 0 or done == self.total:
+            return self.flush(done)
+        return None
+
+    def flush(self, done: int) -> dict:
+        row = to_python(jax.tree.map(lambda s: s / self.count, self.sums))
+        self.sums, self.count = None, 0
+        now = time.perf_counter()
+        then, at = self.mark
+        rate = (done - at) / max(now - then - self.paused, 1e-9) if done > at else None
+        self.mark, self.paused = (now, done), 0.0
+        row["lr"] = self.algo.learning_rate(done)
+        if rate is not None:
+            row.update(steps_per_s=rate, img_per_s=rate * self.batch_size)
+        self.writer.write(done, "train", row)
+        shown = " ".join(f"{k} {_fmt(v)}" for k, v in row.items() if isinstance(v, (int, float))
+                         and not k.endswith("_per_s"))
+        speed = (f" | {rate:.1f} steps/s {rate * self.batch_size:.0f} img/s | ETA "
+                 f"{duration((self.total - done) / rate)}") if rate else ""
+        log.info("%s step %d/%d: %s%s", self.algo.name, done, self.total, shown, speed)
+        if "loss" in row:
+            self.bar.set_postfix(loss=f"{row['loss']:.4f}", **({"step_s": f"{rate:.1f}"} if rate else {}))
+        return row
+
+    def snapshot(self) -> dict:
+        """The open interval (saved with a checkpoint)."""
+        return {"count": self.count, "sums": to_python(self.sums) if self.sums is not None else None}
+
+    @contextlib.contextmanager
+    def pause(self):
+        """Time spent inside (evaluation, checkpoints) is left out of the rates."""
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.paused += time.perf_counter() - t
+
+    def close(self):
+        self.bar.close()
+
+
+def all_finite(row: dict) -> bool:
+    return all(np.all(np.isfinite(v)) for v in jax.tree.leaves(row))

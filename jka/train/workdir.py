@@ -1,0 +1,203 @@
+"""A run's workdir: writable, used by one run at a time, and bound to one config.
+
+- :func:`check_writable` refuses a workdir that is a file or cannot be written, before any work.
+- :func:`lock` holds ``WORKDIR/jka.lock`` (host, pid, start time) for the run; a second run is
+  refused with the holder's name. A lock whose process is gone (same host, dead pid; or the same
+  SLURM job, requeued) is taken over with a warning.
+- :func:`write_config` writes the resolved config to ``WORKDIR/config.json``; :func:`check_config`
+  refuses a rerun with another config, naming the keys that differ, unless they are named in
+  ``allow_changed`` (e.g. ``train.steps`` to extend a run). Keys that only change how a run is
+  watched (``OPERATIONAL``) may always change. A changed config replaces the recorded one only once
+  its run has finished, so a changed run that fails leaves the workdir bound to its old config.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import logging
+import os
+import socket
+import time
+
+import jax
+import ml_collections
+
+from jka.errors import UserError
+
+log = logging.getLogger("jka")
+
+CONFIG_FILE = "config.json"
+LOCK_FILE = "jka.lock"
+# How a run is watched and where it reads from, not what it computes.
+OPERATIONAL = ("train.progress", "train.log_every", "train.eval_every", "train.checkpoint_every",
+               "train.keep_checkpoints", "data.read_workers", "data.in_memory", "data.data_dir")
+
+
+def check_writable(workdir: str, create: bool = True) -> None:
+    """Refuse a workdir that is a file or is not writable (``create``: make it first)."""
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise UserError(f"--workdir {workdir} is a file, not a directory; pass a directory path")
+    try:
+        if create:
+            os.makedirs(workdir, exist_ok=True)
+        probe = os.path.join(workdir, f".jka_write_test_{os.getpid()}")
+        with open(probe, "w"):
+            pass
+        os.remove(probe)
+    except OSError as err:
+        raise UserError(f"cannot write to --workdir {workdir} ({err.strerror or err}); pass a writable directory") from None
+
+
+def check_output_file(path: str, flag: str = "--out") -> None:
+    """Refuse an output file whose directory is missing or read-only, or that is a directory."""
+    parent = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise UserError(f"{flag} {path} is a directory; pass a file path such as {os.path.join(path, 'result.json')}")
+    if not os.path.isdir(parent):
+        raise UserError(f"{flag} {path}: the directory {parent} does not exist; create it first or pass another path")
+    if not os.access(parent, os.W_OK):
+        raise UserError(f"{flag} {path}: the directory {parent} is not writable; pass another path")
+
+
+# -- one run per workdir ----------------------------------------------------------------------------
+def _holder(path: str) -> dict:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def _gone(holder: dict) -> bool:
+    """Whether the run that wrote ``holder`` can no longer be running."""
+    job = os.environ.get("SLURM_JOB_ID")
+    if job and holder.get("slurm_job") == job:
+        return True  # this job was requeued: the holder was its earlier run
+    if holder.get("host") != socket.gethostname():
+        return False  # a process on another host cannot be checked from here
+    try:
+        os.kill(int(holder.get("pid", -1)), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, ValueError, OverflowError):
+        return False
+    return False
+
+
+@contextlib.contextmanager
+def lock(workdir: str):
+    """Hold ``WORKDIR/jka.lock`` while the block runs (process 0 of a multi-process run)."""
+    path = os.path.join(workdir, LOCK_FILE)
+    if jax.process_index() != 0:
+        yield
+        return
+    me = {"host": socket.gethostname(), "pid": os.getpid(), "slurm_job": os.environ.get("SLURM_JOB_ID"),
+          "started": datetime.datetime.now().isoformat(timespec="seconds")}
+    for _ in range(100):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            holder = _holder(path)
+            if holder.get("host") == me["host"] and holder.get("pid") == me["pid"]:
+                yield  # this process holds it already (a job's phase)
+                return
+            if not holder and time.time() - os.path.getmtime(path) < 10:
+                time.sleep(0.1)  # being written right now
+                continue
+            if not holder or _gone(holder):
+                log.warning("taking over the lock of a run that is no longer running (%s)", holder or "unreadable")
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(path)
+                continue
+            raise UserError(
+                f"{workdir} is in use by another jka run (host {holder.get('host')}, pid {holder.get('pid')}, "
+                f"since {holder.get('started')}); wait for it to end or use another --workdir (if that run "
+                f"is gone, delete {path})") from None
+        with os.fdopen(fd, "w") as f:
+            json.dump(me, f)
+        break
+    else:
+        raise UserError(f"could not take the lock {path}; delete it if no jka run uses {workdir}")
+    try:
+        yield
+    finally:
+        if _holder(path).get("pid") == me["pid"]:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+
+
+# -- the run's config -------------------------------------------------------------------------------
+def plain(value):
+    """A config as JSON types (ConfigDicts → dicts, tuples → lists)."""
+    if isinstance(value, ml_collections.ConfigDict):
+        value = value.to_dict()
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
+
+
+def flatten(tree, prefix: str = "") -> dict:
+    """``{'train.steps': 100, 'teachers.0.workdir': 'a', ...}``."""
+    items = tree.items() if isinstance(tree, dict) else enumerate(tree) if isinstance(tree, list) else None
+    if items is None or not tree:
+        return {prefix[:-1]: tree}
+    out = {}
+    for k, v in items:
+        out.update(flatten(v, f"{prefix}{k}."))
+    return out
+
+
+def differences(old: dict, new: dict) -> list[str]:
+    """The dotted keys whose values differ (operational keys, at any depth, left out; ``model.kwargs``
+    going from ``{}`` to ``{'width': 0.5}`` is ``model.kwargs.width``)."""
+    a, b = flatten(plain(old)), flatten(plain(new))
+    keys = {k for k in set(a) | set(b) if a.get(k, UNSET) != b.get(k, UNSET) and not k.endswith(OPERATIONAL)}
+    return sorted(k for k in keys if not any(other.startswith(k + ".") for other in keys))
+
+
+UNSET = "<unset>"
+
+
+def read_config(workdir: str) -> dict | None:
+    path = os.path.join(workdir, CONFIG_FILE)
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except ValueError as err:
+        raise UserError(f"{path} is not valid JSON ({err}); delete it to record the config anew") from None
+
+
+def check_config(cfg, workdir: str, allow_changed=()) -> list[str]:
+    """The keys in which ``cfg`` differs from the workdir's ``config.json`` (none for a new workdir);
+    a difference not named in ``allow_changed`` (a key or a section above it) is refused."""
+    old = read_config(workdir)
+    if old is None:
+        return []
+    before, after = flatten(plain(old.get("config", {}))), flatten(plain(cfg))
+    diffs = differences(old.get("config", {}), cfg)
+    refused = [k for k in diffs if not any(k == a or k.startswith(a + ".") for a in allow_changed)]
+    if refused:
+        k = refused[0]
+        more = f" (and {len(refused) - 1} more: {', '.join(refused[1:4])})" if len(refused) > 1 else ""
+        raise UserError(
+            f"{workdir} holds a run of another config: {k} was {before.get(k, UNSET)!r}, now "
+            f"{after.get(k, UNSET)!r}{more}; rerun with the same config, add --allow-changed "
+            f"{','.join(refused)} to continue with the new values, or use another --workdir")
+    for k in diffs:
+        log.info("config change allowed: %s %r -> %r", k, before.get(k, UNSET), after.get(k, UNSET))
+    return diffs
+
+
+def write_config(cfg, workdir: str, source: str | None = None) -> None:
+    """Process 0 writes ``cfg`` (resolved) to ``WORKDIR/config.json``."""
+    log.info("config %s, resolved in %s", source or "(built in Python)", os.path.join(workdir, CONFIG_FILE))
+    if jax.process_index() == 0:
+        tmp = os.path.join(workdir, CONFIG_FILE + ".tmp")
+        with open(tmp, "w") as f:
+            json.dump({"config": plain(cfg), "source": source}, f, indent=2)
+        os.replace(tmp, os.path.join(workdir, CONFIG_FILE))
