@@ -2,9 +2,12 @@
 import contextlib
 import io
 import re
+import sys
+import types
 from unittest import mock
 
 import numpy as np
+import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
@@ -91,3 +94,22 @@ class JkaTestImages(tfds.core.GeneratorBasedBuilder):
             Image.fromarray(img.astype(np.uint8)).save(buf, format="PNG")
             buf.seek(0)
             yield i, {"image": buf, "label": label}
+
+
+def import_torchvision():
+    """torchvision's model code. PyPI's torchvision wheels are CUDA builds: next to a CPU-only torch
+    (as in CI) their compiled detection ops cannot load, and the import stops where it registers
+    fake-tensor kernels for those ops. The models are plain ``torch.nn`` code that needs neither, so
+    in that case the import is retried without the registrations."""
+    try:
+        import torchvision
+    except ImportError:
+        pytest.skip("torchvision is not installed (pip install -e '.[dev]' installs it)")
+    except RuntimeError as e:  # "operator torchvision::nms does not exist"
+        if "torchvision::" not in str(e):
+            raise
+        for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
+            del sys.modules[name]
+        sys.modules["torchvision._meta_registrations"] = types.ModuleType("torchvision._meta_registrations")
+        import torchvision
+    return torchvision

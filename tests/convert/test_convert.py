@@ -13,6 +13,7 @@ torch = pytest.importorskip("torch")
 from jka import cli, errors, models  # noqa: E402
 from jka.convert import load_torch  # noqa: E402
 from tests.convert.twins import random_twin  # noqa: E402
+from tests.helpers import import_torchvision  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -151,31 +152,9 @@ def test_cli_verify_and_converted_model_is_a_kd_teacher(tmp_path, capsys):
     np.testing.assert_allclose(target, t_logits, atol=1e-4)
 
 
-def _torchvision():
-    """torchvision's model code. PyPI's torchvision wheels are CUDA builds: next to a CPU-only torch
-    (as in CI) their compiled detection ops cannot load, and the import stops where it registers
-    fake-tensor kernels for those ops. The models are plain ``torch.nn`` code that needs neither, so
-    in that case the import is retried without the registrations."""
-    import sys
-    import types
-
-    try:
-        import torchvision
-    except ImportError:
-        pytest.skip("torchvision is not installed (pip install -e '.[dev]' installs it)")
-    except RuntimeError as e:  # "operator torchvision::nms does not exist"
-        if "torchvision::" not in str(e):
-            raise
-        for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
-            del sys.modules[name]
-        sys.modules["torchvision._meta_registrations"] = types.ModuleType("torchvision._meta_registrations")
-        import torchvision
-    return torchvision
-
-
 def _torchvision_model(ctor):
     """A torchvision model with random weights and random BatchNorm statistics and affine terms."""
-    tv = _torchvision()
+    tv = import_torchvision()
     torch.manual_seed(0)
     model = getattr(tv.models, ctor)(num_classes=NUM_CLASSES).eval()
     with torch.no_grad():

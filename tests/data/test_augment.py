@@ -1,0 +1,25 @@
+"""jka's pixel-space crop (pad_crop on [0, 1] images, then normalise) equals torchvision's
+RandomCrop(padding=p) followed by Normalize, the papers' PyTorch recipes, on the same offsets."""
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jka.data.augment import normalise, pad_crop, to_unit
+from tests.helpers import import_torchvision
+
+MEAN, STD = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
+
+
+def test_pad_crop_then_normalise_equals_torchvision_random_crop_then_normalize():
+    torch = pytest.importorskip("torch")
+    tvf = import_torchvision().transforms.functional
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+    offsets = rng.integers(0, 9, (6, 2))  # (top, left) in [0, 2·4], what RandomCrop(32, padding=4) draws
+    ours = np.asarray(normalise(pad_crop(to_unit(jnp.asarray(images)), jnp.asarray(offsets), 4), MEAN, STD))
+    for img, (top, left), got in zip(images, offsets, ours):
+        t = tvf.to_tensor(img)  # CHW in [0, 1]
+        t = tvf.crop(tvf.pad(t, 4, fill=0), int(top), int(left), 32, 32)  # RandomCrop's pad, then its crop
+        want = tvf.normalize(t, MEAN, STD).permute(1, 2, 0).numpy()
+        np.testing.assert_allclose(got, want, atol=1e-6)
+    assert torch.is_tensor(t)
