@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 from typing import Sequence
 
 import numpy as np
@@ -16,9 +17,12 @@ from jka.data.relabel import relabel
 from jka.data.scenes import DENSE_DATASETS
 from jka.errors import ConfigError, UserError
 
-# The fixed split of scikit-learn's 1,797 handwritten digits: 30 % stratified test split.
+# The fixed split of scikit-learn's 1,797 handwritten digits: 30 % stratified test split. It is
+# shipped in digits.npz (images, labels and the split's rows, written by tools/make_digits_npz.py
+# with scikit-learn's train_test_split and these two values), so reading it needs no scikit-learn.
 DIGITS_TEST_FRACTION = 0.3
 DIGITS_SPLIT_SEED = 0
+DIGITS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "digits.npz")
 
 # Per-channel statistics used to normalise inputs inside the step.
 STATS = {
@@ -40,19 +44,21 @@ def resize(images: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(out)
 
 
+def digits_arrays() -> dict[str, np.ndarray]:
+    """The shipped digits: ``images`` (1797, 8, 8) uint8 in 0..16, ``labels`` (1797,) uint8, and
+    the rows of the ``train`` (1257) and ``test`` (540) splits (jka/data/digits_NOTICE.txt)."""
+    with np.load(DIGITS_FILE, allow_pickle=False) as f:
+        return {k: f[k] for k in ("images", "labels", "train", "test")}
+
+
 def digits(split: str, image_size: int = 8) -> ArrayDataset:
     """scikit-learn's handwritten digits (real 8×8 scans, 10 classes), float32 in [0, 1]."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    d = load_digits()
-    x = (d.images.astype(np.float32) / 16.0)[..., None]
-    y = d.target.astype(np.int64)
-    x_tr, x_te, y_tr, y_te = train_test_split(
-        x, y, test_size=DIGITS_TEST_FRACTION, random_state=DIGITS_SPLIT_SEED, stratify=y)
     if split not in ("train", "test"):
         raise ConfigError(f"digits has splits 'train' and 'test', not {split!r}")
-    x, y = (x_tr, y_tr) if split == "train" else (x_te, y_te)
+    d = digits_arrays()
+    rows = d[split]
+    x = (d["images"][rows].astype(np.float32) / 16.0)[..., None]
+    y = d["labels"][rows].astype(np.int64)
     mean, std = STATS["digits"]
     return ArrayDataset(resize(x, image_size), y, 10, mean, std)
 
