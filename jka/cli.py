@@ -20,6 +20,7 @@ import jax
 import ml_collections
 from tqdm.auto import tqdm
 
+import jka
 from jka import config as config_lib
 from jka import run
 from jka.convert.bridge import convert
@@ -29,6 +30,7 @@ from jka.train.distributed import maybe_initialize
 from jka.train.loop import TrainingDiverged
 from jka.train.preemption import EXIT_CODE as PREEMPTED_EXIT_CODE, Preempted
 from jka.train.workdir import CONFIG_FILE, read_config
+from jka.transfer import plots
 from jka.transfer.study import compare_zoo, ranking_table, write_outputs
 from jka.transfer.zoo import check_probe, load_probe, load_zoo_dir
 
@@ -78,6 +80,7 @@ def _convert(args):
 
 
 def _transfer(args):
+    plots.require()  # the pictures come last: refuse before the zoo is trained or scored
     if args.zoo.endswith(".py") or ".py:" in args.zoo:
         zoo = run.zoo_of(config_lib.load(args.zoo, ()), args.workdir or args.out)
     else:
@@ -154,6 +157,7 @@ def _add_transfer_parser(sub):
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="jka", description="Knowledge amalgamation, distillation and "
                                 "transferability estimation in JAX/Flax.")
+    p.add_argument("--version", action="version", version=f"jka {jka.__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     _add_run_parsers(sub)
     _add_convert_parser(sub)

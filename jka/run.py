@@ -37,6 +37,7 @@ from jka.train import loop, preemption
 from jka.train.phases import Phase, evaluate_phase, run_phase
 from jka.train.teachers import compute_dtype, load_teacher
 from jka.train.workdir import check_config, check_writable, lock, write_config
+from jka.transfer import plots
 from jka.transfer.study import run_study
 from jka.transfer.zoo import zoo_model
 
@@ -52,6 +53,7 @@ class Job:
 
 
 def _transfer_study(cfg, workdir, teachers):
+    plots.require()  # its pictures come last: refuse before the zoo trains
     return run_study(cfg, workdir, zoo_of(cfg, workdir))
 
 

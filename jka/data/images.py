@@ -1,4 +1,8 @@
-"""Images for a person to look at: PNG grids of samples (host side, never inside training)."""
+"""Images for a person to look at: PNG grids of samples (host side, never inside training).
+
+:func:`grid` tiles a batch into one uint8 picture; :func:`save_grid` writes it as a PNG and, given
+a writer (:class:`jka.train.metrics.MetricWriter`), also sends the same picture to TensorBoard.
+"""
 from __future__ import annotations
 
 import math
@@ -9,21 +13,37 @@ import numpy as np
 from PIL import Image
 
 
-def save_grid(path: str, images, nrow: int = 8, min_cell: int = 32) -> str:
-    """Write [0, 1] NHWC ``images`` as one PNG grid (nearest-neighbour upscaled to ``min_cell``)."""
+def grid(images, nrow: int = 8, min_cell: int = 32) -> np.ndarray:
+    """[0, 1] NHWC ``images`` tiled ``nrow`` to a row on a white background, as a uint8 HxWxC array.
+
+    Each image is nearest-neighbour upscaled so that its longer side is at least ``min_cell``
+    pixels, and cells are 2 pixels apart (and from the border)."""
     x = np.clip(np.asarray(jax.device_get(images), np.float32), 0.0, 1.0)
+    if x.ndim != 4:
+        raise ValueError(f"grid() takes NHWC images, got shape {x.shape}")
     n, h, w, c = x.shape
     up = max(1, int(math.ceil(min_cell / max(h, w))))
     x = x.repeat(up, axis=1).repeat(up, axis=2)
     h, w = h * up, w * up
-    ncol = min(nrow, n)
-    nrows = int(math.ceil(n / ncol))
-    grid = np.ones((nrows * (h + 2) + 2, ncol * (w + 2) + 2, c), np.float32)
+    ncol = max(1, min(nrow, n))
+    nrows = max(1, int(math.ceil(n / ncol)))
+    out = np.ones((nrows * (h + 2) + 2, ncol * (w + 2) + 2, c), np.float32)
     for i in range(n):
         r, col = divmod(i, ncol)
-        grid[2 + r * (h + 2): 2 + r * (h + 2) + h, 2 + col * (w + 2): 2 + col * (w + 2) + w] = x[i]
-    arr = (grid * 255).round().astype(np.uint8)
-    arr = arr[..., 0] if c == 1 else arr
+        out[2 + r * (h + 2): 2 + r * (h + 2) + h, 2 + col * (w + 2): 2 + col * (w + 2) + w] = x[i]
+    return (out * 255).round().astype(np.uint8)
+
+
+def save_grid(path: str, images, nrow: int = 8, min_cell: int = 32, writer=None, step: int = 0,
+              tag: str = "samples") -> str:
+    """Write [0, 1] NHWC ``images`` as one PNG grid (see :func:`grid`).
+
+    ``writer``: an object with ``image(step, tag, hwc_uint8)`` (the run's MetricWriter, which is a
+    no-op unless TensorBoard is on) that also gets the grid, under ``tag`` at ``step`` (one tag per
+    series, so TensorBoard shows its grids on one step slider)."""
+    arr = grid(images, nrow, min_cell)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    Image.fromarray(arr).save(path)
+    Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr).save(path)
+    if writer is not None:
+        writer.image(step, tag, arr)
     return path

@@ -155,6 +155,7 @@ def fit(algo, cfg, workdir: str, mesh) -> dict:
     eval_every = int(cfg.train.get("eval_every", 0))
     ckpt_every = int(cfg.train.get("checkpoint_every", 0))
     writer = MetricWriter(workdir, after=start)
+    algo.writer = writer  # sample grids (save_grid) go to TensorBoard too
     log.info("%s in %s: steps %d -> %d, %d process(es), %d %s device(s), mesh %s, batch %d%s", algo.name,
              workdir, start, total, jax.process_count(), jax.device_count(), jax.devices()[0].platform,
              dict(mesh.shape), int(cfg.data.batch_size), f" (resumed at step {start})" if start else "")

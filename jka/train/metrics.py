@@ -1,4 +1,5 @@
-"""Metrics to ``WORKDIR/metrics.jsonl`` (one JSON object per line) and TensorBoard when installed."""
+"""Metrics to ``WORKDIR/metrics.jsonl`` (one JSON object per line) and, when tensorboardX is
+installed, scalars and pictures to TensorBoard under ``WORKDIR/tensorboard``."""
 from __future__ import annotations
 
 import json
@@ -55,6 +56,24 @@ class MetricWriter:
                 if isinstance(v, (int, float)):
                     self.tb.add_scalar(k, v, step)
 
+    def image(self, step: int, tag: str, image) -> None:
+        """One picture, a uint8 HxWxC array (C = 1, 3 or 4) or HxW grey, to TensorBoard at ``step``.
+        A no-op without TensorBoard (tensorboardX not installed) and on every process but 0."""
+        arr = np.asarray(jax.device_get(image))
+        if arr.ndim == 2:
+            arr = arr[..., None]
+        if arr.ndim != 3 or arr.shape[-1] not in (1, 3, 4):
+            raise ValueError(f"MetricWriter.image takes an HxWxC image with C in 1, 3, 4; got shape {arr.shape}")
+        if arr.dtype != np.uint8:
+            raise ValueError(f"MetricWriter.image takes uint8 pixels (0-255), got {arr.dtype}")
+        if self.tb is not None:
+            self.tb.add_image(tag, arr, int(step), dataformats="HWC")
+
+    def flush(self) -> None:
+        if self.tb is not None:
+            self.tb.flush()
+
     def close(self):
         if self.tb is not None:
             self.tb.close()
+            self.tb = None  # later writes are no-ops, not errors on a closed file

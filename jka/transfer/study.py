@@ -19,10 +19,12 @@ import time
 from typing import Sequence
 
 import numpy as np
+from PIL import Image
 
 from jka.data import load_split
 from jka.data.relabel import relabel
 from jka.errors import ConfigError, unknown_choice
+from jka.train.metrics import MetricWriter
 from jka.transfer import plots
 from jka.transfer.attribution import ZooModel, feature_vectors
 from jka.transfer.depara import Graph, average_ranks, build_graph, layer_scores, select_layer, similarity_matrix, spearman
@@ -73,20 +75,40 @@ def ranking_table(result: dict, top: int = 3) -> str:
     return "\n".join(lines)
 
 
-def write_outputs(result: dict, out: str, k: int = 2, groups=None, prefix: str = "") -> dict:
-    """``{prefix}transfer.json``, ``{prefix}heatmap.png`` and ``{prefix}graph.png`` in ``out``."""
+def write_outputs(result: dict, out: str, k: int = 2, groups=None, prefix: str = "",
+                  tensorboard: bool = True) -> dict:
+    """``{prefix}transfer.json``, ``{prefix}heatmap.png`` and ``{prefix}graph.png`` in ``out``.
+
+    ``tensorboard``: also log both pictures (tags ``transfer/{prefix}heatmap``, ``.../{prefix}graph``)
+    to ``out/tensorboard``, the TensorBoard run of :class:`~jka.train.metrics.MetricWriter` for
+    ``out``; nothing happens without tensorboardX, and on processes other than 0."""
     os.makedirs(out, exist_ok=True)
     names, matrix = result["names"], np.asarray(result["matrix"])
+    higher = bool(result["higher_is_closer"])
     label = "DEPARA similarity" if result["method"] == "depara" else "attribution distance"
+    better = f"{'higher' if higher else 'lower'} = more transferable"
     paths = {"json": os.path.join(out, f"{prefix}transfer.json"),
              "heatmap": os.path.join(out, f"{prefix}heatmap.png"),
              "graph": os.path.join(out, f"{prefix}graph.png")}
     with open(paths["json"], "w") as f:
         json.dump(result, f, indent=2)
-    plots.heatmap(matrix, names, paths["heatmap"], f"{label} ({result['layer']}, {result['probe_images']} probes)",
-                  cmap="viridis" if result["higher_is_closer"] else "viridis_r", label=label)
-    plots.graph(matrix, names, paths["graph"], f"zoo graph: edges to the {k} nearest ({label})", k=k,
-                higher_is_closer=result["higher_is_closer"], groups=groups)
+    # viridis runs dark → bright: the brightest cell is the closest pair for either kind of score
+    plots.heatmap(matrix, names, paths["heatmap"],
+                  f"{label} between models ({better})\nlayer {result['layer']}, {result['probe_images']} "
+                  "probe images; grey diagonal: a model with itself",
+                  cmap="viridis" if higher else "viridis_r", label=label)
+    plots.graph(matrix, names, paths["graph"],
+                f"{label}: each model joined to its {k} nearest\nthicker, darker edge = "
+                f"{'higher' if higher else 'lower'} {result['kind']} = more transferable",
+                k=k, higher_is_closer=higher, groups=groups)
+    if tensorboard:
+        writer = MetricWriter(out)
+        try:
+            for key in ("heatmap", "graph"):
+                with Image.open(paths[key]) as im:
+                    writer.image(0, f"transfer/{prefix}{key}", np.asarray(im.convert("RGB")))
+        finally:
+            writer.close()
     return paths
 
 
@@ -96,20 +118,97 @@ def write_outputs(result: dict, out: str, k: int = 2, groups=None, prefix: str =
 def linear_probe_accuracy(f_train: np.ndarray, y_train: np.ndarray, f_test: np.ndarray, y_test: np.ndarray,
                           budget: int, repeats: int, seed: int = 0) -> float:
     """Mean held-out accuracy of logistic regression fitted on ``budget`` random labelled samples."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
     accs = []
     for r in range(repeats):
         idx = np.random.default_rng([seed, r]).permutation(len(y_train))[:budget]
         if len(np.unique(y_train[idx])) < 2:
             accs.append(float(np.mean(y_test == y_train[idx][0])))
             continue
-        scaler = StandardScaler().fit(f_train[idx])
-        clf = LogisticRegression(max_iter=2000, C=1.0)
-        clf.fit(scaler.transform(f_train[idx]), y_train[idx])
-        accs.append(float(clf.score(scaler.transform(f_test), y_test)))
+        probe = fit_linear_probe(f_train[idx], y_train[idx], C=1.0)
+        accs.append(float(np.mean(probe_predict(probe, f_test) == y_test)))
     return float(np.mean(accs))
+
+
+# The linear probe: features standardised with the training samples' mean and standard deviation,
+# then L2-regularised logistic regression, i.e. the minimiser of C·Σ_i logloss_i + ½‖W‖² (intercept
+# not penalised): the objective of scikit-learn's LogisticRegression(C) after a StandardScaler.
+# Multinomial (softmax) over the classes present; with two classes one weight vector (class 0's
+# logit fixed at 0), as scikit-learn does. Fitted by L-BFGS (optax, float32) to a small gradient
+# norm. Features are padded with zero columns to a power of two and classes (masked out) to a
+# multiple of 16, which leaves the minimiser unchanged and compiles the solver once per bucket.
+_PROBE_SOLVERS: dict = {}
+
+
+def _probe_solver():
+    if "fit" not in _PROBE_SOLVERS:
+        import jax
+        import jax.numpy as jnp
+        import optax
+
+        def fit(x, y, free, valid, l2, max_iter, tol):
+            n, k = y.shape[0], free.shape[0]
+            onehot = jax.nn.one_hot(y, k, dtype=x.dtype)
+
+            def objective(params):
+                w, b = params["w"] * free, params["b"] * free
+                logits = jnp.where(valid, x @ w + b, -1e9)  # padded classes: never predicted, no loss
+                return -jnp.sum(onehot * jax.nn.log_softmax(logits)) / n + 0.5 * l2 * jnp.sum(w * w)
+
+            opt = optax.lbfgs()
+            value_and_grad = optax.value_and_grad_from_state(objective)
+
+            def step(carry):
+                params, state = carry
+                value, grad = value_and_grad(params, state=state)
+                updates, state = opt.update(grad, state, params, value=value, grad=grad, value_fn=objective)
+                return optax.apply_updates(params, updates), state
+
+            def going_on(carry):
+                _, state = carry
+                count = optax.tree.get(state, "count")
+                return (count == 0) | ((count < max_iter) & (optax.tree.norm(optax.tree.get(state, "grad")) >= tol))
+
+            params = {"w": jnp.zeros((x.shape[1], k), x.dtype), "b": jnp.zeros((k,), x.dtype)}
+            params, state = jax.lax.while_loop(going_on, step, (params, opt.init(params)))
+            return params["w"] * free, params["b"] * free, optax.tree.get(state, "count")
+
+        _PROBE_SOLVERS["fit"] = jax.jit(fit, static_argnames=("max_iter",))
+    return _PROBE_SOLVERS["fit"]
+
+
+def fit_linear_probe(features: np.ndarray, labels: np.ndarray, C: float = 1.0, max_iter: int = 1000,
+                     tol: float = 1e-5) -> dict:
+    """Standardise + logistic regression of ``labels`` on ``features`` (N, D) (see above); ``tol``
+    bounds the gradient norm of the objective divided by N. Deterministic."""
+    x = np.asarray(features, np.float64).reshape(len(features), -1)
+    classes, y = np.unique(np.asarray(labels), return_inverse=True)
+    if len(classes) < 2:
+        raise ValueError(f"a linear probe needs two classes or more, got {classes.tolist()}")
+    mean, scale = x.mean(0), x.std(0)
+    scale = np.where(scale < 10 * np.finfo(np.float64).eps, 1.0, scale)
+    k, d = len(classes), x.shape[1]
+    k_pad, d_pad = -(-k // 16) * 16, max(16, 1 << (d - 1).bit_length())
+    valid = np.arange(k_pad) < k
+    free = valid.astype(np.float32)
+    if k == 2:
+        free[0] = 0.0
+    z = np.zeros((len(x), d_pad), np.float32)
+    z[:, :d] = (x - mean) / scale
+    w, b, iters = _probe_solver()(z, y.astype(np.int32), free, valid, np.float32(1.0 / (C * len(y))),
+                                  max_iter=int(max_iter), tol=np.float32(tol))
+    return {"classes": classes, "mean": mean, "scale": scale, "coef": np.asarray(w, np.float64)[:d, :k],
+            "intercept": np.asarray(b, np.float64)[:k], "iterations": int(iters)}
+
+
+def probe_predict(probe: dict, features: np.ndarray, proba: bool = False) -> np.ndarray:
+    """The class of each row of ``features`` under a :func:`fit_linear_probe` probe (its class
+    probabilities with ``proba``)."""
+    x = (np.asarray(features, np.float64).reshape(len(features), -1) - probe["mean"]) / probe["scale"]
+    logits = x @ probe["coef"] + probe["intercept"]
+    if proba:
+        e = np.exp(logits - logits.max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
+    return probe["classes"][np.argmax(logits, 1)]
 
 
 def correlation_test(scores: dict[str, dict[str, float]], values: dict[str, dict[str, float]],
@@ -269,9 +368,9 @@ def run_study(cfg, workdir: str, zoo: Sequence[ZooModel], t0: float | None = Non
 
 def scatter_plot(dep_scores, att_scores, values, path: str) -> str:
     """Label-free scores against measured transfer, one colour per target."""
-    plt = plots._plt()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
-    cmap = plt.get_cmap("tab10")
+    fig = plots.figure(figsize=(11, 4.5))
+    axes = fig.subplots(1, 2)
+    cmap = plots.colormap("tab10")
     for ax, scores, title in ((axes[0], dep_scores, "DEPARA similarity"),
                               (axes[1], att_scores, "− attribution distance")):
         for i, t in enumerate(values):
@@ -280,8 +379,7 @@ def scatter_plot(dep_scores, att_scores, values, path: str) -> str:
             ax.scatter(xs, ys, color=cmap(i % 10), label=f"{t} (ρ={spearman(xs, ys):.2f})", s=25)
         ax.set_xlabel(title)
         ax.set_ylabel("linear-probe accuracy (transfer)")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path

@@ -213,7 +213,8 @@ class GAN(Algorithm):
         test = np.asarray(as_unit(self.test_ds.images))
         step = int(jax.device_get(state.step))
         if self.game.cfg.sample_grids and self.workdir:
-            save_grid(os.path.join(self.workdir, f"samples_{step:06d}.png"), self._sample_fn(state, 64, 0))
+            save_grid(os.path.join(self.workdir, f"samples_{step:06d}.png"), self._sample_fn(state, 64, 0),
+                      writer=getattr(self, "writer", None), step=step, tag="samples/generator")
         return {"nn_distance": nearest_distance(fake, self.train_ds.images),
                 "nn_distance_real_test": nearest_distance(test, self.train_ds.images),
                 "d_real": float(self._d_fn(state, test)), "d_fake": float(self._d_fn(state, fake))}

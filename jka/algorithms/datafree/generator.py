@@ -217,7 +217,9 @@ class GeneratorDistillation(DataFreeAlgorithm):
         """The student's accuracy; a grid of generator samples in the workdir (or datafree.sample_dir)."""
         where = self.workdir or self.df.sample_dir
         if self.df.sample_grids and where:
-            save_grid(os.path.join(where, f"samples_{int(jax.device_get(state.step)):06d}.png"), self.samples(state))
+            step = int(jax.device_get(state.step))
+            save_grid(os.path.join(where, f"samples_{step:06d}.png"), self.samples(state),
+                      writer=getattr(self, "writer", None), step=step, tag="samples/generator")
         return super().evaluate(state, mesh)
 
 

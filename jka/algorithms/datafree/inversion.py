@@ -149,8 +149,9 @@ class InversionAlgorithm(DataFreeAlgorithm):
         n = int(min(int(self.syn.grid_images), int(state.pool.count)))
         if where and n > 0:
             newest = (int(state.pool.ptr) - 1 - jnp.arange(n)) % state.pool.capacity
-            save_grid(os.path.join(where, f"{self.name}_round{int(state.step):06d}.png"),
-                      from_pool(state.pool.data[newest]))
+            step = int(state.step)
+            save_grid(os.path.join(where, f"{self.name}_round{step:06d}.png"), from_pool(state.pool.data[newest]),
+                      writer=getattr(self, "writer", None), step=step, tag="samples/pool")
         return super().evaluate(state, mesh)
 
 
