@@ -12,6 +12,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jka import errors
+from jka.config import fits
 from jka.models import cifar_resnet, mobilenetv2, resnet, resnet_cifar_small, segnet, small_cnn, vgg, vgg16_graft, wrn
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {
@@ -49,21 +50,6 @@ def create(name: str, num_classes: int, dtype=jnp.float32, **kwargs) -> nn.Modul
     return _REGISTRY[name](num_classes, dtype=dtype, **kwargs)
 
 
-def _compatible(value, default) -> bool:
-    """Whether ``value`` may replace a field whose default is ``default`` (ints pass for floats)."""
-    if default is None or callable(default):
-        return True
-    if isinstance(default, bool):
-        return isinstance(value, bool)
-    if isinstance(default, float):
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if isinstance(default, (int, str)):
-        return type(value) is type(default)
-    if isinstance(default, (tuple, list)):
-        return isinstance(value, (tuple, list))
-    return True
-
-
 def check_kwargs(name: str, kwargs: dict, num_classes: int = 2, where: str = "model.kwargs") -> None:
     """Refuse ``kwargs`` model ``name`` does not take, or of another type than the option's
     default (found here, not at the first traced step)."""
@@ -78,6 +64,6 @@ def check_kwargs(name: str, kwargs: dict, num_classes: int = 2, where: str = "mo
     fields = {f.name: f for f in dataclasses.fields(module)}
     for key, value in kwargs.items():
         default = getattr(fields.get(key), "default", None)
-        if key in fields and default is not dataclasses.MISSING and not _compatible(value, default):
+        if key in fields and default is not dataclasses.MISSING and not (callable(default) or fits(value, default)):
             raise errors.ConfigError(f"{where}.{key}={value!r} for model {name!r}: expected a "
                                      f"{type(default).__name__} like its default {default!r}")
