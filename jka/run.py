@@ -32,7 +32,7 @@ from jka.algorithms.kd import KD
 from jka.algorithms.supervised import Supervised
 from jka.errors import ConfigError, UserError, unknown_choice
 from jka.train import mesh as mesh_lib, validate
-from jka.train.export import model_dir
+from jka.train.export import has_model
 from jka.train import loop, preemption
 from jka.train.phases import Phase, evaluate_phase, run_phase
 from jka.train.teachers import compute_dtype, load_teacher
@@ -107,7 +107,7 @@ def ensure_trained(spec, workdir: str, parent) -> str:
     """The exported model of ``spec`` (a teacher or zoo entry), trained first from its config when
     its workdir holds none (:func:`network_config`)."""
     path = network_path(spec, workdir)
-    if os.path.isfile(os.path.join(model_dir(path), "model.json")):
+    if has_model(path):
         return path
     if spec.get("config", None) is None:
         raise ConfigError(f"network at {path!r} has no exported model and no 'config' to train it; "
@@ -141,7 +141,7 @@ def _check(cfg, workdir: Optional[str] = None):
     mesh_lib.check_batch(int(cfg.data.batch_size), mesh_lib.make_mesh(**cfg.train.get("mesh", {})))
     for spec in list(cfg.get("teachers", ())) + list(cfg.get("zoo", None) or ()):
         path = network_path(spec, workdir) if workdir else None
-        exported = path and os.path.isfile(os.path.join(model_dir(path), "model.json"))
+        exported = path and has_model(path)
         if spec.get("config", None) is not None and not exported:
             try:
                 _check(network_config(spec, cfg), path)

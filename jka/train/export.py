@@ -61,6 +61,11 @@ def export_model(directory: str, arch: str, num_classes: int, variables: dict, *
     _write(os.path.join(directory, "model.json"), json.dumps(info, indent=2).encode())
 
 
+def has_model(path: str) -> bool:
+    """Whether ``path`` (a model dir or a training workdir) holds an exported model."""
+    return os.path.isfile(os.path.join(model_dir(path), "model.json"))
+
+
 def model_dir(path: str) -> str:
     """``path`` itself if it holds model.json, else ``path/model`` (a training workdir)."""
     here, inner = os.path.join(path, "model.json"), os.path.join(path, "model", "model.json")
