@@ -21,7 +21,7 @@ import jax
 
 from jka import models
 from jka.data import Batches, load_split, select_classes
-from jka.data.augment import random_crop_flip, to_float
+from jka.data.augment import normalise, random_crop_flip, to_unit
 from jka.errors import ConfigError
 from jka.train import mesh as mesh_lib
 from jka.train.evaluate import classification_eval
@@ -79,12 +79,13 @@ class Algorithm:
         return Batches(self.train_ds, int(self.cfg.data.batch_size), seed, with_labels=self.uses_labels)
 
     def prepare(self, rng, images, augment: bool = True):
-        """Raw batch images → normalised compute-dtype inputs, with device-side augmentation."""
-        x = to_float(images, self.mean, self.std)
+        """Raw batch images → normalised compute-dtype inputs, with device-side augmentation (in
+        pixel space: the crop pads black, as torchvision's ``RandomCrop`` before ``Normalize``)."""
+        x = to_unit(images)
         aug = self.cfg.data.get("augment", {})
         if augment and (aug.get("crop_pad", 0) or aug.get("flip", False)):
             x = random_crop_flip(rng, x, int(aug.get("crop_pad", 0)), bool(aug.get("flip", False)))
-        return x.astype(self.dtype)
+        return normalise(x, self.mean, self.std, self.dtype)
 
     # -- state and step -----------------------------------------------------------------------------
     def init_student(self, rng, x, steps: int | None = None) -> TrainState:

@@ -1,9 +1,12 @@
-"""jka's pixel-space crop (pad_crop on [0, 1] images, then normalise) equals torchvision's
-RandomCrop(padding=p) followed by Normalize, the papers' PyTorch recipes, on the same offsets."""
+"""Crops pad black in pixel space, before normalisation, as torchvision's RandomCrop(padding=p)
+followed by Normalize does in the papers' PyTorch recipes."""
+import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
+from jka.algorithms.base import Algorithm
 from jka.data.augment import normalise, pad_crop, to_unit
 from tests.helpers import import_torchvision
 
@@ -23,3 +26,16 @@ def test_pad_crop_then_normalise_equals_torchvision_random_crop_then_normalize()
         want = tvf.normalize(t, MEAN, STD).permute(1, 2, 0).numpy()
         np.testing.assert_allclose(got, want, atol=1e-6)
     assert torch.is_tensor(t)
+
+
+def test_the_training_inputs_pad_black_not_the_mean_colour():
+    """A batch of white images, cropped with pad 2: the padded border is black, normalised."""
+    algo = Algorithm.__new__(Algorithm)  # only what prepare reads
+    algo.cfg = ml_collections.ConfigDict({"data": {"augment": {"crop_pad": 2, "flip": False}}})
+    algo.mean, algo.std, algo.dtype = MEAN, STD, jnp.float32
+    x = np.asarray(algo.prepare(jax.random.PRNGKey(3), jnp.full((64, 8, 8, 3), 255, jnp.uint8)))
+    black = (0 - np.asarray(MEAN)) / np.asarray(STD)
+    white = (1 - np.asarray(MEAN)) / np.asarray(STD)
+    corner = x[:, 0, 0, :]
+    assert np.any(np.all(np.isclose(corner, black), axis=-1))  # some crops show the border ...
+    assert np.all(np.isclose(corner, black).all(-1) | np.isclose(corner, white).all(-1))  # ... black, never grey
