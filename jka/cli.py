@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 
 import jax
@@ -22,7 +21,7 @@ from tqdm.auto import tqdm
 
 import jka
 from jka import config as config_lib
-from jka import run
+from jka import paths, run
 from jka.convert.bridge import convert
 from jka.demo import run_demo
 from jka.errors import UserError
@@ -55,7 +54,7 @@ def _eval(args):
 
 def recorded_config(workdir: str):
     """The config a workdir's run recorded in ``config.json``."""
-    if not os.path.isdir(workdir):
+    if not paths.isdir(workdir):
         raise UserError(f"workdir {workdir!r} does not exist; train first with `jka train CONFIG --workdir {workdir}`")
     saved = read_config(workdir)
     if saved is None:
@@ -200,11 +199,6 @@ def main(argv=None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
     _setup_logging()
     try:
-        if "://" in (getattr(args, "workdir", None) or ""):
-            raise UserError(
-                f"--workdir {args.workdir}: jka writes its workdir with plain file I/O, so it must be a "
-                "local path or a mounted shared file system (NFS, Lustre, a gcsfuse mount of a bucket), "
-                "not a URL")
         maybe_initialize()
         args.fn(args)
     except UserError as err:

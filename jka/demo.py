@@ -7,7 +7,7 @@ import os
 import tempfile
 import time
 
-from jka import run
+from jka import paths, run
 from jka.recipes.digits import demo_config
 from jka.train.workdir import check_output_file
 
@@ -27,8 +27,8 @@ def run_demo(out: str | None = None, workdir: str | None = None, progress: bool 
     summary = run.train(cfg, os.path.join(workdir, "student"))
     teachers = []
     for spec in cfg.teachers:
-        with open(os.path.join(workdir, "student", spec["workdir"], "summary.json")) as f:
-            teachers.append({"classes": list(spec["classes"]), "accuracy": json.load(f)["eval"]["accuracy"]})
+        summary_t = json.loads(paths.read_text(os.path.join(workdir, "student", spec["workdir"], "summary.json")))
+        teachers.append({"classes": list(spec["classes"]), "accuracy": summary_t["eval"]["accuracy"]})
     ev = summary["eval"]
     result = {
         "method": cfg.algorithm,
@@ -42,8 +42,7 @@ def run_demo(out: str | None = None, workdir: str | None = None, progress: bool 
     }
     _print_table(result)
     if out:
-        with open(out, "w") as f:
-            json.dump(result, f, indent=2)
+        paths.write(out, json.dumps(result, indent=2))
     if tmp is not None:
         tmp.cleanup()
     return result

@@ -16,6 +16,7 @@ from typing import Callable, Optional
 import ml_collections
 
 from jka import config as config_lib
+from jka import paths
 from jka.algorithms.amalgamation import adaptive, branching
 from jka.algorithms.amalgamation.cfl import CommonFeatureLearning
 from jka.algorithms.amalgamation.dense import DenseSupervised
@@ -85,7 +86,7 @@ def network_path(spec, workdir: str) -> str:
     path = spec.get("workdir", None)
     if not path:
         raise ConfigError("each teachers[i] (and zoo[i]) needs a 'workdir' (an exported model or where to train it)")
-    return path if os.path.isabs(path) else os.path.join(workdir, path)
+    return path if paths.isabs(path) else os.path.join(workdir, path)
 
 
 def network_config(spec, parent):
@@ -186,7 +187,7 @@ def prepare(cfg, workdir: str):
 def evaluate(cfg, workdir: str) -> dict:
     """Evaluate the latest checkpoint of the run in ``workdir`` (a job: its final phase)."""
     kind = _check(cfg, workdir)
-    if not os.path.isdir(workdir):
+    if not paths.isdir(workdir):
         raise UserError(f"workdir {workdir!r} does not exist; train first with `jka train CONFIG --workdir {workdir}`")
     teachers = resolve_teachers(cfg, workdir)
     if isinstance(kind, Job):

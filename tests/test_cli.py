@@ -28,12 +28,12 @@ def test_overrides_parse_and_keep_types():
     (["train", TEACHER, "algorithm=magic", "--workdir", "w"], "unknown algorithm 'magic'"),
     (["train", TEACHER, "optim.name=lion", "--workdir", "w"], "unknown optimizer 'lion'"),
     (["train", TEACHER, "data.batch_size=5000", "--workdir", "w"], "larger than the dataset"),
-    (["train", TEACHER, "--workdir", "gs://bucket/run"], "not a URL"),
+    (["train", TEACHER, "--workdir", "ftp://host/run"], "not ftp://"),
 ])
 def test_user_errors_are_one_line_and_exit_2(tmp_path, capsys, args, needle):
     args = [a if a != "w" else str(tmp_path / "w") for a in args]
     assert main(args) == 2
-    assert not os.path.exists("gs:")  # a refused URL workdir leaves no local directory behind
+    assert not os.path.exists("ftp:")  # a refused URL workdir leaves no local directory behind
     err = error_lines(capsys.readouterr().err)
     assert len(err) == 1 and needle in err[0] and err[0].startswith("jka: error:"), err
 

@@ -12,6 +12,8 @@ import jax
 import numpy as np
 from PIL import Image
 
+from jka import paths
+
 
 def grid(images, nrow: int = 8, min_cell: int = 32) -> np.ndarray:
     """[0, 1] NHWC ``images`` tiled ``nrow`` to a row on a white background, as a uint8 HxWxC array.
@@ -42,8 +44,8 @@ def save_grid(path: str, images, nrow: int = 8, min_cell: int = 32, writer=None,
     no-op unless TensorBoard is on) that also gets the grid, under ``tag`` at ``step`` (one tag per
     series, so TensorBoard shows its grids on one step slider)."""
     arr = grid(images, nrow, min_cell)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr).save(path)
+    paths.makedirs(os.path.dirname(paths.absolute(path)))
+    paths.save_image(path, Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr))
     if writer is not None:
         writer.image(step, tag, arr)
     return path

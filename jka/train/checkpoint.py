@@ -15,13 +15,13 @@ import contextlib
 import gc
 import logging
 import os
-import shutil
 import sys
 
 import jax
 import orbax.checkpoint as ocp
 from flax import serialization
 
+from jka import paths
 from jka.errors import UserError
 from jka.train.distributed import barrier
 from jka.train.export import first_difference, leaf_shapes
@@ -68,7 +68,7 @@ class Checkpointer:
     """Periodic, preemption and final checkpoints in ``WORKDIR/checkpoints``; keeps the ``keep`` newest."""
 
     def __init__(self, workdir: str, keep: int = 3, async_save: bool = True):
-        self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
+        self.directory = paths.absolute(os.path.join(workdir, "checkpoints"))
         self.damaged_dir = self.directory + ".damaged"
         self.manager = ocp.CheckpointManager(
             self.directory,
@@ -137,11 +137,9 @@ class Checkpointer:
 
     def _move_aside(self, steps) -> None:
         if jax.process_index() == 0:
-            os.makedirs(self.damaged_dir, exist_ok=True)
+            paths.makedirs(self.damaged_dir)
             for step in steps:
-                dest = os.path.join(self.damaged_dir, str(step))
-                shutil.rmtree(dest, ignore_errors=True)
-                shutil.move(os.path.join(self.directory, str(step)), dest)
+                paths.move_dir(os.path.join(self.directory, str(step)), os.path.join(self.damaged_dir, str(step)))
         barrier("jka: damaged checkpoints moved")
         self.manager.reload()
 

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import serialization
 
-from jka import models
+from jka import models, paths
 from jka.errors import ConfigError, UserError, unknown_choice
 
 # Exported networks that are not zoo classifiers: PyTorch generators (`jka convert generator`,
@@ -45,34 +45,26 @@ def to_host(tree):
     return jax.tree.map(one, tree)
 
 
-def _write(path: str, data: bytes) -> None:
-    """Write ``path`` whole or not at all (an interrupted export leaves the previous file)."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
 def export_model(directory: str, arch: str, num_classes: int, variables: dict, **meta) -> None:
     """Write ``model.json`` and ``variables.msgpack`` to ``directory`` (model.json last)."""
-    os.makedirs(directory, exist_ok=True)
-    _write(os.path.join(directory, "variables.msgpack"), serialization.msgpack_serialize(to_host(dict(variables))))
+    paths.makedirs(directory)  # each file whole or not at all: an interrupted export leaves the previous one
+    paths.write(os.path.join(directory, "variables.msgpack"), serialization.msgpack_serialize(to_host(dict(variables))))
     info = {"arch": arch, "num_classes": int(num_classes), **meta}
-    _write(os.path.join(directory, "model.json"), json.dumps(info, indent=2).encode())
+    paths.write(os.path.join(directory, "model.json"), json.dumps(info, indent=2))
 
 
 def has_model(path: str) -> bool:
     """Whether ``path`` (a model dir or a training workdir) holds an exported model."""
-    return os.path.isfile(os.path.join(model_dir(path), "model.json"))
+    return paths.isfile(os.path.join(model_dir(path), "model.json"))
 
 
 def model_dir(path: str) -> str:
     """``path`` itself if it holds model.json, else ``path/model`` (a training workdir)."""
     here, inner = os.path.join(path, "model.json"), os.path.join(path, "model", "model.json")
-    if os.path.isfile(here) and os.path.isfile(inner):
+    if paths.isfile(here) and paths.isfile(inner):
         raise UserError(f"{path!r} holds two exported models, {here} and {inner}, and either could be meant; "
                         "remove (or move away) the one you do not want")
-    return path if os.path.isfile(here) else os.path.join(path, "model")
+    return path if paths.isfile(here) else os.path.join(path, "model")
 
 
 def _whole(value, least: int = 0) -> bool:
@@ -129,8 +121,7 @@ def _damaged(where: str, problem: str) -> UserError:
 def _read_info(path: str) -> dict:
     """model.json, checked field by field."""
     try:
-        with open(path, "rb") as f:
-            info = json.loads(f.read())
+        info = json.loads(paths.read_bytes(path))
     except ValueError as err:  # not JSON, or not UTF-8
         raise _damaged(path, f"not valid JSON ({err})") from None
     if not isinstance(info, dict):
@@ -160,10 +151,9 @@ def _read_info(path: str) -> dict:
 
 
 def _read_variables(path: str) -> dict:
-    if not os.path.isfile(path):
+    if not paths.isfile(path):
         raise _damaged(path, "is missing")
-    with open(path, "rb") as f:
-        data = f.read()
+    data = paths.read_bytes(path)
     if not data:
         raise _damaged(path, "is empty")
     try:
@@ -179,7 +169,7 @@ def load_model(path: str) -> tuple[dict, dict[str, Any]]:
     """(variables, info) of an exported model; ``path`` is the model dir or a training workdir."""
     d = model_dir(path)
     meta_path, vars_path = os.path.join(d, "model.json"), os.path.join(d, "variables.msgpack")
-    if not os.path.isfile(meta_path):
+    if not paths.isfile(meta_path):
         raise UserError(
             f"no exported model at {path!r} (expected {meta_path}); train it first with "
             "`jka train CONFIG --workdir DIR` or convert one with `jka convert`")

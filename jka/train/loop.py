@@ -21,6 +21,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jka import paths
 from jka.data.core import Prefetch
 from jka.errors import UserError
 from jka.train import mesh as mesh_lib
@@ -64,7 +65,7 @@ class Run:
 
 def prepare(algo, cfg, workdir: str, mesh) -> Run:
     """Batches, the state (resume > ``train.init_from`` > fresh) and shardings of ``algo``'s run."""
-    os.makedirs(workdir, exist_ok=True)
+    paths.makedirs(workdir)
     seed = int(cfg.get("seed", 0))
     algo.workdir = workdir  # for algorithms that write files of their own (sample grids)
     algo.mesh = mesh        # batches made inside a step are split over it
@@ -132,8 +133,7 @@ def write_summary(workdir: str, summary: dict) -> None:
     """Process 0 writes ``summary.json``; every process waits for it (the run's last file: a later
     phase or a teacher's user may read this workdir next)."""
     if jax.process_index() == 0:
-        with open(os.path.join(workdir, "summary.json"), "w") as f:
-            json.dump(summary, f, indent=2)
+        paths.write(os.path.join(workdir, "summary.json"), json.dumps(summary, indent=2))
     barrier("jka: summary.json written")
 
 

@@ -8,6 +8,8 @@ import os
 import jax
 import numpy as np
 
+from jka import paths
+
 
 def to_python(tree):
     """Device arrays → plain floats/ints/lists for JSON."""
@@ -26,8 +28,8 @@ class MetricWriter:
         self.path = os.path.join(workdir, "metrics.jsonl")
         self.tb = None
         if self.enabled:
-            os.makedirs(workdir, exist_ok=True)
-            if after is not None and os.path.isfile(self.path):
+            paths.makedirs(workdir)
+            if after is not None and paths.isfile(self.path):
                 self._truncate(after)
             try:
                 from tensorboardX import SummaryWriter  # optional
@@ -36,21 +38,16 @@ class MetricWriter:
                 self.tb = None
 
     def _truncate(self, after: int) -> None:
-        with open(self.path) as f:
-            rows = f.readlines()
+        rows = paths.read_text(self.path).splitlines(keepends=True)
         keep = [r for r in rows if r.strip() and json.loads(r).get("step", 0) <= after]
         if len(keep) != len(rows):
-            tmp = self.path + ".tmp"
-            with open(tmp, "w") as f:
-                f.writelines(keep)
-            os.replace(tmp, self.path)
+            paths.write(self.path, "".join(keep))
 
     def write(self, step: int, prefix: str, metrics: dict):
         if not self.enabled:
             return
         flat = {f"{prefix}/{k}": v for k, v in metrics.items()}
-        with open(self.path, "a") as f:
-            f.write(json.dumps({"step": int(step), **flat}) + "\n")
+        paths.append(self.path, json.dumps({"step": int(step), **flat}) + "\n")
         if self.tb is not None:
             for k, v in flat.items():
                 if isinstance(v, (int, float)):

@@ -14,6 +14,7 @@ import json
 import os
 from typing import Any, Sequence
 
+from jka import paths
 from jka.train import mesh as mesh_lib
 from jka.train.loop import evaluate_latest, fit
 
@@ -39,9 +40,8 @@ class Phase:
 def finished(workdir: str, steps: int) -> dict | None:
     """The summary of a phase in ``workdir`` that reached ``steps`` steps, else None."""
     path = os.path.join(workdir, "summary.json")
-    if os.path.isfile(path):
-        with open(path) as f:
-            summary = json.load(f)
+    if paths.isfile(path):
+        summary = json.loads(paths.read_text(path))
         if summary.get("step") == steps:
             return summary
     return None

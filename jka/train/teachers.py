@@ -6,12 +6,12 @@ receives :class:`Teacher` objects.
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
 
+from jka import paths
 from jka.errors import ConfigError, UserError, unknown_choice
 from jka.train.export import load_classifier, variables_mismatch
 
@@ -51,7 +51,7 @@ def load_teacher(path: str, classes: Sequence[int] | None = None, dtype=jnp.floa
     classes = [int(c) for c in classes]
     if len(classes) != info["num_classes"]:
         raise ConfigError(f"teacher {path!r} has {info['num_classes']} outputs but classes lists {len(classes)}")
-    return Teacher(info["arch"], module, variables, classes, info.get("kwargs", {}), os.path.abspath(path))
+    return Teacher(info["arch"], module, variables, classes, info.get("kwargs", {}), paths.absolute(path))
 
 
 def check_fit(teacher: Teacher, image_shape: Sequence[int]) -> None:

@@ -1,5 +1,7 @@
 """A run's workdir: writable, used by one run at a time, and bound to one config.
 
+Workdirs may be local directories or buckets (``gs://``; see :mod:`jka.paths`).
+
 - :func:`check_writable` refuses a workdir that is a file or cannot be written, before any work.
 - :func:`lock` holds ``WORKDIR/jka.lock`` (host, pid, start time) for the run; a second run is
   refused with the holder's name. A lock whose process is gone (same host, dead pid; or the same
@@ -23,6 +25,7 @@ import time
 import jax
 import ml_collections
 
+from jka import paths
 from jka.errors import UserError
 
 log = logging.getLogger("jka")
@@ -36,24 +39,34 @@ OPERATIONAL = ("train.progress", "train.log_every", "train.eval_every", "train.c
 
 def check_writable(workdir: str, create: bool = True) -> None:
     """Refuse a workdir that is a file or is not writable (``create``: make it first)."""
-    if os.path.exists(workdir) and not os.path.isdir(workdir):
+    paths.check_supported(workdir, "--workdir")
+    if paths.isfile(workdir):
         raise UserError(f"--workdir {workdir} is a file, not a directory; pass a directory path")
+    _probe(workdir, "--workdir", create, "pass a writable directory")
+
+
+def _probe(directory: str, flag: str, create: bool, what_to_do: str) -> None:
+    """Write and delete a small file in ``directory``; any failure is one line."""
     try:
         if create:
-            os.makedirs(workdir, exist_ok=True)
-        probe = os.path.join(workdir, f".jka_write_test_{os.getpid()}")
-        with open(probe, "w"):
-            pass
-        os.remove(probe)
-    except OSError as err:
-        raise UserError(f"cannot write to --workdir {workdir} ({err.strerror or err}); pass a writable directory") from None
+            paths.makedirs(directory)
+        probe = os.path.join(directory, f".jka_write_test_{socket.gethostname()}_{os.getpid()}")
+        paths.write(probe, b"")
+        paths.remove(probe)
+    except Exception as err:  # noqa: BLE001 - OSError locally; a bucket's client raises its own kinds
+        reason = getattr(err, "strerror", None) or str(err).splitlines()[0][:200] or type(err).__name__
+        raise UserError(f"cannot write to {flag} {directory} ({reason}); {what_to_do}") from None
 
 
 def check_output_file(path: str, flag: str = "--out") -> None:
     """Refuse an output file whose directory is missing or read-only, or that is a directory."""
-    parent = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
+    paths.check_supported(path, flag)
+    if paths.isdir(path):
         raise UserError(f"{flag} {path} is a directory; pass a file path such as {os.path.join(path, 'result.json')}")
+    if paths.is_remote(path):
+        _probe(os.path.dirname(path), flag, create=False, what_to_do="pass another path")
+        return
+    parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise UserError(f"{flag} {path}: the directory {parent} does not exist; create it first or pass another path")
     if not os.access(parent, os.W_OK):
@@ -63,8 +76,7 @@ def check_output_file(path: str, flag: str = "--out") -> None:
 # -- one run per workdir ----------------------------------------------------------------------------
 def _holder(path: str) -> dict:
     try:
-        with open(path) as f:
-            return json.load(f)
+        return json.loads(paths.read_text(path))
     except (OSError, ValueError):
         return {}
 
@@ -87,7 +99,8 @@ def _gone(holder: dict) -> bool:
 
 @contextlib.contextmanager
 def lock(workdir: str):
-    """Hold ``WORKDIR/jka.lock`` while the block runs (process 0 of a multi-process run)."""
+    """Hold ``WORKDIR/jka.lock`` while the block runs (process 0 of a multi-process run). In a
+    bucket the lock is checked and written, not created exclusively (:func:`jka.paths.create_new`)."""
     path = os.path.join(workdir, LOCK_FILE)
     if jax.process_index() != 0:
         yield
@@ -95,27 +108,22 @@ def lock(workdir: str):
     me = {"host": socket.gethostname(), "pid": os.getpid(), "slurm_job": os.environ.get("SLURM_JOB_ID"),
           "started": datetime.datetime.now().isoformat(timespec="seconds")}
     for _ in range(100):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
+        if not paths.create_new(path, json.dumps(me)):
             holder = _holder(path)
             if holder.get("host") == me["host"] and holder.get("pid") == me["pid"]:
                 yield  # this process holds it already (a job's phase)
                 return
-            if not holder and time.time() - os.path.getmtime(path) < 10:
+            if not holder and time.time() - paths.mtime(path) < 10:
                 time.sleep(0.1)  # being written right now
                 continue
             if not holder or _gone(holder):
                 log.warning("taking over the lock of a run that is no longer running (%s)", holder or "unreadable")
-                with contextlib.suppress(FileNotFoundError):
-                    os.remove(path)
+                paths.remove(path)
                 continue
             raise UserError(
                 f"{workdir} is in use by another jka run (host {holder.get('host')}, pid {holder.get('pid')}, "
                 f"since {holder.get('started')}); wait for it to end or use another --workdir (if that run "
                 f"is gone, delete {path})") from None
-        with os.fdopen(fd, "w") as f:
-            json.dump(me, f)
         break
     else:
         raise UserError(f"could not take the lock {path}; delete it if no jka run uses {workdir}")
@@ -123,8 +131,7 @@ def lock(workdir: str):
         yield
     finally:
         if _holder(path).get("pid") == me["pid"]:
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(path)
+            paths.remove(path)
 
 
 # -- the run's config -------------------------------------------------------------------------------
@@ -163,11 +170,10 @@ UNSET = "<unset>"
 
 def read_config(workdir: str) -> dict | None:
     path = os.path.join(workdir, CONFIG_FILE)
-    if not os.path.isfile(path):
+    if not paths.isfile(path):
         return None
     try:
-        with open(path) as f:
-            return json.load(f)
+        return json.loads(paths.read_text(path))
     except ValueError as err:
         raise UserError(f"{path} is not valid JSON ({err}); delete it to record the config anew") from None
 
@@ -197,7 +203,4 @@ def write_config(cfg, workdir: str, source: str | None = None) -> None:
     """Process 0 writes ``cfg`` (resolved) to ``WORKDIR/config.json``."""
     log.info("config %s, resolved in %s", source or "(built in Python)", os.path.join(workdir, CONFIG_FILE))
     if jax.process_index() == 0:
-        tmp = os.path.join(workdir, CONFIG_FILE + ".tmp")
-        with open(tmp, "w") as f:
-            json.dump({"config": plain(cfg), "source": source}, f, indent=2)
-        os.replace(tmp, os.path.join(workdir, CONFIG_FILE))
+        paths.write(os.path.join(workdir, CONFIG_FILE), json.dumps({"config": plain(cfg), "source": source}, indent=2))

@@ -12,6 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
+from jka import paths
 from jka.errors import UserError
 
 TEXT_PT = 9      # numbers in cells, node and edge labels
@@ -48,7 +49,7 @@ def colormap(name: str):
 
 
 def _save(fig, path: str, dpi: int = 120) -> str:
-    fig.savefig(path, dpi=dpi)
+    paths.save_figure(path, fig, dpi=dpi)
     return path
 
 

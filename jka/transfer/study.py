@@ -12,6 +12,7 @@ permuting each target's scores over its sources (one-sided p-value).
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import sys
@@ -21,6 +22,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
+from jka import paths
 from jka.data import load_split
 from jka.data.relabel import relabel
 from jka.errors import ConfigError, unknown_choice
@@ -82,22 +84,21 @@ def write_outputs(result: dict, out: str, k: int = 2, groups=None, prefix: str =
     ``tensorboard``: also log both pictures (tags ``transfer/{prefix}heatmap``, ``.../{prefix}graph``)
     to ``out/tensorboard``, the TensorBoard run of :class:`~jka.train.metrics.MetricWriter` for
     ``out``; nothing happens without tensorboardX, and on processes other than 0."""
-    os.makedirs(out, exist_ok=True)
+    paths.makedirs(out)
     names, matrix = result["names"], np.asarray(result["matrix"])
     higher = bool(result["higher_is_closer"])
     label = "DEPARA similarity" if result["method"] == "depara" else "attribution distance"
     better = f"{'higher' if higher else 'lower'} = more transferable"
-    paths = {"json": os.path.join(out, f"{prefix}transfer.json"),
+    files = {"json": os.path.join(out, f"{prefix}transfer.json"),
              "heatmap": os.path.join(out, f"{prefix}heatmap.png"),
              "graph": os.path.join(out, f"{prefix}graph.png")}
-    with open(paths["json"], "w") as f:
-        json.dump(result, f, indent=2)
+    paths.write(files["json"], json.dumps(result, indent=2))
     # viridis runs dark → bright: the brightest cell is the closest pair for either kind of score
-    plots.heatmap(matrix, names, paths["heatmap"],
+    plots.heatmap(matrix, names, files["heatmap"],
                   f"{label} between models ({better})\nlayer {result['layer']}, {result['probe_images']} "
                   "probe images; grey diagonal: a model with itself",
                   cmap="viridis" if higher else "viridis_r", label=label)
-    plots.graph(matrix, names, paths["graph"],
+    plots.graph(matrix, names, files["graph"],
                 f"{label}: each model joined to its {k} nearest\nthicker, darker edge = "
                 f"{'higher' if higher else 'lower'} {result['kind']} = more transferable",
                 k=k, higher_is_closer=higher, groups=groups)
@@ -105,11 +106,11 @@ def write_outputs(result: dict, out: str, k: int = 2, groups=None, prefix: str =
         writer = MetricWriter(out)
         try:
             for key in ("heatmap", "graph"):
-                with Image.open(paths[key]) as im:
+                with Image.open(io.BytesIO(paths.read_bytes(files[key]))) as im:
                     writer.image(0, f"transfer/{prefix}{key}", np.asarray(im.convert("RGB")))
         finally:
             writer.close()
-    return paths
+    return files
 
 
 # --------------------------------------------------------------------------------------------------
@@ -336,8 +337,7 @@ def run_study(cfg, workdir: str, zoo: Sequence[ZooModel], t0: float | None = Non
                 "measured": max(values[t], key=values[t].get)} for t in targets}
     study = {"transfer_values": values, "depara_scores": dep_scores, "attribution_scores": att_scores,
              "layer_selection": layers_out, "top1": top1, "tasks": task_of}
-    with open(os.path.join(workdir, "study.json"), "w") as f:
-        json.dump(study, f, indent=2)
+    paths.write(os.path.join(workdir, "study.json"), json.dumps(study, indent=2))
 
     eval_ = {
         "spearman_depara_mean": dep_test["mean"],
@@ -381,5 +381,5 @@ def scatter_plot(dep_scores, att_scores, values, path: str) -> str:
         ax.set_ylabel("linear-probe accuracy (transfer)")
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    paths.save_figure(path, fig, dpi=110)
     return path

@@ -169,3 +169,10 @@ def test_a_redirected_run_logs_a_line_per_log_every(tmp_path):
     assert "config configs/digits/teacher.py" in out.stderr
     rows = [json.loads(r) for r in open(tmp_path / "run" / "metrics.jsonl") if "train/loss" in r]
     assert all("train/lr" in r for r in rows) and rows[-1]["train/lr"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_bucket_workdir_without_its_file_system_package_is_one_line(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "gcsfs", None)  # as if not installed: importing it fails
+    assert _train("gs://some-bucket/run") == 2
+    _one_error(capsys, "writing to gs:// needs gcsfs; pip install 'jka[gcs]'")
+    assert not os.path.exists("gs:")

@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jka import losses
+from jka import losses, paths
 from jka.algorithms.amalgamation.dense import DenseAlgorithm, dense_metric_sums, task_kind, task_scores, task_sums
 from jka.config import derive, section
 from jka.data.augment import to_float
@@ -314,8 +314,7 @@ def run(cfg, workdir: str, teachers) -> dict:
     points = select_branch_points(table, tol)
     record = {"points": points, "tolerance": tol, "tasks": [t["name"] for t in tasks],
               "losses": {t["name"]: [float(v) for v in row] for t, row in zip(tasks, table)}}
-    with open(os.path.join(workdir, POINTS_FILE), "w") as f:
-        json.dump(record, f, indent=2)
+    paths.write(os.path.join(workdir, POINTS_FILE), json.dumps(record, indent=2))
 
     student = run_phase(_student_phase(cfg, workdir, teachers, points))
     return {**student, "algorithm": "branching", "labels_used": False,
@@ -330,8 +329,7 @@ def run(cfg, workdir: str, teachers) -> dict:
 def final_phase(cfg, workdir: str, teachers) -> Phase:
     """The phase ``jka eval`` evaluates: the student with the branch points the job selected."""
     path = os.path.join(workdir, POINTS_FILE)
-    if not os.path.isfile(path):
+    if not paths.isfile(path):
         raise UserError(f"no branch points: {path} is missing; run the whole job first "
                         f"(`jka train CONFIG --workdir {workdir}`)")
-    with open(path) as f:
-        return _student_phase(cfg, workdir, teachers, json.load(f)["points"])
+    return _student_phase(cfg, workdir, teachers, json.loads(paths.read_text(path))["points"])

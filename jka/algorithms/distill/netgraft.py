@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jka import paths
 from jka.algorithms.base import Algorithm
 from jka.config import derive, section
 from jka.data import load_split
@@ -240,7 +241,6 @@ def final_phase(cfg, workdir: str, teachers) -> Phase:
 def _teacher_accuracy(teacher_path: str):
     """The teacher's test accuracy from its own training summary (None when it was not trained here)."""
     path = os.path.join(teacher_path, "summary.json")
-    if not os.path.isfile(path):
+    if not paths.isfile(path):
         return None
-    with open(path) as f:
-        return json.load(f).get("eval", {}).get("accuracy")
+    return json.loads(paths.read_text(path)).get("eval", {}).get("accuracy")

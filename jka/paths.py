@@ -1,0 +1,171 @@
+"""Where a run reads and writes: a local directory or a bucket (``gs://``, ``s3://``), one API.
+
+Every file jka writes into a workdir (config, lock, metrics, summary, exported models, pictures,
+job outputs) goes through these functions, which use ``etils.epath``; orbax writes the checkpoints
+to the same paths. Paths stay strings (``os.path.join`` keeps ``gs://bucket/dir`` intact).
+
+An object store differs from a file system in three ways that show here:
+- writing an object is already whole-or-nothing, so :func:`write` uploads directly (locally it
+  writes a temporary file and renames it);
+- objects cannot be appended to, so :func:`append` rewrites the object (fine for ``metrics.jsonl``,
+  a few hundred bytes per logged step);
+- there is no exclusive create, so :func:`create_new` checks, writes, then reads back: two runs
+  starting within the same second can both pass (locally, ``O_EXCL`` closes that window).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+
+from etils import epath
+
+from jka.errors import UserError
+
+# Buckets orbax checkpoints into (TensorStore drivers), with the package epath reaches them through.
+SCHEMES = {"gs": ("gcsfs", "jka[gcs]"), "s3": ("s3fs", "s3fs")}
+
+
+def is_remote(path) -> bool:
+    """``gs://...``, ``s3://...`` (any ``scheme://``)."""
+    return "://" in os.fspath(path)
+
+
+def check_supported(path: str, flag: str) -> None:
+    """Refuse a URL jka cannot write to: a scheme other than gs:// or s3://, or a bucket whose
+    file-system package is not installed."""
+    if not is_remote(path):
+        return
+    scheme = os.fspath(path).split("://", 1)[0]
+    if scheme not in SCHEMES:
+        raise UserError(f"{flag} {path}: jka writes to local paths and to gs:// or s3:// buckets, not "
+                        f"{scheme}://; pass one of those (or a mounted file system's path)")
+    module, install = SCHEMES[scheme]
+    try:
+        __import__(module)
+    except ImportError:
+        raise UserError(f"{flag} {path}: writing to {scheme}:// needs {module}; pip install '{install}'") from None
+
+
+def absolute(path: str) -> str:
+    """A local path made absolute; a remote one as given."""
+    return path if is_remote(path) else os.path.abspath(path)
+
+
+def isabs(path: str) -> bool:
+    return is_remote(path) or os.path.isabs(path)
+
+
+def exists(path) -> bool:
+    return epath.Path(path).exists()
+
+
+def isfile(path) -> bool:
+    p = epath.Path(path)
+    return p.exists() and not p.is_dir()
+
+
+def isdir(path) -> bool:
+    return epath.Path(path).is_dir()
+
+
+def mtime(path) -> float:
+    """Seconds since the epoch of the last write to ``path``; 0 if it is gone meanwhile."""
+    try:
+        return float(epath.Path(path).stat().mtime)
+    except (OSError, ValueError):
+        return 0.0
+
+
+def makedirs(path) -> None:
+    """Create ``path`` and its parents (buckets have no directories; a no-op there)."""
+    epath.Path(path).mkdir(parents=True, exist_ok=True)
+
+
+def read_text(path) -> str:
+    return epath.Path(path).read_text()
+
+
+def read_bytes(path) -> bytes:
+    return epath.Path(path).read_bytes()
+
+
+def write(path, data: str | bytes) -> None:
+    """Write ``path`` whole or not at all (an interrupted write leaves the previous content)."""
+    data = data.encode() if isinstance(data, str) else data
+    if is_remote(path):
+        epath.Path(path).write_bytes(data)
+        return
+    tmp = f"{path}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def append(path, text: str) -> None:
+    """Add ``text`` at the end of ``path`` (created if missing)."""
+    if not is_remote(path):
+        with open(path, "a") as f:
+            f.write(text)
+        return
+    p = epath.Path(path)
+    p.write_text((p.read_text() if p.exists() else "") + text)
+
+
+def create_new(path, text: str) -> bool:
+    """Create ``path`` holding ``text`` if it does not exist; False if it does (see the module note)."""
+    if not is_remote(path):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        return True
+    p = epath.Path(path)
+    if p.exists():
+        return False
+    p.write_text(text)
+    return p.read_text() == text
+
+
+def remove(path) -> None:
+    """Delete the file ``path``; a missing one is not an error."""
+    with contextlib.suppress(FileNotFoundError):
+        epath.Path(path).unlink()
+
+
+def move_dir(src: str, dst: str) -> None:
+    """Move the directory ``src`` to ``dst``, replacing what ``dst`` held."""
+    if not is_remote(src):
+        shutil.rmtree(dst, ignore_errors=True)
+        shutil.move(src, dst)
+        return
+    d = epath.Path(dst)
+    if d.exists():
+        d.rmtree()
+    _copy_tree(epath.Path(src), d)
+    epath.Path(src).rmtree()
+
+
+def _copy_tree(src: epath.Path, dst: epath.Path) -> None:
+    for root, _, files in src.walk():
+        for name in files:
+            rel = (root / name).relative_to(src)
+            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / name).copy(dst / rel, overwrite=True)
+
+
+def save_image(path: str, image) -> None:
+    """A PIL image to ``path`` as PNG (also into a bucket)."""
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    write(path, buf.getvalue())
+
+
+def save_figure(path: str, fig, **kwargs) -> None:
+    """A matplotlib Figure to ``path`` (the format from the extension)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format=os.path.splitext(path)[1].lstrip(".") or "png", **kwargs)
+    write(path, buf.getvalue())

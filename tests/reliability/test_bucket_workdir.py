@@ -1,0 +1,108 @@
+"""A workdir in a bucket (``gs://``): a local fake of Google Cloud Storage's JSON API
+(gcp-storage-emulator) serves both jka's own files (etils.epath → gcsfs) and orbax's checkpoints
+(TensorStore's gcs driver). A run there is stopped by SIGTERM, rerun, and must end exactly as an
+uninterrupted run on the local disk: same summary, same metrics rows, same exported model bytes."""
+import json
+import os
+import signal
+import socket
+import subprocess
+
+import pytest
+
+from tests.reliability.test_preemption import REPO, _cli, _rows, _start, _wait_for
+from tests.train.test_multiprocess import _env
+
+pytest.importorskip("gcsfs", reason="the gs:// test needs gcsfs (pip install -e '.[dev]')")
+emulator = pytest.importorskip("gcp_storage_emulator.server", reason="needs gcp-storage-emulator (the dev extra)")
+
+BUCKET = "jka-test"
+STEPS = 200
+
+
+def _with_generation_header(handler):
+    """The emulator's object reads, plus the ``x-goog-generation`` header real GCS sends with every
+    object's bytes (TensorStore reads the generation from it; without it its reads fail)."""
+    def read(request, response, storage, *args, **kwargs):
+        handler(request, response, storage, *args, **kwargs)
+        if response.status in (200, 206) and "x-goog-generation" not in response._headers:
+            try:
+                obj = storage.get_file_obj(request.params["bucket_name"], request.params["object_id"])
+            except Exception:  # noqa: BLE001 - not an object read (metadata of a missing one)
+                return
+            response["x-goog-generation"] = str(obj["generation"])
+    return read
+
+
+@pytest.fixture
+def fake_gcs(monkeypatch):
+    """The emulator on a free port; the environment that points gcsfs and TensorStore at it."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    from gcp_storage_emulator.handlers import objects
+    for _, methods in emulator.HANDLERS:
+        for method, handler in list(methods.items()):
+            if handler in (objects.download, objects.get):
+                monkeypatch.setitem(methods, method, _with_generation_header(handler))
+    server = emulator.create_server("127.0.0.1", port, in_memory=True, default_bucket=BUCKET)
+    server.start()
+    url = f"http://127.0.0.1:{port}"
+    env = {"STORAGE_EMULATOR_HOST": url, "TENSORSTORE_GCS_HTTP_URL": url,
+           "GOOGLE_AUTH_TOKEN_FOR_TESTING": "fake", "GOOGLE_CLOUD_PROJECT": "jka-test"}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    import fsspec
+    fsspec.filesystem("gs").clear_instance_cache()  # a gcsfs made before this test knows another server
+    yield env
+    server.stop()
+
+
+def test_bucket_workdir_stopped_and_resumed_equals_a_local_uninterrupted_run(tmp_path, fake_gcs):
+    from etils import epath  # with the fixture's environment, gs:// reaches the fake
+
+    local = tmp_path / "local"
+    done = subprocess.run(_cli(local, STEPS), cwd=REPO, env=_env(1), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    remote = f"gs://{BUCKET}/runs/teacher"
+    env = _env(1, **fake_gcs)
+    log_path = tmp_path / "cut.log"
+    with open(log_path, "w") as log:
+        proc = _start(_cli(remote, STEPS), env, log)
+        _wait_for(log_path, f"step 50/{STEPS}", proc)
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=300)
+    assert rc == 75, open(log_path).read()[-3000:]
+    root = epath.Path(remote)
+    stopped = max(int(p.name) for p in (root / "checkpoints").iterdir() if p.name.isdigit())
+    assert 50 <= stopped < STEPS
+    assert not (root / "jka.lock").exists()  # released on the way out, as on a disk
+
+    rerun = subprocess.run(_cli(remote, STEPS), cwd=REPO, env=env, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert f"(resumed at step {stopped})" in rerun.stderr, rerun.stderr[-3000:]
+
+    here = tmp_path / "from_bucket"
+    for name in ("summary.json", "metrics.jsonl", "config.json", "model/model.json", "model/variables.msgpack"):
+        (here / name).parent.mkdir(parents=True, exist_ok=True)
+        (here / name).write_bytes((root / name).read_bytes())
+    assert json.load(open(here / "summary.json")) == json.load(open(local / "summary.json"))
+    assert _rows(here) == _rows(local)
+    for name in ("model/variables.msgpack", "model/model.json"):
+        assert (here / name).read_bytes() == (local / name).read_bytes()
+    assert json.load(open(here / "config.json"))["config"] == json.load(open(local / "config.json"))["config"]
+
+    try:
+        import tensorboardX  # noqa: F401
+    except ImportError:
+        pass
+    else:  # tensorboardX writes its event files to the bucket itself (google-cloud-storage)
+        assert any(p.name.startswith("events.out.tfevents") for p in (root / "tensorboard").iterdir())
+
+    # `jka eval` reads the config the bucket recorded and the checkpoint from the bucket.
+    ev = subprocess.run([*_cli(remote, STEPS)[:3], "eval", "--workdir", remote], cwd=REPO, env=env,
+                        capture_output=True, text=True)
+    assert ev.returncode == 0, ev.stderr[-3000:]
+    evaluated, trained = json.loads(ev.stdout), json.load(open(local / "summary.json"))
+    assert evaluated["step"] == STEPS and evaluated["eval"] == trained["eval"]
