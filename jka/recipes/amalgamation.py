@@ -28,7 +28,6 @@ def digits_amal_student(algorithm: str, specs, steps: int = 800, arch: str = "sm
     """A 10-class digits student amalgamated from ``specs`` with no labels."""
     cfg = base_config(algorithm=algorithm)
     cfg.teachers = specs
-    cfg.data.augment.crop_pad = 1
     cfg.data.image_size = image_size
     cfg.model.name = arch
     cfg.train.steps = steps

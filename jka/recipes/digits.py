@@ -1,5 +1,10 @@
 """Digits configs (scikit-learn's 8×8 handwritten digits, embedded): teachers, knowledge
-distillation from one or two teachers (the demo), and the relabelled networks of the transfer zoo."""
+distillation from one or two teachers (the demo), and the relabelled networks of the transfer zoo.
+
+Digits configs do not crop (``data.augment.crop_pad`` 0): a shift of one pixel moves an 8×8 digit
+by an eighth of its size. Measured with the demo (``jka demo``'s config, seeds 0–4, 2-core CPU):
+student 0.969–0.991 without a crop, 0.946–0.970 with a 1-pixel black-padded crop.
+The CIFAR configs crop as the papers' recipes do (4 pixels of 32, black padding)."""
 from __future__ import annotations
 
 import ml_collections
@@ -14,7 +19,6 @@ def digits_teacher(classes=None, steps: int = 600, arch: str = "small_cnn") -> m
     """A digits classifier trained from labels on ``classes`` (all ten when None)."""
     cfg = base_config()
     cfg.data.classes = None if classes is None else list(classes)
-    cfg.data.augment.crop_pad = 1
     cfg.model.name = arch
     cfg.train.steps = steps
     return cfg
@@ -24,7 +28,6 @@ def digits_kd_student(teacher_specs, steps: int = 800, arch: str = "small_cnn", 
     """A 10-class digits student trained only from the teachers' outputs (no labels)."""
     cfg = base_config(algorithm="kd")
     cfg.teachers = teacher_specs
-    cfg.data.augment.crop_pad = 1
     cfg.model.name = arch
     cfg.loss.update(T=T, alpha=1.0, beta=0.0)
     cfg.train.steps = steps

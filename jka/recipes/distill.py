@@ -21,7 +21,6 @@ def digits_zoo(method: str = "kd", teacher_steps: int = 600, student_steps: int 
     teacher.train.progress = False
     cfg.teachers = [dict(workdir="teacher", config=teacher)]
     cfg.model.kwargs = dict(width=0.5)
-    cfg.data.augment.crop_pad = 1
     cfg.loss.T = 4.0
     cfg.distill = distill_section(method)
     cfg.train.steps = student_steps
@@ -48,7 +47,6 @@ def digits_ffl(alone: bool = False, steps: int = 400):
     """Two quarter-width small CNNs trained together with a fusion module, or (``alone``) one of them
     from labels on the same budget (same data, sub-network, optimizer, steps)."""
     cfg = base_config(algorithm="supervised" if alone else "ffl")
-    cfg.data.augment.crop_pad = 1
     cfg.model.name = "small_cnn"
     cfg.model.kwargs = dict(width=0.25)
     cfg.optim.update(lr=0.05, weight_decay=5e-4, schedule="cosine")
@@ -82,7 +80,6 @@ def digits_netgraft(width: float = 0.25, image_size: int = 16):
     the quarter-width ``vgg16_graft`` student from N unlabelled images per class."""
     teacher = base_config(algorithm="supervised")
     teacher.data.image_size = image_size
-    teacher.data.augment.crop_pad = 2
     teacher.model.name = "vgg16_teacher"
     teacher.model.kwargs = dict(width=width)
     teacher.optim.update(name="adam", lr=1e-3, weight_decay=0.0)
@@ -90,7 +87,6 @@ def digits_netgraft(width: float = 0.25, image_size: int = 16):
 
     cfg = base_config(algorithm="netgraft")
     cfg.data.image_size = image_size
-    cfg.data.augment.crop_pad = 2
     cfg.data.augment.flip = False  # a flipped digit is not a digit; CIFAR configs flip
     cfg.model.name = "vgg16_graft"
     cfg.model.kwargs = dict(width=width)
