@@ -3,6 +3,13 @@
 - ``Generator``: z → Linear → (4·ngf, S/4, S/4) → BN → ×2 nearest up → conv3×3 4ngf→2ngf → BN →
   LeakyReLU(0.2) → ×2 up → conv3×3 2ngf→ngf → BN → LeakyReLU → conv3×3 ngf→nc → sigmoid.
 - ``LargeGenerator``: the same with an 8·ngf start (8ngf→4ngf→2ngf→ngf→nc).
+- ``DFADGenerator``: ``SmallGenerator`` whose last conv is followed by tanh and an affine-free
+  BatchNorm instead of the sigmoid, so its images are already standardised per channel: the
+  teachers' normalised inputs, not [0, 1] pixels (``normalised = True``). DFAD's reference
+  generator (VainF/Data-Free-Adversarial-Distillation ``network/gan.py:GeneratorA``).
+- ``SmallGenerator``: a 2·ngf start, conv3×3 2ngf→2ngf then 2ngf→ngf (the generator of CMI's
+  reference code, zju-vipa/CMI ``datafree/models/generator.py:Generator``; that file's
+  ``LargeGenerator``, used there by DAFL, ZSKT, DFAD and DFQ, is this file's ``Generator``).
 - ``DCGANGenerator``: z → Linear → (ngf·2^n, 4, 4) → BN-ReLU → n × [4×4 stride-2 transposed conv
   halving the channels, BN, ReLU] → conv3×3 →nc → sigmoid, with n = log2(S/4).
 - ``DCGANDiscriminator``: conv3×3 ndf + LeakyReLU → n × [4×4 stride-2 conv doubling the channels,
@@ -48,6 +55,7 @@ class Generator(nn.Module):
     nc: int = 3
     dtype: Any = jnp.float32
     start_mult: int = 4  # channels of the first feature map, in units of ngf
+    normalised = False   # images in [0, 1] (True: in the teachers' normalised space)
 
     @nn.compact
     def __call__(self, z, train: bool = True):
@@ -57,13 +65,16 @@ class Generator(nn.Module):
         bn = lambda name: BatchNorm(use_running_average=not train, dtype=self.dtype, name=name)  # noqa: E731
         x = nn.Dense(c0 * s * s, dtype=self.dtype, name="l1")(z).reshape(z.shape[0], s, s, c0)
         x = bn("bn0")(x)
-        chans = [c0 // 2, c0 // 4] if self.start_mult == 4 else [c0 // 2, c0 // 4, c0 // 8]
+        chans = [m * self.ngf for m in {2: (2, 1), 4: (2, 1), 8: (4, 2, 1)}[self.start_mult]]
         for i, c in enumerate(chans):
             if i < 2:
                 x = upsample2x(x)
             x = nn.Conv(c, (3, 3), padding=PAD1, use_bias=False, dtype=self.dtype, name=f"conv{i + 1}")(x)
             x = nn.leaky_relu(bn(f"bn{i + 1}")(x), 0.2)
         x = nn.Conv(self.nc, (3, 3), padding=PAD1, dtype=self.dtype, name="conv_out")(x)
+        if self.normalised:
+            return BatchNorm(use_running_average=not train, use_scale=False, use_bias=False, dtype=self.dtype,
+                             name="bn_out")(jnp.tanh(x)).astype(jnp.float32)
         return jax.nn.sigmoid(x.astype(jnp.float32))
 
 
@@ -73,12 +84,25 @@ class LargeGenerator(Generator):
     start_mult: int = 8
 
 
+class SmallGenerator(Generator):
+    """``Generator`` with a 2·ngf start: 2ngf → (up) 2ngf → (up) ngf → nc."""
+
+    start_mult: int = 2
+
+
+class DFADGenerator(SmallGenerator):
+    """``SmallGenerator`` ending in tanh + an affine-free BatchNorm (normalised images)."""
+
+    normalised = True
+
+
 class DCGANGenerator(nn.Module):
     nz: int = 256
     ngf: int = 64
     img_size: int = 32
     nc: int = 3
     dtype: Any = jnp.float32
+    normalised = False  # images in [0, 1]
 
     @nn.compact
     def __call__(self, z, train: bool = True):
@@ -130,12 +154,13 @@ class DCGANDiscriminator(nn.Module):
         return nn.Dense(1, dtype=self.dtype, name="logit")(x)[:, 0].astype(jnp.float32)
 
 
-GENERATORS = {"generator": Generator, "large": LargeGenerator, "dcgan": DCGANGenerator}
+GENERATORS = {"generator": Generator, "large": LargeGenerator, "small": SmallGenerator, "dfad": DFADGenerator,
+              "dcgan": DCGANGenerator}
 
 
 def create_generator(name: str, nz: int = 256, ngf: int = 64, img_size: int = 32, nc: int = 3,
                      dtype=jnp.float32) -> nn.Module:
-    """``name`` is one of ``generator``, ``large``, ``dcgan``."""
+    """``name`` is one of ``generator``, ``large``, ``small``, ``dfad``, ``dcgan``."""
     if name not in GENERATORS:
         raise unknown_choice("generator", name, GENERATORS)
     return GENERATORS[name](nz=int(nz), ngf=int(ngf), img_size=int(img_size), nc=int(nc), dtype=dtype)

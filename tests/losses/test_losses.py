@@ -67,8 +67,8 @@ def test_priors_hand_values():
     feats = jnp.array([[-1.0, 3.0]])
     assert float(priors.activation(feats)) == pytest.approx(-2.0)
     img = jnp.zeros((1, 2, 2, 1)).at[0, 0, 0, 0].set(1.0)
-    # horizontal: |1-0|,|0-0| → .5; vertical .5; diagonal 1; anti-diagonal 0 → mean .5.
-    assert float(priors.total_variation(img)) == pytest.approx(0.5)
+    # horizontal: |1-0|,|0-0| → .5; vertical .5; diagonal 1; anti-diagonal 0 → sum 2.
+    assert float(priors.total_variation(img)) == pytest.approx(2.0)
     logits = jnp.array([[0.0, 1.0]])
     assert float(priors.one_hot(logits)) == pytest.approx(math.log(1 + math.exp(-1)), rel=1e-6)
 

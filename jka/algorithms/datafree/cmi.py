@@ -5,8 +5,11 @@ Synthesis (``synthesis.steps``, Adam ``lr_g``): ``x = G(z)`` in two views made o
 (crop pad ``crop_pad`` + flip) and local (resized crop, scale [0.25, 1], + flip);
 ``L = bn·R_bn + oh·CE(t, y) + adv·adv + cr·L_cr`` with balanced random labels ``y`` and
 ``adv = −mean KL(p_t ‖ p_s)`` over the samples whose argmaxes agree. ``L_cr``
-(:func:`contrastive_loss`): a view's feature is the per-sample spatial mean of every teacher
-BatchNorm input, concatenated in call order; a projection head (persistent across rounds, its own
+(:func:`contrastive_loss`): a view's feature is a concatenation of per-sample spatial means
+(``synthesis.features``): of the inputs of the teacher's four stages for ResNets (``stages``: the
+stem's and layer1..3's outputs, 512 values for resnet18/34, as the reference script hooks
+layer1..layer4), of every teacher BatchNorm input in call order for other teachers (``bn``);
+``auto`` (default) picks as the reference does. A projection head (persistent across rounds, its own
 Adam) embeds the local and global features of the batch and of ``negatives`` distinct entries of
 the memory bank; positives on the diagonal; cross-entropy averaged over batch rows and bank rows
 separately and added (a single mean would dilute the generator's gradient); empty bank slots are
@@ -23,13 +26,22 @@ import optax
 from jka import losses
 from jka.algorithms.datafree.inversion import POOL_DEFAULTS, InversionAlgorithm, random_targets
 from jka.algorithms.datafree.synthesis import RingBuffer, global_view, local_view, scan_steps, teacher_inversion_forward
+from jka.errors import ConfigError, unknown_choice
 from jka.losses import priors
-from jka.models.generators import Generator
+from jka.models.generators import create_generator
 
 # CMI: a generator (nz, ngf) and z trained by Adam(lr_g) per round, bn + oh + 0.5·adv + 0.8·cr; views
 # with crop pad 4 / resized-crop scale [0.25, 1] and flips; bank, negatives, τ and the head's width.
 CMI_DEFAULTS = dict(POOL_DEFAULTS, lr_g=1e-3, nz=256, ngf=64, bn=1.0, oh=1.0, adv=0.5, cr=0.8, crop_pad=4,
-                    flip=True, local_scale=(0.25, 1.0), bank_size=40960, negatives=4096, tau=0.1, proj_dim=256)
+                    flip=True, local_scale=(0.25, 1.0), bank_size=40960, negatives=4096, tau=0.1, proj_dim=256,
+                    features="auto", generator="small")
+FEATURES = ("auto", "stages", "bn")
+STAGES = ("stem", "layer1", "layer2", "layer3", "layer4")  # a ResNet's feature names, in order
+
+
+def stage_inputs(feats: dict):
+    """Per-sample spatial means of the inputs of layer1..layer4 (the stem's and layer1..3's outputs)."""
+    return jnp.concatenate([feats[k].astype(jnp.float32).mean(axis=(1, 2)) for k in STAGES[:-1]], axis=-1)
 
 
 class ProjectionHead(nn.Module):
@@ -83,15 +95,26 @@ class CMI(InversionAlgorithm):
     def __init__(self, cfg, teachers):
         super().__init__(cfg, teachers)
         h, w, c = self.image_shape
-        self.generator = Generator(nz=int(self.syn.nz), ngf=int(self.syn.ngf), img_size=h, nc=c)
-        # D = number of BatchNorm input channels of the teacher (the instance-mean feature size).
+        self.generator = create_generator(str(self.syn.generator), int(self.syn.nz), int(self.syn.ngf), h, c)
         x = jnp.zeros((2,) + self.image_shape, self.dtype)
-        d = jax.eval_shape(lambda v: teacher_inversion_forward(self.teacher, v, x, True)[3],
-                           self.teacher.variables).shape[-1]
-        self.feat_dim = int(d)
+        names = jax.eval_shape(lambda v: teacher_inversion_forward(self.teacher, v, x)[1], self.teacher.variables)
+        kind = str(self.syn.features)
+        if kind not in FEATURES:
+            raise unknown_choice("synthesis.features", kind, FEATURES)
+        if kind == "stages" and not all(k in names for k in STAGES):
+            raise ConfigError(f"synthesis.features='stages' needs a ResNet teacher (features {', '.join(STAGES)}); "
+                              f"{self.teacher.arch} has {', '.join(names)}: use 'bn'")
+        self.stages = kind == "stages" or (kind == "auto" and all(k in names for k in STAGES))
+        # D = the feature width: the stage inputs' channels, or every BatchNorm input's.
+        self.feat_dim = int(jax.eval_shape(lambda v: self.contrastive_feature(x, v)[1], self.teacher.variables).shape[-1])
         self.head = ProjectionHead(self.feat_dim, int(self.syn.proj_dim))
         self.head_tx = optax.adam(float(self.syn.lr_g), b1=0.5, b2=0.999)
         self.negatives = min(int(self.syn.negatives), int(self.syn.bank_size))
+
+    def contrastive_feature(self, x, teacher_vars):
+        """((teacher logits, R_bn), the (N, D) feature of ``x`` for the contrastive term)."""
+        logits, feats, r_bn, means = teacher_inversion_forward(self.teacher, teacher_vars, x, not self.stages)
+        return (logits, r_bn), stage_inputs(feats) if self.stages else means
 
     def init_extra(self, rng):
         head = self.head.init(rng, jnp.zeros((1, self.feat_dim)))["params"]
@@ -105,8 +128,8 @@ class CMI(InversionAlgorithm):
                                       train=True, mutable=["batch_stats"])
         xg = self.normalise(global_view(k_g, x, int(s.crop_pad), bool(s.flip)))
         xl = self.normalise(local_view(k_l, x, tuple(s.local_scale), flip=bool(s.flip)))
-        t_logits, _, r_bn, f_global = teacher_inversion_forward(self.teacher, teacher_vars[0], xg, True)
-        _, _, _, f_local = teacher_inversion_forward(self.teacher, teacher_vars[0], xl, True)
+        (t_logits, r_bn), f_global = self.contrastive_feature(xg, teacher_vars[0])
+        _, f_local = self.contrastive_feature(xl, teacher_vars[0])
         s_logits = self.student_logits(jax.lax.stop_gradient(student.params), student.batch_stats, xg)
         oh = priors.one_hot(t_logits, y)
         adv = adversarial_agreement(t_logits, s_logits)
@@ -122,7 +145,7 @@ class CMI(InversionAlgorithm):
 
     def synthesize(self, state, teacher_vars, rng):
         k_g, k_z, k_y, k_neg, k_it = jax.random.split(rng, 5)
-        n, c = self.batch, len(self.student_classes)
+        n, c = self.syn_batch, len(self.student_classes)
         z = self.shard_batch(jax.random.normal(k_z, (n, int(self.syn.nz))))
         gv = self.generator.init(k_g, z, train=False)  # re-initialised every round
         y = random_targets(k_y, n, c)

@@ -42,10 +42,13 @@ class GeneratorKDState:
     generator: TrainState
 
 
+# g_optim: the CMI harness's generator optimizer (zju-vipa/CMI synthesis/generative.py): Adam 1e-3,
+# betas (0.5, 0.999), never decayed.
 DATAFREE_DEFAULTS = dict(
     generator="generator", nz=256, ngf=64, g_steps=1, kd_steps=5, one_stage=False, sample_dir="",
-    sample_grids=True, g_optim=dict(name="adam", lr=1e-3, b1=0.5, b2=0.999, schedule="cosine",
-                                    weight_decay=0.0, warmup_steps=0, grad_clip=None))
+    sample_grids=True, g_optim=dict(name="adam", lr=1e-3, b1=0.5, b2=0.999, schedule="constant",
+                                    weight_decay=0.0, warmup_steps=0, grad_clip=None, decay_at=(0.5, 0.75),
+                                    decay_factor=0.1))
 
 
 class GeneratorDistillation(DataFreeAlgorithm):
@@ -109,10 +112,17 @@ class GeneratorDistillation(DataFreeAlgorithm):
         return jnp.concatenate(logits, -1), jnp.concatenate(pooled, -1), r_bn
 
     def generate(self, params, batch_stats, z):
-        """G(z) in [0, 1] (BN in training mode, as the references leave G) and its new BN stats."""
+        """G(z) as the teachers' normalised inputs (BN in training mode, as the references leave G)
+        and its new BN stats. A generator of [0, 1] images is normalised here; one whose images are
+        normalised already (``normalised``, DFAD's) is used as it is."""
         x, upd = self.generator.apply({"params": params, "batch_stats": batch_stats}, z, train=True,
                                       mutable=["batch_stats"])
-        return x, upd["batch_stats"]
+        return (x.astype(self.dtype) if self.generator.normalised else self.normalise(x)), upd["batch_stats"]
+
+    def to_pixels(self, x):
+        """Normalised images → [0, 1] pixels (for pictures)."""
+        mean, std = jnp.asarray(self.mean, jnp.float32), jnp.asarray(self.std, jnp.float32)
+        return jnp.clip(x.astype(jnp.float32) * std + mean, 0.0, 1.0)
 
     def _z(self, rng):
         return self.shard_batch(jax.random.normal(rng, (self.batch_size, self.nz), jnp.float32))
@@ -133,8 +143,7 @@ class GeneratorDistillation(DataFreeAlgorithm):
         z = self._z(rng)
 
         def loss_fn(g_params):
-            x01, g_bs = self.generate(g_params, gen.batch_stats, z)
-            x = self.normalise(x01)
+            x, g_bs = self.generate(g_params, gen.batch_stats, z)
             t, pooled, r_bn = self.teacher_outputs(teacher_vars, x, with_bn=self.synthesis_uses_bn)
             s = None
             if self.synthesis_uses_student:
@@ -150,8 +159,7 @@ class GeneratorDistillation(DataFreeAlgorithm):
     def _student_step(self, teacher_vars, carry, _):
         student, gen = carry
         gen, rng = gen.next_rng()
-        x01, _ = self.generate(gen.params, gen.batch_stats, self._z(rng))
-        x = jax.lax.stop_gradient(self.normalise(x01))
+        x = jax.lax.stop_gradient(self.generate(gen.params, gen.batch_stats, self._z(rng))[0])
         t, _, _ = self.teacher_outputs(teacher_vars, x)
         t = jax.lax.stop_gradient(t)
 
@@ -170,8 +178,8 @@ class GeneratorDistillation(DataFreeAlgorithm):
         z = self._z(rng)
 
         def loss_fn(params, g_params):
-            x01, g_bs = self.generate(g_params, gen.batch_stats, z)
-            x = self.normalise(adversarial.reverse_gradient(x01))
+            x, g_bs = self.generate(g_params, gen.batch_stats, z)
+            x = adversarial.reverse_gradient(x)
             t, _, _ = self.teacher_outputs(teacher_vars, x)
             s, _, bs = self.apply_student(params, student.batch_stats, x, train=True)
             return self.student_loss(s, t), (bs, g_bs)
@@ -209,7 +217,7 @@ class GeneratorDistillation(DataFreeAlgorithm):
     def samples(self, state, n: int = 64, seed: int = 0):
         """``n`` generator samples in [0, 1] (a fixed z, so grids of one run are comparable)."""
         if self._sample_fn is None:
-            self._sample_fn = jax.jit(lambda gen, z: self.generate(gen.params, gen.batch_stats, z)[0])
+            self._sample_fn = jax.jit(lambda gen, z: self.to_pixels(self.generate(gen.params, gen.batch_stats, z)[0]))
         z = jax.random.normal(jax.random.PRNGKey(seed), (n, self.nz), jnp.float32)
         return self._sample_fn(state.generator, z)
 

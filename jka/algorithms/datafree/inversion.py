@@ -2,10 +2,12 @@
 optimised in pixel space, and the pool machinery it shares with CMI (:class:`InversionAlgorithm`).
 
 One loop step is one synthesis round and its student steps, compiled once. Synthesis
-(``synthesis.steps``): pixels in [0, 1] and balanced random labels; each iteration jitters (roll of
-±``jitter`` px, flip), normalises and minimises ``bn·R_bn + oh·CE(t, y) − adv·js_T(s, t) + tv·L_tv``
-(Adam ``lr``, β = (0.5, 0.99)), clipping to [0, 1]; the round's lowest-loss batch goes into the
-on-device pool (:class:`.synthesis.RingBuffer`). Student (``synthesis.kd_steps``): pool batches (crop
+(``synthesis.steps``), as the reference code: the inputs are optimised in the teacher's normalised
+space, starting from N(0, 1) (``synthesis.init='normal'``; ``'uniform'``: uniform pixels in [0, 1]),
+with balanced random labels; each iteration jitters (roll of ±``jitter`` px, flip) and minimises
+``bn·R_bn + oh·CE(t, y) − adv·js_T(s, t) + tv·L_tv`` (``L_tv`` on the un-jittered normalised
+inputs; Adam ``lr``, β = (0.5, 0.99)), then clips to the normalised image of [0, 1]; the round's
+lowest-loss batch goes into the on-device pool (:class:`.synthesis.RingBuffer`). Student (``synthesis.kd_steps``): pool batches (crop
 ``student_crop_pad``, flip), ``kd(s, t, T)`` with ``loss.T = 20``. No real image is seen (the loop's
 batches are empty); pool grids go to ``synthesis.grid_dir`` (default ``WORKDIR/samples``). The
 ``synthesis`` section holds only the keys the method reads.
@@ -25,7 +27,7 @@ from jka.algorithms.datafree.synthesis import (RingBuffer, from_pool, global_vie
                                                teacher_inversion_forward, to_pool)
 from jka.config import section
 from jka.data.images import save_grid
-from jka.errors import ConfigError
+from jka.errors import ConfigError, unknown_choice
 from jka.losses import priors
 from jka.train.state import TrainState
 
@@ -44,11 +46,13 @@ class InversionState:
 
 
 # What both methods' synthesis sections hold: the schedule, the pool, the student's augmentation.
+# batch_size: images per synthesis round (0: data.batch_size, which is the student's batch).
 POOL_DEFAULTS = dict(steps=1000, kd_steps=50, pool_size=50000, pool_dtype="float32", student_crop_pad=4,
-                     student_flip=True, grid_dir="", grid_images=64)
+                     student_flip=True, grid_dir="", grid_images=64, batch_size=0)
 # DeepInversion: Adam(lr) on the pixels, 10·bn + oh − js_{T=3} + 0.001·tv, jitter ±4 px and flip.
 DEEPINVERSION_DEFAULTS = dict(POOL_DEFAULTS, lr=0.1, jitter=4, flip=True, bn=10.0, oh=1.0, adv=1.0, tv=0.001,
-                              js_T=3.0)
+                              js_T=3.0, init="normal")
+INITS = ("normal", "uniform")
 
 
 def jitter_flip(rng, x, jitter: int, flip: bool):
@@ -83,12 +87,16 @@ class InversionAlgorithm(DataFreeAlgorithm):
         super().__init__(cfg, teachers)
         self.teacher = self.teachers[0]
         self.batch = int(cfg.data.batch_size)
+        self.syn_batch = int(self.syn.batch_size) or self.batch
+        if self.syn_batch < 0:
+            raise ConfigError(f"synthesis.batch_size must be >= 0 (0: data.batch_size), got {self.syn.batch_size}")
         self.kd_steps = int(self.syn.kd_steps)
         self.T = float(cfg.loss.get("T", 20.0))
         if self.syn.pool_dtype not in POOL_DTYPES:
             raise ConfigError(f"synthesis.pool_dtype must be one of {sorted(POOL_DTYPES)}, got {self.syn.pool_dtype!r}")
-        if int(self.syn.pool_size) < self.batch:
-            raise ConfigError(f"synthesis.pool_size ({self.syn.pool_size}) must be >= data.batch_size ({self.batch})")
+        if int(self.syn.pool_size) < max(self.batch, self.syn_batch):
+            raise ConfigError(f"synthesis.pool_size ({self.syn.pool_size}) must be >= data.batch_size ({self.batch}) "
+                              f"and synthesis.batch_size ({self.syn_batch})")
         if int(self.syn.steps) < 1 or self.kd_steps < 1:
             raise ConfigError("synthesis.steps and synthesis.kd_steps must be >= 1")
 
@@ -160,38 +168,49 @@ class DeepInversion(InversionAlgorithm):
     name = "deepinversion"
     synthesis_defaults = DEEPINVERSION_DEFAULTS
 
-    def synthesis_loss(self, x01, y, teacher_vars, student, rng):
-        """DeepInversion's objective on one jittered/flipped batch; returns (loss, terms)."""
+    def __init__(self, cfg, teachers):
+        super().__init__(cfg, teachers)
+        if self.syn.init not in INITS:
+            raise unknown_choice("synthesis.init", self.syn.init, INITS)
+
+    def synthesis_loss(self, v, y, teacher_vars, student, rng):
+        """DeepInversion's objective on one jittered/flipped batch of normalised inputs ``v``;
+        returns (loss, terms)."""
         s = self.syn
-        x = jitter_flip(rng, x01, int(s.jitter), bool(s.flip))
-        xn = self.normalise(x)
+        xn = jitter_flip(rng, v, int(s.jitter), bool(s.flip)).astype(self.dtype)
         t_logits, _, r_bn, _ = teacher_inversion_forward(self.teacher, teacher_vars[0], xn)
         s_logits = self.student_logits(jax.lax.stop_gradient(student.params), student.batch_stats, xn)
         oh = priors.one_hot(t_logits, y)
         adv = losses.js(s_logits, t_logits, float(s.js_T))
-        tv = priors.total_variation(x01)
+        tv = priors.total_variation(v)
         loss = float(s.bn) * r_bn + float(s.oh) * oh - float(s.adv) * adv + float(s.tv) * tv
         return loss, {"bn": r_bn, "oh": oh, "js": adv, "tv": tv}
 
     def synthesize(self, state, teacher_vars, rng):
         k_x, k_y, k_it = jax.random.split(rng, 3)
-        n, c = self.batch, len(self.student_classes)
-        x = self.shard_batch(jax.random.uniform(k_x, (n,) + self.image_shape))
+        n, c = self.syn_batch, len(self.student_classes)
+        shape = (n,) + self.image_shape
+        mean, std = jnp.asarray(self.mean, jnp.float32), jnp.asarray(self.std, jnp.float32)
+        lo, hi = -mean / std, (1.0 - mean) / std  # [0, 1] pixels, normalised
+        v = (jax.random.normal(k_x, shape) if self.syn.init == "normal"
+             else (jax.random.uniform(k_x, shape) - mean) / std)
+        v = self.shard_batch(v)
         y = random_targets(k_y, n, c)
         tx = optax.adam(float(self.syn.lr), b1=0.5, b2=0.99)
         grad_fn = jax.value_and_grad(self.synthesis_loss, has_aux=True)
 
         def one(carry, key):
-            x, opt, best_x, best_l = carry
-            (loss, terms), g = grad_fn(x, y, teacher_vars, state.student, key)
+            v, opt, best_v, best_l = carry
+            (loss, terms), g = grad_fn(v, y, teacher_vars, state.student, key)
             better = loss < best_l
-            best_x = jnp.where(better, x, best_x)
+            best_v = jnp.where(better, v, best_v)
             best_l = jnp.where(better, loss, best_l)
-            upd, opt = tx.update(g, opt, x)
-            x = jnp.clip(optax.apply_updates(x, upd), 0.0, 1.0)
-            return (x, opt, best_x, best_l), terms
+            upd, opt = tx.update(g, opt, v)
+            v = jnp.clip(optax.apply_updates(v, upd), lo, hi)
+            return (v, opt, best_v, best_l), terms
 
-        init = (x, tx.init(x), x, jnp.asarray(jnp.inf, jnp.float32))
-        (_, _, best_x, best_l), terms = scan_steps(one, init, jax.random.split(k_it, int(self.syn.steps)))
+        init = (v, tx.init(v), v, jnp.asarray(jnp.inf, jnp.float32))
+        (_, _, best_v, best_l), terms = scan_steps(one, init, jax.random.split(k_it, int(self.syn.steps)))
         last = jax.tree.map(lambda a: a[-1], terms)
-        return best_x, state.extra, {"syn_loss": best_l, **{f"syn_{k}": v for k, v in last.items()}}
+        best_x = jnp.clip(best_v * std + mean, 0.0, 1.0)  # pixels again, for the pool
+        return best_x, state.extra, {"syn_loss": best_l, **{f"syn_{k}": t for k, t in last.items()}}

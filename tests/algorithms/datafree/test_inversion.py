@@ -106,3 +106,34 @@ def test_reference_weights_per_method_and_unread_keys_refused(tiny_teacher):
     assert (di.bn, di.oh, di.adv, di.tv, di.lr, di.js_T) == (10.0, 1.0, 1.0, 0.001, 0.1, 3.0)
     assert (cmi.bn, cmi.oh, cmi.adv, cmi.cr, cmi.lr_g, cmi.tau) == (1.0, 1.0, 0.5, 0.8, 1e-3, 0.1)
     assert (cmi.bank_size, cmi.negatives, cmi.proj_dim) == (40960, 4096, 256)
+
+
+def _random_teacher(arch, image_shape):
+    from jka import models
+    from jka.train.teachers import Teacher
+    module = models.create(arch, 10)
+    variables = module.init(jax.random.PRNGKey(0), jnp.zeros((1,) + image_shape), train=False)
+    return Teacher(arch, module, dict(variables), list(range(10)))
+
+
+@pytest.mark.parametrize("features, want", [("auto", "stages"), ("stages", "stages"), ("bn", "bn")])
+def test_cmi_feature_of_a_resnet_teacher_is_its_stage_inputs_as_the_reference(features, want):
+    """resnet34: the inputs of layer1..layer4 (64 + 64 + 128 + 256 = 512 channels), as the reference
+    script hooks those four blocks; 'bn': every BatchNorm input (counted here from the teacher's
+    BatchNorm statistics, one entry per BatchNorm)."""
+    cfg = _tiny_cfg("cmi", features=features)
+    cfg.data.image_size = 32
+    teacher = _random_teacher("cifar_resnet34", (32, 32, 1))
+    algo = run.lookup("cmi")(cfg, [teacher])
+    bn_channels = sum(a.shape[-1] for a in jax.tree.leaves(teacher.variables["batch_stats"])) // 2  # mean, var
+    assert algo.feat_dim == (512 if want == "stages" else bn_channels)
+    assert bn_channels == 8512  # what the contrastive feature was before (every BatchNorm input)
+    head = algo.init_extra(jax.random.PRNGKey(1))["head"]
+    d = algo.feat_dim
+    assert sum(a.size for a in jax.tree.leaves(head)) == d * d + d + d * 16 + 16  # Linear D→D, Linear D→proj_dim
+
+
+def test_cmi_stage_features_need_a_resnet_teacher(tiny_teacher):
+    with pytest.raises(ConfigError, match="needs a ResNet teacher"):
+        run.lookup("cmi")(_tiny_cfg("cmi", features="stages"), [tiny_teacher])
+    assert run.lookup("cmi")(_tiny_cfg("cmi"), [tiny_teacher]).stages is False  # auto: a small CNN → 'bn'
