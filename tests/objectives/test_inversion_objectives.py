@@ -1,0 +1,146 @@
+"""DeepInversion's and CMI's synthesis objectives (docs/methods.md) against NumPy, with a real tiny teacher.
+
+The teacher is ``reference.TinyTeacher`` (two jka BatchNorms, random running statistics), whose
+inference pass is re-written in NumPy, so its logits, the BN-statistics prior (BN-input moments) and
+CMI's features (per-sample spatial means of every BN input) are computed independently of jka. The
+student's logits come from running the student model (random NumPy parameters); CMI's images from
+running its generator and its local view from ``local_view`` with the key the loss uses
+(augmentation is an input here, not the objective). Augmentations that would need to be replayed are
+switched off (DeepInversion: jitter 0, no flip; CMI: crop_pad 0, no flip, so the global view is the
+image itself).
+
+- DeepInversion: ``10·R_bn + CE(t, y) − js_{T=3}(s, t) + 0.001·L_tv`` (weights as literals), L_tv the
+  SUM of the 4 directional mean |differences| of the (un-jittered) normalised inputs being optimised.
+- CMI: ``R_bn + CE(t, y) + 0.5·adv + 0.8·L_cr``, adv = −mean over samples whose argmaxes agree of
+  KL(p_t ‖ p_s); L_cr = CE of ``h(local)·h(global)ᵀ/τ`` (τ = 0.1) with positives on the diagonal over
+  the batch plus 16 bank negatives (some slots empty, masked), mean over batch rows + mean over
+  valid bank rows (jka's reading of the paper's "averaged over batch rows and bank rows").
+"""
+import types
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jka.algorithms.datafree.cmi import CMI, ProjectionHead
+from jka.algorithms.datafree.inversion import DeepInversion
+from jka.algorithms.datafree.synthesis import local_view
+from jka.recipes.datafree import inversion_config
+from tests.objectives import reference as ref
+
+RTOL = 1e-5
+
+
+def _student(algo, seed):
+    v = ref.numpy_init(algo.student, (1,) + algo.image_shape, seed, train=False)
+    return types.SimpleNamespace(params=v["params"], batch_stats=v["batch_stats"])
+
+
+def _normalise(algo, x01):
+    return (ref.f64(x01) - np.asarray(algo.mean)) / np.asarray(algo.std)
+
+
+def _deepinversion():
+    cfg = inversion_config("deepinversion", 1, None, "small_cnn", dict(width=0.25), jitter=0, flip=False,
+                           pool_size=8)
+    cfg.data.batch_size = 8
+    teacher = ref.tiny_teacher(0)
+    algo = DeepInversion(cfg, [teacher])
+    v = np.random.default_rng(0).normal(size=(8,) + algo.image_shape).astype(np.float32)  # normalised inputs
+    y = np.arange(8) % 10
+    student = _student(algo, 1)
+    loss, terms = algo.synthesis_loss(jnp.asarray(v), jnp.asarray(y), [teacher.variables], student,
+                                      jax.random.PRNGKey(2))
+    s = np.asarray(algo.student.apply({"params": student.params, "batch_stats": student.batch_stats},
+                                      jnp.asarray(v), train=False)[0])
+    t, _, inputs, running = ref.tiny_forward(teacher.variables, v)
+    return algo, float(loss), terms, v, y, s, t, ref.r_bn(inputs, running)
+
+
+def test_deepinversion_total_objective():
+    algo, loss, terms, v, y, s, t, rbn = _deepinversion()
+    assert (algo.syn.bn, algo.syn.oh, algo.syn.adv, algo.syn.tv, algo.syn.js_T) == (10.0, 1.0, 1.0, 0.001, 3.0)
+    tv = ref.tv_reference(v)                                # the reference: Σ of the 4 directional means, normalised input
+    np.testing.assert_allclose(float(terms["bn"]), rbn, rtol=RTOL)
+    np.testing.assert_allclose(float(terms["oh"]), ref.ce(t, y), rtol=RTOL)
+    np.testing.assert_allclose(float(terms["js"]), ref.js(s, t, 3.0), rtol=RTOL)
+    np.testing.assert_allclose(float(terms["tv"]), tv, rtol=RTOL)
+    want = 10.0 * rbn + ref.ce(t, y) - ref.js(s, t, 3.0) + 0.001 * tv
+    np.testing.assert_allclose(loss, want, rtol=RTOL)
+
+
+def _np_head(p, f):
+    h = np.maximum(ref.f64(f) @ ref.f64(p["fc1"]["kernel"]) + ref.f64(p["fc1"]["bias"]), 0.0)
+    return ref.l2n(h @ ref.f64(p["fc2"]["kernel"]) + ref.f64(p["fc2"]["bias"]))
+
+
+def _np_means(inputs):
+    return np.concatenate([ref.f64(a).mean(axis=(1, 2)) for a in inputs], -1)
+
+
+def test_cmi_total_objective():
+    b, n_neg = 16, 16
+    cfg = inversion_config("cmi", 1, None, "small_cnn", dict(width=0.25), nz=8, ngf=8, crop_pad=0, flip=False,
+                           bank_size=24, negatives=n_neg, proj_dim=16, pool_size=b)
+    cfg.data.batch_size = b
+    teacher = ref.tiny_teacher(3)
+    algo = CMI(cfg, [teacher])
+    syn = algo.syn
+    assert (syn.bn, syn.oh, syn.adv, syn.cr, syn.tau) == (1.0, 1.0, 0.5, 0.8, 0.1)
+    d = algo.feat_dim
+    assert d == 1 + 4          # BN0 input (1 channel) + BN1 input (4 channels)
+    gen = ref.numpy_init(algo.generator, (2, 8), 4, train=False)
+    head = ref.numpy_init(ProjectionHead(d, 16), (1, d), 5)["params"]
+    rng = np.random.default_rng(6)
+    z = rng.normal(size=(b, 8)).astype(np.float32)
+    negatives = rng.normal(size=(n_neg, 2 * d)).astype(np.float32)
+    neg_valid = np.arange(n_neg) < 10          # 6 empty bank slots
+    y = np.arange(b) % 10
+    key = jax.random.PRNGKey(8)
+    # inputs: G(z) and the local view with the loss's key
+    x_ref, _ = algo.generator.apply(gen, jnp.asarray(z), train=True, mutable=["batch_stats"])
+    # a student that agrees with the teacher on about half the samples: its logit of the teacher's
+    # commonest class c is raised by a margin between the middle two of (max_{k≠c} s_k − s_c)
+    t_first = ref.tiny_forward(teacher.variables, _normalise(algo, x_ref))[0]
+    c = np.bincount(np.argmax(t_first, -1)).argmax()
+    student = _student(algo, 7)
+    s0 = np.asarray(algo.student_logits(student.params, student.batch_stats,
+                                        jnp.asarray(_normalise(algo, x_ref), jnp.float32)), np.float64)
+    margins = np.sort(np.delete(s0, c, axis=1).max(1) - s0[:, c])
+    student.params["linear"]["bias"] = student.params["linear"]["bias"].at[c].add(
+        0.5 * (margins[b // 2 - 1] + margins[b // 2]))
+
+    trainable = {"gen": gen["params"], "z": jnp.asarray(z), "head": head}
+    # jit: one compilation instead of one per operation (same function, same values)
+    loss_fn = jax.jit(lambda tr, bs, neg, valid: algo.synthesis_loss(tr, bs, jnp.asarray(y), [teacher.variables],
+                                                                     student, neg, valid, key))
+    loss, (_, x, _, terms) = loss_fn(trainable, gen["batch_stats"], jnp.asarray(negatives), jnp.asarray(neg_valid))
+    np.testing.assert_allclose(np.asarray(x), np.asarray(x_ref), rtol=1e-5, atol=1e-6)   # the loss's image is G(z)
+    _, k_local = jax.random.split(key)
+    xl01 = local_view(k_local, x, tuple(syn.local_scale), flip=False)
+    xg, xl = _normalise(algo, x), _normalise(algo, xl01)
+    s = np.asarray(algo.student.apply({"params": student.params, "batch_stats": student.batch_stats},
+                                      jnp.asarray(xg, jnp.float32), train=False)[0])
+
+    # the terms, in NumPy
+    t, _, inputs_g, running = ref.tiny_forward(teacher.variables, xg)
+    _, _, inputs_l, _ = ref.tiny_forward(teacher.variables, xl)
+    rbn = ref.r_bn(inputs_g, running)
+    oh = ref.ce(t, y)
+    agree = np.argmax(t, -1) == np.argmax(s, -1)
+    assert 0 < agree.sum() < b, agree      # both kinds of samples are present
+    kl = ref.kl_rows(ref.softmax(t), ref.softmax(s))
+    adv = -kl[agree].mean()
+    g_all = np.concatenate([_np_means(inputs_g), negatives[:, :d]], 0)
+    l_all = np.concatenate([_np_means(inputs_l), negatives[:, d:]], 0)
+    valid = np.concatenate([np.ones(b, bool), neg_valid])
+    logits = _np_head(head, l_all) @ _np_head(head, g_all).T / 0.1
+    logits = logits[np.ix_(valid, valid)]                 # empty slots: no row, no column
+    nll = -np.diag(ref.log_softmax(logits))
+    cr = nll[:b].mean() + nll[b:].mean()
+
+    np.testing.assert_allclose(float(terms["bn"]), rbn, rtol=RTOL)
+    np.testing.assert_allclose(float(terms["oh"]), oh, rtol=RTOL)
+    np.testing.assert_allclose(float(terms["adv"]), adv, rtol=RTOL)
+    np.testing.assert_allclose(float(terms["cr"]), cr, rtol=RTOL)
+    np.testing.assert_allclose(float(loss), rbn + oh + 0.5 * adv + 0.8 * cr, rtol=RTOL)
