@@ -22,7 +22,7 @@ import time
 import jax
 import numpy as np
 
-from benchmarks.flops import jaxpr_flops
+from jka.train.flops import jaxpr_flops
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
@@ -90,7 +90,7 @@ def peak_tflops() -> float | None:
 
 def _flops(compiled) -> float | None:
     """XLA's own FLOP estimate, kept for reference only: on GPU it counts cuDNN convolutions as zero
-    (MFU uses the jaxpr count of ``benchmarks.flops`` instead)."""
+    (MFU uses the jaxpr count of ``jka.train.flops`` instead)."""
     try:
         cost = compiled.cost_analysis()
     except Exception:  # noqa: BLE001 - not every backend reports costs

@@ -22,13 +22,14 @@ from tqdm.auto import tqdm
 import jka
 from jka import config as config_lib
 from jka import paths, run
+from jka.check import format_report, rehearse
 from jka.convert.bridge import convert
 from jka.demo import run_demo
 from jka.errors import UserError
 from jka.train.distributed import maybe_initialize
 from jka.train.loop import TrainingDiverged
 from jka.train.preemption import EXIT_CODE as PREEMPTED_EXIT_CODE, Preempted
-from jka.train.workdir import CONFIG_FILE, read_config
+from jka.train.workdir import CONFIG_FILE, check_output_file, read_config
 from jka.transfer import plots
 from jka.transfer.study import compare_zoo, ranking_table, write_outputs
 from jka.transfer.zoo import check_probe, load_probe, load_zoo_dir
@@ -39,6 +40,15 @@ def _train(args):
     allow = [k.strip() for item in args.allow_changed for k in item.split(",") if k.strip()]
     summary = run.train(cfg, args.workdir, allow_changed=allow, source=" ".join([args.config, *args.overrides]))
     print(json.dumps({"step": summary["step"], "eval": summary["eval"]}, indent=2))
+
+
+def _check(args):
+    if args.json:
+        check_output_file(args.json, "--json")
+    report = rehearse(config_lib.load(args.config, args.overrides), args.workdir, execute=not args.compile_only)
+    print(format_report(report))
+    if args.json:
+        paths.write(args.json, json.dumps(report, indent=2))
 
 
 def _eval(args):
@@ -109,6 +119,15 @@ def _add_run_parsers(sub):
     e.add_argument("overrides", nargs="*")
     e.add_argument("--workdir", required=True)
     e.set_defaults(fn=_eval)
+
+    c = sub.add_parser("check", help="rehearse a config at its real shapes: parameters, memory, FLOPs, time "
+                       "per unit and the whole run projected, with random teachers (and data, if not downloaded)")
+    c.add_argument("config")
+    c.add_argument("overrides", nargs="*")
+    c.add_argument("--workdir", help="the run's workdir, where exported teachers are looked up (default: none)")
+    c.add_argument("--compile-only", action="store_true", help="compile one unit but do not run it")
+    c.add_argument("--json", metavar="OUT", help="also write the report as JSON to this file")
+    c.set_defaults(fn=_check)
 
     d = sub.add_parser("demo", help="amalgamate two digits teachers (0–4, 5–9) into one student, offline")
     d.add_argument("--out", help="also write the results as JSON to this file")

@@ -11,7 +11,7 @@ PKG = os.path.join(REPO, "jka")
 # A layer may import from itself and from lower ranks, never from a different layer of its own rank
 # or above; the base modules (errors, config, paths) are importable from everywhere.
 RANK = {"models": 1, "losses": 1, "data": 1, "train": 2, "convert": 3, "transfer": 3, "algorithms": 3,
-        "recipes": 4, "run": 4, "demo": 5, "cli": 6}
+        "recipes": 4, "run": 4, "demo": 5, "check": 5, "cli": 6}
 BASE = {"errors", "config", "paths", "__init__", "__main__"}
 
 

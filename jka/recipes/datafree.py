@@ -73,7 +73,8 @@ def cifar10_pair(cfg, pair: str):
     if pair not in CIFAR10_PAIRS:
         raise unknown_choice("CIFAR-10 pair", pair, CIFAR10_PAIRS)
     teacher, student = CIFAR10_PAIRS[pair]
-    cfg.teachers = [dict(workdir=f"../c10_{teacher}", classes=list(range(10)))]
+    # arch: what `jka check` builds a random teacher of before the real one is converted or trained
+    cfg.teachers = [dict(workdir=f"../c10_{teacher}", classes=list(range(10)), arch=teacher)]
     cfg.data.update(name="cifar10", image_size=32, batch_size=256)
     cfg.model.name = student
     return cfg

@@ -11,7 +11,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-from benchmarks.flops import step_flops  # noqa: E402
+from jka.train.flops import step_flops  # noqa: E402
 
 
 def conv(x, w, stride=1):
