@@ -118,10 +118,17 @@ def ensure_trained(spec, workdir: str, parent) -> str:
 
 
 def resolve_teachers(cfg, workdir: str) -> list:
-    """The run's teachers, each trained first when its workdir has no exported model."""
+    """The run's teachers, each trained first when its workdir has no exported model. A spec's
+    ``arch`` (what ``jka check`` builds before the model exists) must be the loaded model's."""
     dtype = compute_dtype(cfg)
-    return [load_teacher(ensure_trained(spec, workdir, cfg), spec.get("classes", None), dtype)
-            for spec in cfg.get("teachers", ())]
+    teachers = []
+    for i, spec in enumerate(cfg.get("teachers", ())):
+        teacher = load_teacher(ensure_trained(spec, workdir, cfg), spec.get("classes", None), dtype)
+        if spec.get("arch", None) and spec["arch"] != teacher.arch:
+            raise ConfigError(f"teachers[{i}].arch is {spec['arch']!r} but the model at {teacher.path} is a "
+                              f"{teacher.arch!r}; fix teachers[{i}].arch or point teachers[{i}].workdir at a {spec['arch']}")
+        teachers.append(teacher)
+    return teachers
 
 
 def zoo_of(cfg, workdir: str) -> list:

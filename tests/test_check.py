@@ -57,3 +57,17 @@ def test_what_check_cannot_rehearse_is_one_line(args, needle, capsys):
     assert main(["check", *args]) == 2
     err = error_lines(capsys.readouterr().err)
     assert len(err) == 1 and needle in err[0], err
+
+
+def test_a_teacher_whose_arch_is_not_the_exported_models_is_refused(tmp_path):
+    from jka import run
+    from jka.errors import ConfigError
+    from jka.train.export import export_model
+    variables = models.create("small_cnn", 10).init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 1)), train=False)
+    export_model(str(tmp_path / "t"), "small_cnn", 10, dict(variables))
+    cfg = _cfg("configs/digits/kd.py")
+    cfg.teachers = [dict(workdir=str(tmp_path / "t"), arch="small_cnn")]
+    assert run.resolve_teachers(cfg, str(tmp_path))[0].arch == "small_cnn"
+    cfg.teachers = [dict(workdir=str(tmp_path / "t"), arch="wrn16_1")]
+    with pytest.raises(ConfigError, match=r"teachers\[0\].arch is 'wrn16_1' but the model at .* is a 'small_cnn'"):
+        run.resolve_teachers(cfg, str(tmp_path))

@@ -24,6 +24,6 @@ def cifar_kd(teacher: str = "cifar_resnet34", student: str = "cifar_resnet18", d
     cfg = cifar_teacher(student, dataset)
     cfg.algorithm = "kd"
     n = 100 if dataset == "cifar100" else 10
-    cfg.teachers = [dict(workdir=f"../c10_{teacher.replace('cifar_', '')}", classes=list(range(n)))]
+    cfg.teachers = [dict(workdir=f"../c10_{teacher.replace('cifar_', '')}", classes=list(range(n)), arch=teacher)]
     cfg.loss.update(T=4.0, alpha=0.9, beta=0.1)
     return cfg

@@ -4,7 +4,8 @@ distillation from one or two teachers (the demo), and the relabelled networks of
 Digits configs do not crop (``data.augment.crop_pad`` 0): a shift of one pixel moves an 8×8 digit
 by an eighth of its size. Measured with the demo (``jka demo``'s config, seeds 0–4, 2-core CPU):
 student 0.969–0.991 without a crop, 0.946–0.970 with a 1-pixel black-padded crop.
-The CIFAR configs crop as the papers' recipes do (4 pixels of 32, black padding)."""
+The CIFAR configs crop as the papers' recipes do (4 pixels of 32, black padding); so does the
+few-shot NetGraft digits config (jka.recipes.distill.digits_netgraft), where the crop matters most."""
 from __future__ import annotations
 
 import ml_collections

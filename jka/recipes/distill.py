@@ -33,7 +33,7 @@ def cifar100_zoo(method: str = "kd", epochs: int = 240, train_size: int = 50_000
     cfg = base_config(algorithm="distill")
     cifar_data(cfg, "cifar100", 64)
     cfg.model.name = "wrn16_2"
-    cfg.teachers = [dict(workdir="../c100_wrn40_2", classes=list(range(100)))]
+    cfg.teachers = [dict(workdir="../c100_wrn40_2", classes=list(range(100)), arch="wrn40_2")]
     cfg.loss.T = 4.0
     cfg.distill = distill_section(method)
     cfg.optim.update(name="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4, schedule="cosine")
@@ -80,6 +80,10 @@ def digits_netgraft(width: float = 0.25, image_size: int = 16):
     the quarter-width ``vgg16_graft`` student from N unlabelled images per class."""
     teacher = base_config(algorithm="supervised")
     teacher.data.image_size = image_size
+    # NetGraft keeps the paper's random crop (2 px of 16, black) where the other digits configs drop
+    # it: from N images per class the crop is most of what the student sees. Measured (2-core CPU,
+    # seed 0): N=1/5/10 reach 0.583/0.804/- without it, 0.691/0.896/0.941 with it.
+    teacher.data.augment.crop_pad = 2
     teacher.model.name = "vgg16_teacher"
     teacher.model.kwargs = dict(width=width)
     teacher.optim.update(name="adam", lr=1e-3, weight_decay=0.0)
@@ -87,6 +91,7 @@ def digits_netgraft(width: float = 0.25, image_size: int = 16):
 
     cfg = base_config(algorithm="netgraft")
     cfg.data.image_size = image_size
+    cfg.data.augment.crop_pad = 2
     cfg.data.augment.flip = False  # a flipped digit is not a digit; CIFAR configs flip
     cfg.model.name = "vgg16_graft"
     cfg.model.kwargs = dict(width=width)

@@ -92,7 +92,7 @@ RULES: dict[str, Rule] = {
     "data.augment.flip": BOOL,
     "model.name": choice("model", models.available()),
     "model.kwargs": Rule(_is_dict, "a dict of the model's options, e.g. {'width': 0.5}"),
-    "teachers": Rule(_teachers_ok, "a list of dicts, each with a 'workdir' (and maybe 'classes', 'config')"),
+    "teachers": Rule(_teachers_ok, "a list of dicts, each with a 'workdir' (and maybe 'classes', 'config', 'arch')"),
     "optim.name": choice("optimizer", OPTIMIZERS),
     "optim.lr": number(0),  # 0 freezes the weights (BN statistics still move)
     "optim.momentum": number(0, 1, high_open=True),
