@@ -6,7 +6,9 @@ machine, random images of its shape. One training unit (one step of ``jka train`
 unless ``execute=False``, run. The report: parameters of every trained network and of the teachers,
 the largest arrays of the state (pools, banks, heads), the compiled step's memory, its FLOPs (counted
 from the jaxpr: :mod:`jka.train.flops`), the time of one unit on this machine, and the whole run
-projected here and on an H100 at the model FLOP utilisation jka measured there for that family.
+projected here and on an H100 at the model FLOP utilisation jka measured there for that family
+(FLOP-bound: a small model at a small batch is bound by per-step latency instead, so for those the
+H100 figure is a lower bound).
 
 Single-phase configs only: a job (adaptive amalgamation, branching, NetGraft, data-free
 amalgamation, the transfer study) is refused with one line naming its phases' configs.
@@ -207,7 +209,8 @@ def format_report(r: dict) -> str:
              f"  one unit: {_human(r['flops_per_unit'], 'FLOP')}, compiled step memory {_human(r['step_memory_bytes'], 'B')}, "
              f"compiled in {r['compile_s']} s",
              f"  here ({r['device_here']}): {_human(r['unit_s_here'], 's')} per unit, the run {_human(r['run_s_here'], 's')}",
-             f"  {H100['name']} at {h['mfu']:.0%} MFU (measured for this family): {_human(h['unit_s'], 's')} per unit, "
-             f"the run {_human(h['run_s'], 's')}; fits in 80 GB: "
+             f"  {H100['name']} at {h['mfu']:.0%} MFU (measured for this family at batch 256), FLOP-bound, so a "
+             f"lower bound for small steps: {_human(h['unit_s'], 's')} per unit, the run ≥ {_human(h['run_s'], 's')}; "
+             "fits in 80 GB: "
              f"{'unknown' if h['fits'] is None else 'yes' if h['fits'] else 'NO'}"]
     return "\n".join(lines)

@@ -9,21 +9,21 @@ Teachers are trained first from labels into WORKDIR/teacher_* when empty. Measur
 held-out digits (2-core CPU, jax 0.10.2; summary.json eval.accuracy, labels_used: false):
 
 - ``layerwise``: small_cnn teachers on 0–4 / 5–9 → small_cnn, learning from the teachers' logits
-  and their block1..block3 maps through enc/fam/dec 1×1 blocks, w = (1, 1, 1), 800 steps: 0.9574.
+  and their block1..block3 maps through enc/fam/dec 1×1 blocks, w = (1, 1, 1), 800 steps: 0.9741.
   Stage-by-stage schedule: add ``amal.schedule=blockwise``.
 - ``cfl``: heterogeneous teachers at 16 px (small_cnn on 0–4, wrn16_1 on 5–9): kd + MMD² in a
   common feature space (aligners → shared extractor, ch = C_s/4) + reconstruction, on the last map
   ('block3'; the WRN's 4×4 map is resized to 8×8) and the pooled vector, w = (1, 10, 10), Adam 1e-3,
-  800 steps: 0.9630 (halves 0.9520 / 0.9740).
+  800 steps: 0.9611 (halves 0.9520 / 0.9703).
 - ``adaptive``: overlapping teachers — A, a small_cnn on 0–6 (600 steps); B, a quarter-width one on
   3–9 trained only 60 steps (unsure on the overlap). Sub-tasks {0,1,2} (A), {3..6} (A or B), {7,8,9}
   (B); per image and sub-task the least-entropy teacher is learned from: one component net per
   sub-task (WORKDIR/component_<g>, 300 steps), then the multi-head student (WORKDIR/student, 600
-  steps). 0.889; on the overlapping classes 3–6 0.995; 7–9 0.663 (bounded by teacher B, 0.79 on its
-  own classes). summary.json also has eval.selection_subtask<g>_teacher<k> and the label-free
+  steps). 0.937; on the overlapping classes 3–6 0.991; 7–9 0.813 (bounded by teacher B).
+  Below its baseline on all classes (next entry), unlike the paper's claim. summary.json also has eval.selection_subtask<g>_teacher<k> and the label-free
   calibration eval.calibration_teacher<k>_scale/_bias.
 - ``adaptive_average``: the same teachers, every sample learning from both teachers averaged on the
-  overlap: 0.911, overlap 0.986 (below ``adaptive``'s 0.995), 7–9 0.750.
+  overlap: 0.954, overlap 0.986 (below ``adaptive``'s 0.991), 7–9 0.875.
 """
 from jka.errors import unknown_choice
 from jka.recipes.amalgamation import digits_adaptive, digits_cfl, digits_layerwise

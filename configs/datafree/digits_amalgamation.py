@@ -6,7 +6,7 @@ by the generator or the student.
 
 Phases: gan/ (generator + filters, 1000 steps), dual_1..3/ (dual blocks, 300 steps each), the
 regrouped student fine-tuned end to end in assemble/ (600 steps), exported to model/. Measured:
-0.861 on the real held-out digits (0–4: 0.956, 5–9: 0.766; summary.json eval.accuracy); phases.gan
+0.911 on the real held-out digits (0–4: 0.919, 5–9: 0.903; summary.json eval.accuracy); phases.gan
 reports how the teachers see the generated images (teacher<m>_share: the share of images each
 teacher claims in the union label space, union_classes_hit).
 

@@ -8,7 +8,7 @@ partition of the digits into 3 groups and per-image random labels; wrn16_1 on di
 Then, from 200 unlabelled probe images, builds every model's DEPARA graph, the similarity and
 attribution-distance matrices, and checks them against measured transfer (held-out accuracy of a
 logistic-regression probe on each source's pooled features, 100 labelled images, 5 draws) for six
-targets. Measured: Spearman DEPARA 0.569 (p = 0.0005), attribution 0.394 (p = 0.0015); layer
+targets. Measured: Spearman DEPARA 0.642 (p = 0.0005), attribution 0.683 (p = 0.0005); layer
 selection within the measured best two for 4 of 6 targets (0.67); with transfer.layer_all_sources=True
 (an earlier environment), over all 54 (target, source) pairs 0.574 against 0.5 by chance (binomial
 p = 0.17, not significant).
