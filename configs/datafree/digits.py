@@ -8,19 +8,20 @@ student's accuracy on the real held-out digits (eval.accuracy).
 
 Methods (measured on the 2-core CPU, jax 0.10.2; these games move by several points with the seed
 and the machine, see the README):
-- ``dafl``: G minimises oh + 0.001·act + 20·bal, the student learns kd; 300 units: 0.657.
-- ``zskt``: G maximises kd(s, t, T=1), the student minimises it; 400 units: 0.881.
-- ``dfad``: G maximises L1(s, t) on logits, 5 student steps per G step; 400 units: 0.774.
-  ``one_stage=True`` (also zskt): one backward pass updates student and G (gradient reversal), same
-  schedule: 0.769.
-- ``dfq``: G minimises adv + bn + oh + 20·bal, the student learns kd; 300 units: 0.972.
-- ``deepinversion``: pixels optimised against the teacher (25 rounds of 60 steps, 10·bn + oh − js +
-  0.001·tv), the student learns kd (T=20) on the pool: 0.980.
-- ``cmi``: a generator re-initialised every round (12 rounds × (40 synthesis + 60 student steps)),
-  bn + oh + 0.5·adv + 0.8·L_cr, bank 4096, 512 negatives: 0.969.
+- ``dafl``: G minimises oh + 0.001·act + 20·bal, the student learns kd; 300 units at batch 64: 0.806.
+- ``zskt``: G maximises kd(s, t, T=1), the student minimises it; 800 units at batch 256: 0.983.
+- ``dfad``: G maximises L1(s, t) on logits, 5 student steps per G step; 800 units at batch 256: 0.956
+  (seed 1: 0.863). ``one_stage=True`` (also zskt): one backward pass updates student and G (gradient
+  reversal), same schedule: 0.874.
+- ``dfq``: G minimises adv + bn + oh + 20·bal, the student learns kd; 300 units at batch 64: 0.974.
+- ``deepinversion``: inputs optimised against the teacher in its normalised space from N(0, 1) (25
+  rounds of 60 steps, 10·bn + oh − js + 0.001·tv), the student learns kd (T=20) on the pool: 0.978.
+- ``cmi``: the reference's small generator re-initialised every round (12 rounds × (40 synthesis + 60
+  student steps)), bn + oh + 0.5·adv + 0.8·L_cr, bank 4096, 512 negatives: 0.959.
 
-Generator methods: one unit = 1 generator + 5 student steps, batch 64, generator ngf 16 / nz 64 with
-Adam 5e-3, student SGD 0.1 (see jka.recipes.datafree.digits_datafree). Sample grids go to
+Generator methods: one unit = 1 generator + 5 student steps, generator ngf 16 / nz 64 with Adam 5e-3
+decayed by a cosine (a constant lr, the reference's, collapses DFAD and ZSKT here), student SGD 0.1
+(see jka.recipes.datafree.digits_datafree and UNITS below). Sample grids go to
 WORKDIR/samples* at each evaluation.
 """
 from jka.errors import unknown_choice
