@@ -15,7 +15,6 @@ amalgamation, the transfer study) is refused with one line naming its phases' co
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import tempfile
@@ -24,13 +23,13 @@ import time
 import jax
 import numpy as np
 
-from jka import models, paths, run
+from jka import models, run
 from jka.data import ArrayDataset, load_split, select_classes
 from jka.data.sources import STATS
 from jka.errors import ConfigError, UserError
 from jka.train import loop
 from jka.train import mesh as mesh_lib
-from jka.train.export import has_model, model_dir
+from jka.train.export import has_model, model_dir, read_info
 from jka.train.flops import step_flops
 from jka.train.phases import Phase
 from jka.train.teachers import Teacher, compute_dtype
@@ -54,7 +53,7 @@ def synthetic_split(cfg, n: int, seed: int) -> ArrayDataset:
     channels, classes = KNOWN[name]
     size = int(cfg.data.get("image_size", None) or (8 if name == "digits" else 32))
     rng = np.random.default_rng(seed)
-    mean, std = STATS.get(name, ((0.5,) * channels, (0.25,) * channels))
+    mean, std = STATS[name]
     return ArrayDataset(rng.integers(0, 256, (n, size, size, channels), dtype=np.uint8),
                         (np.arange(n) % classes).astype(np.int32), classes, mean, std)
 
@@ -73,7 +72,7 @@ def _teacher_arch(i: int, spec, cfg, workdir: str | None) -> tuple[str, dict, in
     """(arch, kwargs, outputs or None, where it was read) of ``teachers[i]``."""
     path = run.network_path(spec, workdir) if workdir else spec["workdir"]
     if has_model(path):
-        info = json.loads(paths.read_text(os.path.join(model_dir(path), "model.json")))
+        info = read_info(os.path.join(model_dir(path), "model.json"))
         return info["arch"], dict(info.get("kwargs", {})), int(info["num_classes"]), f"exported model {path}"
     if spec.get("config", None) is not None:
         c = run.network_config(spec, cfg)

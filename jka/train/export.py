@@ -118,8 +118,8 @@ def _damaged(where: str, problem: str) -> UserError:
     return UserError(f"{where}: {problem}; {REEXPORT}")
 
 
-def _read_info(path: str) -> dict:
-    """model.json, checked field by field."""
+def read_info(path: str) -> dict:
+    """model.json at ``path``, checked field by field."""
     try:
         info = json.loads(paths.read_bytes(path))
     except ValueError as err:  # not JSON, or not UTF-8
@@ -173,7 +173,7 @@ def load_model(path: str) -> tuple[dict, dict[str, Any]]:
         raise UserError(
             f"no exported model at {path!r} (expected {meta_path}); train it first with "
             "`jka train CONFIG --workdir DIR` or convert one with `jka convert`")
-    info = _read_info(meta_path)
+    info = read_info(meta_path)
     variables = _read_variables(vars_path)
     if info["arch"] in models.available():
         if not isinstance(variables.get("params"), dict):

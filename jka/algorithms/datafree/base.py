@@ -45,6 +45,11 @@ class DataFreeAlgorithm(Algorithm):
         """Synthesized images in [0, 1] → the normalised inputs the teachers and the student see."""
         return to_float(x01, self.mean, self.std, self.dtype)
 
+    def to_pixels(self, x):
+        """Normalised images → [0, 1] pixels (the inverse of :meth:`normalise`, clipped)."""
+        mean, std = jnp.asarray(self.mean, jnp.float32), jnp.asarray(self.std, jnp.float32)
+        return jnp.clip(x.astype(jnp.float32) * std + mean, 0.0, 1.0)
+
     def predict(self, state, images):
         """The student's logits on raw test images (a state whose student is ``state.student``)."""
         x = self.prepare(None, images, augment=False)

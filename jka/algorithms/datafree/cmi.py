@@ -101,10 +101,11 @@ class CMI(InversionAlgorithm):
         kind = str(self.syn.features)
         if kind not in FEATURES:
             raise unknown_choice("synthesis.features", kind, FEATURES)
-        if kind == "stages" and not all(k in names for k in STAGES):
+        resnet = all(k in names for k in STAGES)
+        if kind == "stages" and not resnet:
             raise ConfigError(f"synthesis.features='stages' needs a ResNet teacher (features {', '.join(STAGES)}); "
                               f"{self.teacher.arch} has {', '.join(names)}: use 'bn'")
-        self.stages = kind == "stages" or (kind == "auto" and all(k in names for k in STAGES))
+        self.stages = kind == "stages" or (kind == "auto" and resnet)
         # D = the feature width: the stage inputs' channels, or every BatchNorm input's.
         self.feat_dim = int(jax.eval_shape(lambda v: self.contrastive_feature(x, v)[1], self.teacher.variables).shape[-1])
         self.head = ProjectionHead(self.feat_dim, int(self.syn.proj_dim))

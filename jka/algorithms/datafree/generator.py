@@ -119,11 +119,6 @@ class GeneratorDistillation(DataFreeAlgorithm):
                                       mutable=["batch_stats"])
         return (x.astype(self.dtype) if self.generator.normalised else self.normalise(x)), upd["batch_stats"]
 
-    def to_pixels(self, x):
-        """Normalised images → [0, 1] pixels (for pictures)."""
-        mean, std = jnp.asarray(self.mean, jnp.float32), jnp.asarray(self.std, jnp.float32)
-        return jnp.clip(x.astype(jnp.float32) * std + mean, 0.0, 1.0)
-
     def _z(self, rng):
         return self.shard_batch(jax.random.normal(rng, (self.batch_size, self.nz), jnp.float32))
 

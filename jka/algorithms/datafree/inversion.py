@@ -212,5 +212,4 @@ class DeepInversion(InversionAlgorithm):
         init = (v, tx.init(v), v, jnp.asarray(jnp.inf, jnp.float32))
         (_, _, best_v, best_l), terms = scan_steps(one, init, jax.random.split(k_it, int(self.syn.steps)))
         last = jax.tree.map(lambda a: a[-1], terms)
-        best_x = jnp.clip(best_v * std + mean, 0.0, 1.0)  # pixels again, for the pool
-        return best_x, state.extra, {"syn_loss": best_l, **{f"syn_{k}": t for k, t in last.items()}}
+        return self.to_pixels(best_v), state.extra, {"syn_loss": best_l, **{f"syn_{k}": t for k, t in last.items()}}
