@@ -86,6 +86,25 @@ def test_cc_hand_value():
     close(D.cc(es, et), np.mean([np.dot(d[i], d[i + 1]) for i in range(5)]))
 
 
+@pytest.mark.parametrize("normalise", [False, True])
+def test_cc_extra_embeds_linearly_and_normalises_only_when_asked(normalise):
+    """The zoo's CC term on its own embedders' weights, against NumPy: ``e = W f + b`` (the reference's
+    ``LinearEmbed``) by default, ``e / ‖e‖`` with ``distill.cc_normalise``."""
+    from jka.algorithms.distill.modules import build_extra
+
+    fs, ft = RNG.normal(size=(5, 6)).astype(np.float32), RNG.normal(size=(5, 3)).astype(np.float32)
+    extra = build_extra("cc", [(3,)], cc_normalise=normalise)
+    v = extra.init(jax.random.PRNGKey(0), [fs], [ft], train=False)
+    got = extra.apply(v, [fs], [ft], train=False)["extra"]
+
+    def embed(f, p):
+        e = f @ np.asarray(p["kernel"]) + np.asarray(p["bias"])
+        return e / np.linalg.norm(e, axis=1, keepdims=True) if normalise else e
+
+    d = np.abs(embed(fs, v["params"]["embed_s"]["linear"]) - embed(ft, v["params"]["embed_t"]["linear"]))
+    close(got, np.mean(np.sum(d[:-1] * d[1:], axis=1)))
+
+
 def test_vid():
     mu, t = feat(c=3), feat(c=3)
     theta = np.array([0.1, -1.0, 2.0], np.float32)

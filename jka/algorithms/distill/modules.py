@@ -59,14 +59,16 @@ class Adapter(nn.Module):
 
 
 class Embed(nn.Module):
-    """Linear embedding to ``dim`` followed by L2 normalisation (CC's embedders)."""
+    """Linear embedding to ``dim`` (CC's embedders), L2-normalised when ``normalise``."""
 
     dim: int = 128
+    normalise: bool = False
 
     @nn.compact
     def __call__(self, x):
         x = jnp.reshape(x, (x.shape[0], -1)).astype(jnp.float32)
-        return l2_normalize(nn.Dense(self.dim, name="linear")(x), axis=1)
+        e = nn.Dense(self.dim, name="linear")(x)
+        return l2_normalize(e, axis=1) if self.normalise else e
 
 
 class ConvBNAct(nn.Module):
@@ -109,12 +111,17 @@ class FeatureExtra(nn.Module):
 
 
 class CCExtra(nn.Module):
+    """CC on linear embeddings of the pooled features; ``normalise`` (``distill.cc_normalise``) is jka's
+    L2-normalised variant, off as in the reference code."""
+
     t_shapes: Sequence[Sequence[int]]
     dim: int = 128
+    normalise: bool = False
 
     @nn.compact
     def __call__(self, fs, ft, train: bool):
-        return {"extra": terms.cc(Embed(self.dim, name="embed_s")(fs[0]), Embed(self.dim, name="embed_t")(ft[0]))}
+        e_s = Embed(self.dim, self.normalise, name="embed_s")(fs[0])
+        return {"extra": terms.cc(e_s, Embed(self.dim, self.normalise, name="embed_t")(ft[0]))}
 
 
 class VIDExtra(nn.Module):
@@ -178,7 +185,7 @@ class FTExtra(nn.Module):
         return {"extra": terms.ft(factor_s, jax.lax.stop_gradient(factor_t)), "aux": rec}
 
 
-def build_extra(method: str, t_shapes) -> nn.Module:
+def build_extra(method: str, t_shapes, cc_normalise: bool = False) -> nn.Module:
     """The ``Extra`` module of ``method`` for teacher features of shapes ``t_shapes``."""
     t_shapes = tuple(tuple(int(d) for d in s) for s in t_shapes)
     term = terms.get(method)
@@ -192,7 +199,7 @@ def build_extra(method: str, t_shapes) -> nn.Module:
     if name in ("sp", "rkd", "pkt"):
         return FeatureExtra(t_shapes, term.fn, single=True)
     if name == "cc":
-        return CCExtra(t_shapes)
+        return CCExtra(t_shapes, normalise=bool(cc_normalise))
     if name == "vid":
         return VIDExtra(t_shapes)
     if name in ("svd", "fsp"):

@@ -28,7 +28,8 @@ from jka.train.state import TrainState, make_optimizer
 
 
 # ``cfg.distill``: the zoo term, its weights (None: the term's reference defaults) and the stages.
-DISTILL_DEFAULTS = dict(method="kd", alpha=None, beta=None, gamma=None, student_stages=None, teacher_stages=None)
+DISTILL_DEFAULTS = dict(method="kd", alpha=None, beta=None, gamma=None, student_stages=None, teacher_stages=None,
+                        cc_normalise=False)
 
 
 def _natural(name: str):
@@ -83,6 +84,7 @@ class Distill(Algorithm):
         self.T = float(cfg.loss.get("T", 4.0))
         self.uses_labels = self.beta > 0
         self.stage_override = (dcfg.student_stages, dcfg.teacher_stages)
+        self.cc_normalise = bool(dcfg.cc_normalise)
         classes = cfg.data.get("classes", None)
         if classes is not None and [int(c) for c in classes] != [int(c) for c in teachers[0].classes]:
             raise ConfigError(f"data.classes {list(classes)} differ from the teacher's classes "
@@ -101,7 +103,7 @@ class Distill(Algorithm):
         _, t_feats = teacher(teacher.variables, x)
         self.s_names, self.t_names = select_stages(self.term.where, s_feats, t_feats, *self.stage_override)
         fs, ft = [s_feats[n] for n in self.s_names], [t_feats[n] for n in self.t_names]
-        self.extra = build_extra(self.term.name, [f.shape[1:] for f in ft])
+        self.extra = build_extra(self.term.name, [f.shape[1:] for f in ft], self.cc_normalise)
         aux = self.extra.init(k_aux, fs, ft, train=False)
         params = {"student": variables["params"], "aux": aux.get("params", {})}
         batch_stats = {"student": variables.get("batch_stats", {}), "aux": aux.get("batch_stats", {})}

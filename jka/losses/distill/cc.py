@@ -1,7 +1,7 @@
 """Correlation congruence (Peng et al. 2019), as in RepDistiller.
 
-On L2-normalised 128-d embeddings ``e_s``, ``e_t`` of the pooled features (trainable linear
-embedders in ``jka.algorithms.distill.modules.Embed``): with ``δ_i = |e_s,i − e_t,i|``,
+On 128-d embeddings ``e_s``, ``e_t`` of the pooled features (trainable linear embedders in
+``jka.algorithms.distill.modules.Embed``; not normalised, as RepDistiller's ``LinearEmbed``): with ``δ_i = |e_s,i − e_t,i|``,
 ``L = mean_i Σ_d δ_i,d · δ_i+1,d`` (correlation of consecutive samples' discrepancies).
 """
 from __future__ import annotations
