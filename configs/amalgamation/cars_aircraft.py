@@ -5,11 +5,16 @@ IJCAI 2019 (CFL) papers. No labels reach the student; its images are the union o
     jka train configs/amalgamation/cars_aircraft.py:method=layerwise --workdir runs/cars_aircraft_layerwise
     jka train configs/amalgamation/cars_aircraft.py:method=cfl --workdir runs/cars_aircraft_cfl
 
-Variants: ``layerwise`` (hooked layers layer2, layer3, layer4, w = (1, 1, 1)); ``cfl`` (feature group
-layer4, aligners to 128 channels, MMD², w = (1, 10, 10); CFL also accepts teachers of different
-architectures: set teachers[i] and amal.teacher_layers). Adam 1e-4, wd 1e-4, cosine, 30k steps of 64.
-The reference PyTorch results: KD 0.766 / 0.710, layer-wise 0.738 / 0.707, CFL 0.773 / 0.720
-(cars / aircraft); not reproduced here yet (needs the data and an accelerator).
+Variants: ``layerwise`` (hooked features stem, layer1..layer4, w = (1, 1, 1)); ``cfl`` (feature group
+``pooled``, the fc layer's input, aligners to 128, MMD², w = (1, 10, 10); CFL also accepts teachers
+of different architectures: set teachers[i] and amal.teacher_layers). Adam 1e-3, wd 1e-4, cosine,
+46,300 steps of 32 (100 epochs of the 14,811 training images), flip. These are the settings of
+KamalEngine's examples/knowledge_amalgamation/comprehensive_classification_{layerwise_amalgamation,
+common_feature_learning}.py; configs/amalgamation/cars_aircraft_reference.toml lists each with its
+source and what jka cannot express (RandomResizedCrop: jka pads and crops by 16 px instead; the
+reference's per-convolution hooks). The reference results, from the table of KamalEngine's
+examples/knowledge_amalgamation/README.md: KD 0.766 / 0.710, layer-wise 0.738 / 0.707, CFL 0.773 /
+0.720 (cars / aircraft); not reproduced here yet (needs the data and an accelerator).
 
 Data (once, on a machine with internet):
   * Stanford Cars through tfds: `pip install tensorflow && tfds build cars196 --data_dir /data/tfds`.

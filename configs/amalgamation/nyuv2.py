@@ -5,8 +5,13 @@ and for depth → one full-width branchy SegNet student, no labels reaching it.
 
 ``data.data_dir`` is passed on to the teachers' configs too (an inline teacher config of the run's
 dataset reads the run's data_dir), so one override moves all three. Teachers are trained first into
-/data/teachers/nyuv2_segnet_seg and .../nyuv2_segnet_depth when they have no exported model (Adam
-1e-4, 40k steps of 8); the student trains 40k steps (half of them searching branch points).
+/data/teachers/nyuv2_segnet_seg and .../nyuv2_segnet_depth when they have no exported model (SGD
+0.01, momentum 0.9, wd 1e-4, cosine, 10k steps of 16); the student trains 10k steps of 16 (Adam
+1e-4, wd 1e-4, cosine; the first half searching branch points). These are the settings of
+KamalEngine's nyuv2_seg.py, nyuv2_depth.py and joint_scene_parsing_task_branching.py (200 epochs of
+the 795 training images); configs/amalgamation/nyuv2_reference.toml lists each with its source and
+what jka cannot express (ImageNet-pretrained encoders, 240-px crops, the teachers' rotation and
+colour jitter).
 
 Data: NYUv2's labelled subset (``nyu_depth_v2_labeled.mat``, 1,449 RGB-D images with dense labels;
 official split 795 train / 654 test from ``splits.mat``), the 894 raw labels mapped to the 13
