@@ -202,9 +202,18 @@ def digits_gan(loss: str = "asymmetric", one_stage: bool = True, steps: int = 20
     return cfg
 
 
-def digits_amalgamation(gan_steps: int = 1000, dual_steps: int = 300, width: float = 0.5, batch_size: int = 64):
+# jka's variants of data-free amalgamation, as the digits config turns them on (docs/methods.md):
+# union-label terms, the BN-statistics prior over each teacher's claimed images, and end-to-end assembly.
+DATAFREE_AMALGAMATION_VARIANTS = dict(joint=True, bn=5.0, assemble_steps=600)
+
+
+def digits_amalgamation(gan_steps: int = 1000, dual_steps: int = 300, width: float = 0.5, batch_size: int = 64,
+                        variant: str = "paper"):
     """Two digits teachers (0–4, 5–9; small_cnn of ``width``, trained first from real digits) → one
-    10-class small_cnn of the same width, no real image seen by the generator or the student."""
+    10-class small_cnn of the same width, no real image seen by the generator or the student.
+    ``variant``: ``paper`` (the library's defaults) or ``jka`` (:data:`DATAFREE_AMALGAMATION_VARIANTS`)."""
+    if variant not in ("paper", "jka"):
+        raise unknown_choice("data-free amalgamation variant", variant, ("paper", "jka"))
     cfg = base_config(algorithm="datafree_amalgamation")
     cfg.teachers = []
     for n, c in zip("ab", DIGITS_HALVES):
@@ -214,6 +223,7 @@ def digits_amalgamation(gan_steps: int = 1000, dual_steps: int = 300, width: flo
     cfg.model.name = "small_cnn"
     cfg.model.kwargs = dict(width=width)
     cfg.amalgamation = ml_collections.ConfigDict({**AMALGAMATION_DEFAULTS, "gamma": 0.0, "gan_steps": gan_steps,
-                                                  "dual_steps": dual_steps, "batch_size": batch_size})
+                                                  "dual_steps": dual_steps, "batch_size": batch_size,
+                                                  **(DATAFREE_AMALGAMATION_VARIANTS if variant == "jka" else {})})
     cfg.train.log_every = 100
     return cfg

@@ -2,21 +2,23 @@
 
 Teachers may overlap in the classes they know. The union of their classes is split into sub-tasks
 (``amal.subtasks``, default: the groups of classes known by the same set of teachers); per sample and
-sub-task the least-entropy teacher is learned from (``amal.selection='entropy'``; ``'average'``
-learns from them all). The job (:func:`run`) has three steps, each phase an ordinary training run:
+sub-task the teacher whose prediction has the least entropy is learned from (``amal.selection=
+'entropy'``, judged on the teacher's whole prediction as the reference code does, or on the sub-task's
+classes with ``amal.entropy_over='subtask'``; ``'average'`` learns from them all). The job (:func:`run`)
+is the paper's two steps, each phase an ordinary training run:
 
-0. :func:`calibrate_teachers`: label-free affine calibration of the teachers' logits on the images
-   both put in their shared classes, so heads built from different teachers compare in the
-   student's joint argmax (without it a weak teacher's small logits lose every argmax: 0.0125 on
-   digits 7–9); teachers with disjoint classes stay raw, as in ``kd``.
-1. :class:`AdaptiveComponent` per sub-task (``WORKDIR/component_<g>``): logit matching to the
-   selected teacher's calibrated *raw* logits (not a shift-invariant softmax: on the other sub-tasks'
-   images the logits must stay low) + per-sample weighted feature matching through 1×1 projections.
+1. :class:`AdaptiveComponent` per sub-task (``WORKDIR/component_<g>``): MSE to the selected teacher's
+   raw sub-task logits + per-sample weighted feature matching through 1×1 projections.
 2. :class:`AdaptiveStudent` (``WORKDIR/student``): the multi-head student from the frozen components,
-   logit MSE with a learnable scale per head (folded into the exported linear layer) + features.
+   logit MSE with a learnable (bounded) scale per head, folded into the exported linear layer, +
+   features.
 
-The summary is the student's plus the calibration (``eval.calibration_teacher<k>_scale/_bias``), the
-selection shares (``eval.selection_subtask<g>_teacher<k>``) and ``eval.overlap_classes``.
+``amal.calibrate=True`` is jka's variant: before step 1, :func:`calibrate_teachers` fits a label-free
+affine map of each teacher's logits on the images two teachers both put in their shared classes, so
+heads built from teachers of very different logit scales compare in the student's joint argmax.
+
+The summary is the student's plus the calibration (``eval.calibration_teacher<k>_scale/_bias``, 1 and 0
+without it), the selection shares (``eval.selection_subtask<g>_teacher<k>``) and ``eval.overlap_classes``.
 """
 from __future__ import annotations
 
@@ -39,6 +41,15 @@ from jka.train.phases import Phase, run_phase
 from jka.train.teachers import compute_dtype, load_teacher
 
 SELECTIONS = ("entropy", "average")
+# The learnable per-head scale is exp(b·tanh(θ/b)), within [1/4, 4]. Unbounded (exp θ), plain SGD could
+# drive a head's scale to ~0 before its logits correlate with the target, and then that head can no
+# longer learn (digits, uncalibrated teachers: θ_0 = −9.1, the head's classes at 0.0).
+SCALE_BOUND = float(np.log(4.0))
+
+
+def head_scale(log_scale):
+    """The per-head logit factor of the student phase, ``exp(b·tanh(θ/b))``."""
+    return jnp.exp(SCALE_BOUND * jnp.tanh(log_scale / SCALE_BOUND))
 
 
 def derive_subtasks(teacher_classes):
@@ -56,7 +67,8 @@ def derive_subtasks(teacher_classes):
 
 
 ADAPTIVE_DEFAULTS = dict(layers=["block3"], weights=(1.0, 1.0), selection="entropy", subtasks=None,
-                         component_steps=None)
+                         component_steps=None, calibrate=False, entropy_over="teacher")
+ENTROPY_OVER = ("teacher", "subtask")
 
 
 def amal_of(cfg):
@@ -91,12 +103,13 @@ def _restricted_logits(logits, idx):
     return jnp.take(logits, jnp.asarray(idx, jnp.int32), axis=-1)
 
 
-def selection_weights(sub_logits, selection: str):
-    """(B, K) per-sample weights of the K teachers of a sub-task: least entropy one-hot, or 1/K."""
+def selection_weights(logits, selection: str):
+    """(B, K) per-sample weights of the K teachers of a sub-task: the one-hot of the teacher whose
+    prediction (``logits[k]``) has the least entropy, or 1/K."""
     if selection == "entropy":
-        return select_least_entropy(sub_logits)
-    b = sub_logits[0].shape[0]
-    return jnp.full((b, len(sub_logits)), 1.0 / len(sub_logits), jnp.float32)
+        return select_least_entropy(logits)
+    b = logits[0].shape[0]
+    return jnp.full((b, len(logits)), 1.0 / len(logits), jnp.float32)
 
 
 def calibrate_teachers(logits, teacher_classes):
@@ -168,6 +181,9 @@ class AdaptiveComponent(MultiPartAmalgamation):
         self.selection = amal.selection
         if self.selection not in SELECTIONS:
             raise ConfigError(f"amal.selection must be one of {SELECTIONS}, not {self.selection!r}")
+        self.entropy_over = amal.entropy_over
+        if self.entropy_over not in ENTROPY_OVER:
+            raise ConfigError(f"amal.entropy_over must be one of {ENTROPY_OVER}, not {self.entropy_over!r}")
         self.subtask = [int(c) for c in subtask]
         self.knowing = [k for k, t in enumerate(teachers) if set(self.subtask) <= set(t.classes)]
         self.index = {k: [teachers[k].classes.index(c) for c in self.subtask] for k in self.knowing}
@@ -204,9 +220,12 @@ class AdaptiveComponent(MultiPartAmalgamation):
         return (self.gather(s_feats, t_feats)[0],)
 
     def weights_of(self, t_out):
-        """Raw sub-task logits of the knowing teachers and the per-sample selection weights."""
+        """Raw sub-task logits of the knowing teachers and the per-sample selection weights: the
+        entropy of each teacher's whole prediction (``amal.entropy_over='teacher'``, as the reference
+        code), or of its prediction restricted to the sub-task's classes (``'subtask'``)."""
         sub = [_restricted_logits(t_out[k][0], self.index[k]) for k in self.knowing]
-        return sub, selection_weights(sub, self.selection)
+        judged = sub if self.entropy_over == "subtask" else [t_out[k][0] for k in self.knowing]
+        return sub, selection_weights(judged, self.selection)
 
     def target_logits(self, sub, w):
         """``Σ_k w_k t̃_k|g``: the selected (or averaged) teacher's calibrated sub-task logits."""
@@ -286,7 +305,7 @@ class AdaptiveStudent(MultiPartAmalgamation):
         return (self.gather(s_feats, t_feats)[0],)
 
     def scaled(self, logits, log_scale):
-        return logits * jnp.exp(log_scale)[jnp.asarray(self.head_of)]
+        return logits * head_scale(log_scale)[jnp.asarray(self.head_of)]
 
     def amal_loss(self, params, batch_stats, t_out, x, step):
         s, s_feats, s_bs = self.apply_student(params["student"], batch_stats["student"], x, train=True)
@@ -305,7 +324,7 @@ class AdaptiveStudent(MultiPartAmalgamation):
     def export(self, state):
         """The student with each head's scale folded into its final linear layer."""
         arch, n, variables, meta = super().export(state)
-        scale = np.asarray(jnp.exp(state.params["blocks"]["log_scale"]))[self.head_of]
+        scale = np.asarray(head_scale(state.params["blocks"]["log_scale"]))[self.head_of]
         params = dict(variables["params"])
         heads = [k for k, v in params.items() if isinstance(v, dict) and "kernel" in v and "bias" in v
                  and v["kernel"].ndim == 2 and v["kernel"].shape[-1] == n]
@@ -338,9 +357,11 @@ def run(cfg, workdir: str, teachers) -> dict:
     """Calibrate the teachers, train one component per sub-task, then the student (module docstring)."""
     teacher_classes, subtasks = _checked(cfg, teachers)
     union = sorted({c for cs in teacher_classes for c in cs})
-    full = load_split(cfg.data, "train")
-    calibration = calibrate_teachers(teacher_logits_on(teachers, select_classes(full, union), full.mean, full.std),
-                                     teacher_classes)
+    calibration = [(1.0, 0.0)] * len(teachers)
+    if amal_of(cfg).calibrate:
+        full = load_split(cfg.data, "train")
+        calibration = calibrate_teachers(teacher_logits_on(teachers, select_classes(full, union), full.mean,
+                                                           full.std), teacher_classes)
     cal_stats = {f"calibration_teacher{k}_{n}": v for k, ab in enumerate(calibration)
                  for n, v in zip(("scale", "bias"), ab)}
     phases, selection = {}, {}

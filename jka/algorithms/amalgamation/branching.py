@@ -47,7 +47,7 @@ POINTS_FILE = "branch_points.json"
 _TEACHER_SUMS: dict = {}
 # The ``branch`` section (recipes.amalgamation.branch_section): search_steps (default half of
 # train.steps), tolerance, select_batches (default all), eval_points (the search phase's eval).
-BRANCH_DEFAULTS = dict(search_steps=None, tolerance=0.02, select_batches=None, eval_points=None)
+BRANCH_DEFAULTS = dict(search_steps=None, tolerance=0.0, select_batches=None, eval_points=None)
 
 
 def branch_settings(cfg):

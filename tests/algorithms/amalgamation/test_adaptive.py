@@ -65,6 +65,33 @@ def test_component_matches_the_selected_calibrated_teachers_raw_logits(teacher_f
                                0.5 * a[0, 3:7] + 0.5 * (3 * b[0, 0:4] - 1), rtol=1e-6)
 
 
+@pytest.mark.parametrize("entropy_over", ["teacher", "subtask"])
+def test_selection_judges_each_teachers_whole_prediction_or_only_the_subtask(teacher_factory, tmp_path,
+                                                                            entropy_over):
+    """A sees class 0 (outside sub-task 3..6) with a runner-up at 3; B sees its class 9. Over the whole
+    prediction (the reference's rule) B is the surer one; restricted to 3..6, A is (B is flat there)."""
+    from jka.losses.amalgamation import entropy
+
+    dirs = [teacher_factory("a", "small_cnn", 7, width=0.25), teacher_factory("b", "small_cnn", 7, seed=1, width=0.25)]
+    algo, *_ = build("adaptive_component", dirs, ([0, 1, 2, 3, 4, 5, 6], [3, 4, 5, 6, 7, 8, 9]), tmp_path,
+                     component=1, entropy_over=entropy_over)
+    a = np.array([[9.0, 0, 0, 5.0, 0, 0, 0]], np.float32)
+    b = np.array([[0, 0, 0, 0, 0, 0, 9.0]], np.float32)
+    judged = (a, b) if entropy_over == "teacher" else (a[:, 3:7], b[:, 0:4])
+    h = [float(-(p * np.log(p)).sum()) for p in (np.exp(j) / np.exp(j).sum() for j in judged)]
+    np.testing.assert_allclose([float(entropy(j)[0]) for j in judged], h, rtol=1e-5)
+    _, w = algo.weights_of([(a, None), (b, None)])
+    assert np.asarray(w).tolist() == [[0.0, 1.0] if entropy_over == "teacher" else [1.0, 0.0]]
+
+
+def test_student_head_scale_is_bounded_and_is_one_at_zero():
+    from jka.algorithms.amalgamation.adaptive import head_scale
+
+    got = np.asarray(head_scale(np.array([0.0, -50.0, 50.0, 0.3], np.float32)))
+    b = np.log(4.0)
+    np.testing.assert_allclose(got, [1.0, 0.25, 4.0, np.exp(b * np.tanh(0.3 / b))], rtol=1e-5)
+
+
 def test_component_rejects_a_calibration_of_the_wrong_length(teacher_factory, tmp_path):
     dirs = [teacher_factory("a", "small_cnn", 7, width=0.25), teacher_factory("b", "small_cnn", 7, seed=1, width=0.25)]
     with pytest.raises(ConfigError, match="calibration"):

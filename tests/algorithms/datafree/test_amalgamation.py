@@ -42,7 +42,7 @@ def _np_ce(logits, target_logits):
 def test_chosen_weights_and_gan_loss_composition():
     s = settings(ml_collections.ConfigDict({"amalgamation": {}}))
     assert (s.alpha, s.beta, s.gamma, s.inter, s.stream1, s.stream2) == (0.1, 5.0, 0.0, 1.0, 1.0, 0.5)
-    assert (s.joint, s.bn, s.train_heads, s.assemble_steps) == (True, 5.0, True, 600)
+    assert (s.joint, s.bn, s.train_heads, s.assemble_steps) == (False, 0.0, True, 0)  # the paper's method
     assert settings(ml_collections.ConfigDict({"amalgamation": {"multilabel": True}})).gamma == 0.1
     rng = np.random.default_rng(0)
     ys = [jnp.asarray(rng.normal(size=(6, 5)), jnp.float32) for _ in range(2)]
@@ -105,7 +105,7 @@ def test_claimed_bn_statistics_is_the_weighted_r_bn():
 def test_reproduce_loss_union_term_sees_an_offset_between_heads():
     rng = np.random.default_rng(2)
     targets = [jnp.asarray(rng.normal(size=(3, 5)), jnp.float32) for _ in range(2)]
-    s = settings(ml_collections.ConfigDict({"amalgamation": {}}))
+    s = settings(ml_collections.ConfigDict({"amalgamation": {"joint": True}}))
     exact = objectives.reproduce_loss(s, targets, targets)
     shifted = [targets[0], targets[1] - 4.0]     # teacher 1's head 4 lower: loses the joint argmax
     s_pt = settings(ml_collections.ConfigDict({"amalgamation": {"joint": False}}))
@@ -210,3 +210,19 @@ def test_job_runs_its_phases_exports_the_student_and_evaluates_its_final_phase(t
     assert info["arch"] == "small_cnn" and info["num_classes"] == 10
     ev = run.evaluate(cfg, str(tmp_path / "job"))
     assert ev["step"] == 2 and ev["eval"]["accuracy"] == pytest.approx(summary["eval"]["accuracy"])
+
+
+def test_digits_config_names_its_variants_and_paper_is_the_librarys_defaults():
+    import os
+
+    from jka import config
+    from jka.algorithms.datafree.amalgamation.phases import DEFAULTS
+    from tests.conftest import REPO
+
+    path = os.path.join(REPO, "configs/datafree/digits_amalgamation.py")
+    paper, ours = config.load(path + ":variant=paper", []), config.load(path, [])
+    keys = ("joint", "bn", "assemble_steps")
+    assert [paper.amalgamation[k] for k in keys] == [DEFAULTS[k] for k in keys] == [False, 0.0, 0]
+    assert [ours.amalgamation[k] for k in keys] == [True, 5.0, 600]
+    assert {k: v for k, v in ours.amalgamation.items() if k not in keys} == \
+        {k: v for k, v in paper.amalgamation.items() if k not in keys}

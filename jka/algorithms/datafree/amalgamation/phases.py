@@ -22,8 +22,10 @@ from jka.losses import priors
 from jka.models.small_cnn import NUM_BLOCKS, small_cnn_channels
 from jka.train.state import TrainState, make_optimizer
 
-DEFAULTS = dict(alpha=0.1, beta=5.0, gamma=None, inter=1.0, stream1=1.0, stream2=0.5, joint=True, bn=5.0,
-                train_heads=True, assemble_steps=600, assemble_lr=1e-3, nz=64, ngf=64,
+# The paper's method by default: per-teacher terms, no BN-statistics prior, the regrouped dual network as
+# the student. ``joint``, ``bn`` and ``assemble_steps`` are jka's variants (docs/methods.md, measured).
+DEFAULTS = dict(alpha=0.1, beta=5.0, gamma=None, inter=1.0, stream1=1.0, stream2=0.5, joint=False, bn=0.0,
+                train_heads=True, assemble_steps=0, assemble_lr=1e-3, nz=64, ngf=64,
                 filter_reduction=4, multilabel=False, gan_steps=1500, gan_lr=1e-3, dual_steps=800,
                 dual_lr=1e-3, batch_size=128)
 
