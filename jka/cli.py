@@ -48,7 +48,7 @@ def _check(args):
     report = rehearse(config_lib.load(args.config, args.overrides), args.workdir, execute=not args.compile_only)
     print(format_report(report))
     if args.json:
-        paths.write(args.json, json.dumps(report, indent=2))
+        paths.write_json(args.json, report)
 
 
 def _eval(args):

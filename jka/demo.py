@@ -2,7 +2,6 @@
 10-class student that never sees a label. Runs offline on a CPU in well under three minutes."""
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import time
@@ -27,7 +26,7 @@ def run_demo(out: str | None = None, workdir: str | None = None, progress: bool 
     summary = run.train(cfg, os.path.join(workdir, "student"))
     teachers = []
     for spec in cfg.teachers:
-        summary_t = json.loads(paths.read_text(os.path.join(workdir, "student", spec["workdir"], "summary.json")))
+        summary_t = paths.read_json(os.path.join(workdir, "student", spec["workdir"], "summary.json"))
         teachers.append({"classes": list(spec["classes"]), "accuracy": summary_t["eval"]["accuracy"]})
     ev = summary["eval"]
     result = {
@@ -42,7 +41,7 @@ def run_demo(out: str | None = None, workdir: str | None = None, progress: bool 
     }
     _print_table(result)
     if out:
-        paths.write(out, json.dumps(result, indent=2))
+        paths.write_json(out, result)
     if tmp is not None:
         tmp.cleanup()
     return result

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import shutil
 
@@ -101,6 +102,15 @@ def write(path, data: str | bytes) -> None:
     with open(tmp, "wb") as f:
         f.write(data)
     os.replace(tmp, path)
+
+
+def read_json(path):
+    return json.loads(read_bytes(path))
+
+
+def write_json(path, value) -> None:
+    """``value`` as indented JSON, written whole or not at all (:func:`write`)."""
+    write(path, json.dumps(value, indent=2))
 
 
 def append(path, text: str) -> None:

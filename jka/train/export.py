@@ -11,7 +11,6 @@ that architecture, leaf for leaf (checked on the recorded ``image_shape``).
 """
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -50,7 +49,7 @@ def export_model(directory: str, arch: str, num_classes: int, variables: dict, *
     paths.makedirs(directory)  # each file whole or not at all: an interrupted export leaves the previous one
     paths.write(os.path.join(directory, "variables.msgpack"), serialization.msgpack_serialize(to_host(dict(variables))))
     info = {"arch": arch, "num_classes": int(num_classes), **meta}
-    paths.write(os.path.join(directory, "model.json"), json.dumps(info, indent=2))
+    paths.write_json(os.path.join(directory, "model.json"), info)
 
 
 def has_model(path: str) -> bool:
@@ -121,7 +120,7 @@ def _damaged(where: str, problem: str) -> UserError:
 def read_info(path: str) -> dict:
     """model.json at ``path``, checked field by field."""
     try:
-        info = json.loads(paths.read_bytes(path))
+        info = paths.read_json(path)
     except ValueError as err:  # not JSON, or not UTF-8
         raise _damaged(path, f"not valid JSON ({err})") from None
     if not isinstance(info, dict):

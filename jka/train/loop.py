@@ -133,7 +133,7 @@ def write_summary(workdir: str, summary: dict) -> None:
     """Process 0 writes ``summary.json``; every process waits for it (the run's last file: a later
     phase or a teacher's user may read this workdir next)."""
     if jax.process_index() == 0:
-        paths.write(os.path.join(workdir, "summary.json"), json.dumps(summary, indent=2))
+        paths.write_json(os.path.join(workdir, "summary.json"), summary)
     barrier("jka: summary.json written")
 
 

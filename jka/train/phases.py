@@ -10,7 +10,6 @@ its own (resume > init_from > fresh).
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from typing import Any, Sequence
 
@@ -41,7 +40,7 @@ def finished(workdir: str, steps: int) -> dict | None:
     """The summary of a phase in ``workdir`` that reached ``steps`` steps, else None."""
     path = os.path.join(workdir, "summary.json")
     if paths.isfile(path):
-        summary = json.loads(paths.read_text(path))
+        summary = paths.read_json(path)
         if summary.get("step") == steps:
             return summary
     return None

@@ -76,7 +76,7 @@ def check_output_file(path: str, flag: str = "--out") -> None:
 # -- one run per workdir ----------------------------------------------------------------------------
 def _holder(path: str) -> dict:
     try:
-        return json.loads(paths.read_text(path))
+        return paths.read_json(path)
     except (OSError, ValueError):
         return {}
 
@@ -173,7 +173,7 @@ def read_config(workdir: str) -> dict | None:
     if not paths.isfile(path):
         return None
     try:
-        return json.loads(paths.read_text(path))
+        return paths.read_json(path)
     except ValueError as err:
         raise UserError(f"{path} is not valid JSON ({err}); delete it to record the config anew") from None
 
@@ -203,4 +203,4 @@ def write_config(cfg, workdir: str, source: str | None = None) -> None:
     """Process 0 writes ``cfg`` (resolved) to ``WORKDIR/config.json``."""
     log.info("config %s, resolved in %s", source or "(built in Python)", os.path.join(workdir, CONFIG_FILE))
     if jax.process_index() == 0:
-        paths.write(os.path.join(workdir, CONFIG_FILE), json.dumps({"config": plain(cfg), "source": source}, indent=2))
+        paths.write_json(os.path.join(workdir, CONFIG_FILE), {"config": plain(cfg), "source": source})

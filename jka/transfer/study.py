@@ -13,7 +13,6 @@ permuting each target's scores over its sources (one-sided p-value).
 from __future__ import annotations
 
 import io
-import json
 import os
 import sys
 import time
@@ -92,7 +91,7 @@ def write_outputs(result: dict, out: str, k: int = 2, groups=None, prefix: str =
     files = {"json": os.path.join(out, f"{prefix}transfer.json"),
              "heatmap": os.path.join(out, f"{prefix}heatmap.png"),
              "graph": os.path.join(out, f"{prefix}graph.png")}
-    paths.write(files["json"], json.dumps(result, indent=2))
+    paths.write_json(files["json"], result)
     # viridis runs dark → bright: the brightest cell is the closest pair for either kind of score
     plots.heatmap(matrix, names, files["heatmap"],
                   f"{label} between models ({better})\nlayer {result['layer']}, {result['probe_images']} "
@@ -337,7 +336,7 @@ def run_study(cfg, workdir: str, zoo: Sequence[ZooModel], t0: float | None = Non
                 "measured": max(values[t], key=values[t].get)} for t in targets}
     study = {"transfer_values": values, "depara_scores": dep_scores, "attribution_scores": att_scores,
              "layer_selection": layers_out, "top1": top1, "tasks": task_of}
-    paths.write(os.path.join(workdir, "study.json"), json.dumps(study, indent=2))
+    paths.write_json(os.path.join(workdir, "study.json"), study)
 
     eval_ = {
         "spearman_depara_mean": dep_test["mean"],

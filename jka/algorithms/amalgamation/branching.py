@@ -314,7 +314,7 @@ def run(cfg, workdir: str, teachers) -> dict:
     points = select_branch_points(table, tol)
     record = {"points": points, "tolerance": tol, "tasks": [t["name"] for t in tasks],
               "losses": {t["name"]: [float(v) for v in row] for t, row in zip(tasks, table)}}
-    paths.write(os.path.join(workdir, POINTS_FILE), json.dumps(record, indent=2))
+    paths.write_json(os.path.join(workdir, POINTS_FILE), record)
 
     student = run_phase(_student_phase(cfg, workdir, teachers, points))
     return {**student, "algorithm": "branching", "labels_used": False,
@@ -332,4 +332,4 @@ def final_phase(cfg, workdir: str, teachers) -> Phase:
     if not paths.isfile(path):
         raise UserError(f"no branch points: {path} is missing; run the whole job first "
                         f"(`jka train CONFIG --workdir {workdir}`)")
-    return _student_phase(cfg, workdir, teachers, json.loads(paths.read_text(path))["points"])
+    return _student_phase(cfg, workdir, teachers, paths.read_json(path)["points"])

@@ -20,7 +20,6 @@ split is only reported, never used to pick.
 """
 from __future__ import annotations
 
-import json
 import os
 
 import jax
@@ -243,4 +242,4 @@ def _teacher_accuracy(teacher_path: str):
     path = os.path.join(teacher_path, "summary.json")
     if not paths.isfile(path):
         return None
-    return json.loads(paths.read_text(path)).get("eval", {}).get("accuracy")
+    return paths.read_json(path).get("eval", {}).get("accuracy")
