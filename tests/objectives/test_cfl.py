@@ -8,7 +8,7 @@ picked by hand; the three terms and their weighted sum are then computed in NumP
 flattened and L2-normalised, RBF kernels summed over σ ∈ {0.001, 0.01, 0.05, 0.1, 0.2, 1, 2},
 biased estimator, clamped at 0) and compared with what ``amal_loss`` returns. Two heterogeneous
 teachers (small_cnn of two widths), a map group (block3) and a vector group (pooled). The paper's
-default for four teachers, (1, 20, 20), is checked separately (xfail: jka keeps (1, 10, 10)).
+default for four teachers, (1, 20, 20), is checked separately.
 """
 import jax
 import numpy as np
@@ -81,12 +81,9 @@ def test_mmd2_hand_values():
     np.testing.assert_allclose(float(mmd2(a[:1] * 3.0, a[1:])), want, rtol=RTOL)   # rows are L2-normalised first
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="docs/methods.md: CFL's default weights are (1, 20, 20) with four teachers; "
-                   "jka/algorithms/amalgamation/cfl.py:100 (amal_defaults weights=(1.0, 10.0, 10.0)) uses "
-                   "(1, 10, 10) whatever the number of teachers.")
 def test_cfl_default_weights_with_four_teachers():
     teachers = [_teacher(c, 0.25, k) for k, c in enumerate(([0, 1], [2, 3], [4, 5], [6, 7]))]
     cfg = digits_amal_student("cfl", [], steps=2, layers=["block3"])
     algo = CommonFeatureLearning(cfg, teachers)
     assert algo.weights == (1.0, 20.0, 20.0)
+    assert CommonFeatureLearning(cfg, teachers[:2]).weights == (1.0, 10.0, 10.0)

@@ -97,7 +97,8 @@ class CFLModules(nn.Module):
 
 class CommonFeatureLearning(MultiPartAmalgamation):
     name = "cfl"
-    amal_defaults = dict(layers=["block3"], teacher_layers=None, weights=(1.0, 10.0, 10.0), T=1.0, ch_ratio=0.25)
+    # weights None: the paper's (1, 10, 10), or (1, 20, 20) with four or more teachers
+    amal_defaults = dict(layers=["block3"], teacher_layers=None, weights=None, T=1.0, ch_ratio=0.25)
 
     def __init__(self, cfg, teachers):
         super().__init__(cfg, teachers)
@@ -110,7 +111,10 @@ class CommonFeatureLearning(MultiPartAmalgamation):
         if len(t_layers) != len(self.teachers) or any(len(ls) != len(self.layers) for ls in t_layers):
             raise ConfigError("amal.teacher_layers needs one list per teacher, each as long as amal.layers")
         self.teacher_layers = [tuple(ls) for ls in t_layers]
-        self.weights = tuple(float(w) for w in self.amal.weights)
+        weights = self.amal.weights
+        if weights is None:
+            weights = (1.0, 20.0, 20.0) if len(self.teachers) >= 4 else (1.0, 10.0, 10.0)
+        self.weights = tuple(float(w) for w in weights)
         if len(self.weights) != 3:
             raise ConfigError(f"amal.weights must be (w_kd, w_amal, w_rec); got {self.weights}")
         self.ch_ratio = float(self.amal.ch_ratio)
