@@ -22,6 +22,7 @@ import time
 import jax
 import numpy as np
 
+from jka.check.standin import with_stand_in_data
 from jka.train.flops import jaxpr_flops
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
@@ -43,6 +44,7 @@ def make_config(args):
     cfg.data.batch_size = args.batch
     cfg.data.image_size = args.image_size
     cfg.data.num_classes = args.num_classes
+    cfg.data.mean, cfg.data.std = CIFAR_MEAN, CIFAR_STD  # the stand-in images' statistics, as torch's
     cfg.data.augment = dict(crop_pad=0, flip=False)
     cfg.optim.update(dict(name="sgd", lr=0.1, momentum=0.9, weight_decay=5e-4, schedule="cosine"))
     cfg.loss.update(dict(T=4.0, alpha=1.0, beta=1.0))
@@ -59,23 +61,12 @@ def random_images(args, seed=0):
 
 
 def synthetic_algorithm(cls, n_images: int | None = None):
-    """``cls`` with its data replaced by random in-memory RGB images (the step itself is untouched):
-    one per class, or ``n_images`` (labels cycling over the classes)."""
-    from jka.data.core import ArrayDataset
-
-    class Synthetic(cls):
-        def load_data(self):
-            n, size = int(self.cfg.data.num_classes), int(self.cfg.data.image_size)
-            self.student_classes = list(self.default_student_classes(self.cfg, n))
-            k = len(self.student_classes)
-            count = n_images or k
-            rng = np.random.default_rng(0)
-            images = rng.integers(0, 256, (count, size, size, 3), dtype=np.uint8)
-            self.train_ds = self.test_ds = ArrayDataset(images, np.arange(count) % k, n, CIFAR_MEAN, CIFAR_STD)
-            self.mean, self.std = CIFAR_MEAN, CIFAR_STD
-
-    Synthetic.__name__ = f"Synthetic{cls.__name__}"
-    return Synthetic
+    """``cls`` with its data replaced by random in-memory images of the config's ``data.image_size``
+    and ``data.num_classes`` (``data.name='synthetic'``; statistics ``data.mean``/``data.std`` when
+    given); the step itself is untouched. This is jka check's stand-in data
+    (:func:`jka.check.standin.with_stand_in_data`); ``n_images`` is accepted for old callers (the
+    stand-in holds enough images for a few batches)."""
+    return with_stand_in_data(cls)
 
 
 # Dense bf16 peak of the accelerators MFU is reported for (TFLOP/s, from the vendors' data sheets).

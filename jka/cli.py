@@ -4,6 +4,8 @@
                                                        75: stopped by SIGTERM/SIGINT, rerun to resume)
     jka eval [CONFIG] [key=value ...] --workdir DIR    evaluate the latest checkpoint (default config:
                                                        the workdir's config.json)
+    jka check CONFIG [key=value ...] [--compile-only]  rehearse every phase at its real shapes (random
+                                                       teachers and data): memory, FLOPs, time projected
     jka demo [--out FILE] [--workdir DIR]              the offline amalgamation demo
     jka convert ARCH SRC OUT --num-classes N           a PyTorch checkpoint → a jka model
     jka transfer --zoo DIR_OR_CONFIG --probe DATA --out DIR   rank a zoo for transfer
@@ -120,12 +122,13 @@ def _add_run_parsers(sub):
     e.add_argument("--workdir", required=True)
     e.set_defaults(fn=_eval)
 
-    c = sub.add_parser("check", help="rehearse a config at its real shapes: parameters, memory, FLOPs, time "
-                       "per unit and the whole run projected, with random teachers (and data, if not downloaded)")
+    c = sub.add_parser("check", help="rehearse a config at its real shapes, every phase of a job: parameters, "
+                       "memory, FLOPs, time per unit and the whole run projected, with random teachers (and "
+                       "random images where the data is not on this machine)")
     c.add_argument("config")
     c.add_argument("overrides", nargs="*")
     c.add_argument("--workdir", help="the run's workdir, where exported teachers are looked up (default: none)")
-    c.add_argument("--compile-only", action="store_true", help="compile one unit but do not run it")
+    c.add_argument("--compile-only", action="store_true", help="compile one unit (of every phase) but do not run it")
     c.add_argument("--json", metavar="OUT", help="also write the report as JSON to this file")
     c.set_defaults(fn=_check)
 

@@ -84,8 +84,9 @@ def cars_aircraft(algorithm: str, data_root: str = "/data", teachers_root: str =
         dict(folder=f"{data_root}/fgvc_aircraft", train_split="trainval", test_split="test"),
     ]
     cfg.model.name = "resnet18"
-    cfg.teachers = [dict(workdir=f"{teachers_root}/cars196_resnet18", classes=list(range(196))),
-                    dict(workdir=f"{teachers_root}/fgvc_aircraft_resnet18", classes=list(range(196, 296)))]
+    cfg.teachers = [dict(workdir=f"{teachers_root}/cars196_resnet18", classes=list(range(196)), arch="resnet18"),
+                    dict(workdir=f"{teachers_root}/fgvc_aircraft_resnet18", classes=list(range(196, 296)),
+                         arch="resnet18")]
     cfg.optim.update(name="adam", lr=1e-3, weight_decay=1e-4, schedule="cosine")
     cfg.train.update(steps=steps, eval_every=2000, checkpoint_every=2000)
     if algorithm == "layerwise":

@@ -1,0 +1,168 @@
+"""Rehearse a run: every phase built as ``jka train`` builds it, one unit compiled and (maybe) run."""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+
+import jax
+import numpy as np
+
+from jka import run
+from jka.check import jobs
+from jka.check.sizes import count, largest, memory, parts
+from jka.check.standin import data_shape, random_like, random_teachers, standing_in
+from jka.errors import UserError
+from jka.train import loop
+from jka.train import mesh as mesh_lib
+from jka.train.export import export_model, to_host
+from jka.train.flops import jaxpr_flops
+
+# One H100 80GB HBM3, dense bf16 peak, and the model FLOP utilisation jka's step reached there at
+# batch 256 (benchmarks/results/*_nvidia_h100_80gb_hbm3.json, 2026); other families use DEFAULT_MFU.
+H100 = {"name": "H100 80GB (bf16)", "peak_flops": 989e12, "memory": 80e9}
+H100_MFU = {"kd": 0.163, "distill": 0.163, "supervised": 0.163, "layerwise": 0.147, "cfl": 0.138, "dfad": 0.219,
+            "dafl": 0.219, "zskt": 0.219, "dfq": 0.219, "deepinversion": 0.245, "cmi": 0.251}
+DEFAULT_MFU = 0.15
+
+
+def _describe(teachers, found) -> list[str]:
+    return [found.get(id(t), f"{t.arch} (the model of phase {os.path.basename(t.path)})") for t in teachers]
+
+
+def _quick_init(algo, draw: bool):
+    """``algo.init`` traced for its shapes only, the state drawn in numpy (:func:`random_like`; zeros
+    without ``draw``): on a CPU each op of an eager init compiles on its own and a jitted one compiles
+    slower than the step (10-20 s for a SegNet or a ResNet); what a rehearsal measures does not depend
+    on the values. An init that cannot be traced runs as ``jka train`` runs it."""
+    init = algo.init
+
+    def traced(rng, batch):
+        try:
+            return random_like(jax.eval_shape(init, rng, batch), params_only=True, draw=draw)
+        except Exception:  # noqa: BLE001 - an init that reads values on the host: run it
+            return init(rng, batch)
+
+    algo.init = traced
+
+
+def _trace(algo, mesh, prepared, state, tvars, batch):
+    """The step traced once, as ``jka train`` jits it: its jaxpr gives the FLOPs, its lowering the program."""
+    try:
+        return loop.compile_step(algo, mesh, prepared.state_sharding, prepared.teacher_sharding).trace(state, tvars, batch)
+    except (TypeError, ValueError) as err:
+        raise UserError(f"the step does not build at the configured shapes: {str(err).splitlines()[0][:300]}") from None
+
+
+def _fits(work):
+    """``work()``, with running out of device memory as one line (an XlaRuntimeError otherwise)."""
+    try:
+        return work()
+    except Exception as err:  # noqa: BLE001 - XlaRuntimeError; only running out of memory is the user's
+        if "RESOURCE_EXHAUSTED" not in str(err) and "out of memory" not in str(err).lower():
+            raise
+        raise UserError(f"one unit does not fit in the memory of {jax.devices()[0].device_kind}: "
+                        f"{str(err).splitlines()[0][:200]}") from None
+
+
+def _run(compiled, state, tvars, batch, times: int):
+    """(the state after ``times`` units, the seconds of each)."""
+    seconds = []
+    for _ in range(times):
+        t0 = time.perf_counter()
+        state, _ = _fits(lambda s=state: jax.block_until_ready(compiled(s, tvars, batch)))
+        seconds.append(time.perf_counter() - t0)
+    return state, seconds
+
+
+def rehearse_phase(phase, execute: bool, repeats: int, memo: dict, found: dict, trace_only: bool = False,
+                   export: bool = True) -> dict:
+    """Build ``phase``, compile one unit (and run it ``repeats`` + 1 times), export its model into its
+    workdir (``export``: for the phases after it); the phase's report. The state is drawn at its
+    shapes (:func:`_quick_init`); ``trace_only`` stops after the FLOPs (nothing compiled)."""
+    notes = {}
+    with standing_in(phase.cfg, notes, memo):
+        algo, mesh = phase.build()
+        _quick_init(algo, draw=not trace_only)
+        prepared = loop.prepare(algo, phase.cfg, phase.workdir, mesh)
+    prepared.ckpt.close()
+    state, tvars = prepared.state, prepared.teacher_vars
+    batch = prepared.batches.device_batch(0, mesh_lib.data_sharding(mesh))
+    traced = _trace(algo, mesh, prepared, state, tvars, batch)
+    flops = jaxpr_flops(traced.jaxpr.jaxpr)
+    t0 = time.perf_counter()
+    compiled = None if trace_only else _fits(lambda: traced.lower().compile())
+    compile_s = None if trace_only else round(time.perf_counter() - t0, 2)
+    state, times = _run(compiled, state, tvars, batch, repeats + 1) if execute and compiled else (state, [])
+    arch, n_out, variables, meta = algo.export(state)
+    if export:
+        export_model(os.path.join(phase.workdir, "model"), arch, n_out, to_host(variables), **meta)
+    return _report(phase, algo, state, flops, compiled, compile_s, times, notes, found,
+                   parts(state, variables.get("params") if arch == phase.cfg.model.name else None))
+
+
+def _report(phase, algo, state, flops, compiled, compile_s, times, notes, found, sizes) -> dict:
+    steps = int(algo.total_steps)
+    unit_s = float(np.median(times[1:])) if len(times) > 1 else None
+    mfu = H100_MFU.get(algo.name, DEFAULT_MFU)
+    mem = memory(compiled) if compiled else None
+    h100_unit = flops / (H100["peak_flops"] * mfu)
+    stood_in = "; ".join(f"{k}: {v}" for k, v in notes.items())
+    return {
+        "algorithm": algo.name, "data": f"random images of its shape ({stood_in})" if notes else "the real dataset",
+        "teachers": _describe(algo.teachers, found),
+        "image_shape": list(algo.train_ds.image_shape), "batch": int(phase.cfg.data.batch_size), "units": steps,
+        "model": phase.cfg.model.name, "model_kwargs": dict(getattr(algo, "student_kwargs", {})),
+        "classes": len(getattr(algo, "student_classes", ())),
+        "parameters": sizes[0], "frozen_parameters": sizes[1], "teacher_parameters": [count(t.variables) for t in algo.teachers],
+        "largest_arrays": [{"path": p, "shape": list(s), "bytes": b} for p, s, b in largest(state)],
+        "step_memory_bytes": mem, "flops_per_unit": flops, "compile_s": compile_s,
+        "unit_s_here": unit_s, "run_s_here": unit_s * steps if unit_s else None,
+        "device_here": f"{jax.device_count()} × {jax.devices()[0].device_kind}",
+        "h100": {"mfu": mfu, "unit_s": h100_unit, "run_s": steps * h100_unit,
+                 "fits": None if mem is None else mem < H100["memory"]},
+    }
+
+
+def _total(cfg, phases: list[dict]) -> dict:
+    """A job's report: its phases' and the sums over them."""
+    here = [p["run_s_here"] for p in phases]
+    mems = [p["step_memory_bytes"] for p in phases if p["step_memory_bytes"] is not None]
+    fits = [p["h100"]["fits"] for p in phases]
+    return {"algorithm": cfg.algorithm, "phases": phases, "units": sum(p["units"] for p in phases),
+            "step_memory_bytes": max(mems) if mems else None,
+            "flops": sum(p["flops_per_unit"] * p["units"] for p in phases),
+            "run_s_here": sum(here) if all(h is not None for h in here) else None,
+            "h100": {"run_s": sum(p["h100"]["run_s"] for p in phases),
+                     "fits": None if None in fits else all(fits)},
+            "not_rehearsed": "the study itself (graphs, probes: nothing trained)" if cfg.algorithm == "transfer_study"
+            else None}
+
+
+def rehearse(cfg, workdir: str | None = None, execute: bool = True, repeats: int = 2, trace_only: bool = False) -> dict:
+    """Build, compile and (``execute``) run one unit of every phase of ``cfg``; the report as a dict:
+    a single-phase run's (:func:`rehearse_phase`), or a job's with ``phases`` (each with its
+    ``phase`` name) and the sums over them. ``trace_only``: FLOPs, parameters and shapes from the
+    traced step alone, nothing compiled or run (no memory or times): a sweep over many configs."""
+    execute = execute and not trace_only
+    kind = run._check(cfg, workdir)
+    memo = {}
+    with tempfile.TemporaryDirectory(prefix="jka-check-") as tmp:
+        if not isinstance(kind, run.Job):
+            phase, found = jobs.single_phase(cfg, os.path.join(tmp, "run"), workdir, memo, draw=not trace_only)
+            return rehearse_phase(phase, execute, repeats, memo, dict(zip(map(id, phase.teachers), found)), trace_only,
+                                  export=False)
+        if cfg.algorithm not in jobs.PLANS:
+            raise UserError(f"jka check does not know the phases of the job {cfg.algorithm!r} yet")
+        with standing_in(cfg, memo=memo):
+            shape, n = data_shape(cfg)
+        teachers, found = random_teachers(cfg, workdir, shape, n, memo, draw=not trace_only)
+        found = dict(zip(map(id, teachers), found))
+        reports = []
+        for name, phase, handed_over in jobs.PLANS[cfg.algorithm](cfg, tmp, teachers, memo, not trace_only):  # after the one before it
+            try:
+                reports.append({"phase": name, **rehearse_phase(phase, execute, repeats, memo, found, trace_only,
+                                                                handed_over)})
+            except UserError as err:
+                raise type(err)(f"phase {name}: {err}") from None
+    return _total(cfg, reports)

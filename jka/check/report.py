@@ -1,0 +1,58 @@
+"""The report of :func:`jka.check.rehearse` as text."""
+from __future__ import annotations
+
+import math
+
+from jka.check.rehearsal import H100
+
+
+def human(x: float | None, unit: str) -> str:
+    if x is None:
+        return "n/a"
+    if unit == "s":
+        for scale, name, below in ((1e-6, "µs", 1e-3), (1e-3, "ms", 1.0), (1.0, "s", 120), (60.0, "min", 7200),
+                                   (3600.0, "h", 2 * 86400)):
+            if x < below:
+                return f"{x / scale:.3g} {name}"
+        return f"{x / 86400:.3g} days"
+    k = int(math.log(max(x, 1), 1000)) if x >= 1000 else 0
+    return f"{x / 1000 ** k:.3g} {['', 'K', 'M', 'G', 'T', 'P'][min(k, 5)]}{unit}"
+
+
+def _fits(fits) -> str:
+    return "unknown" if fits is None else "yes" if fits else "NO"
+
+
+def _phase_lines(r: dict, indent: str) -> list[str]:
+    h = r["h100"]
+    return [f"{indent}teachers: {', '.join(r['teachers']) or 'none'}"
+            + (f" — {', '.join(human(n, '') for n in r['teacher_parameters'])} variables" if r["teachers"] else ""),
+            f"{indent}trained parameters: " + ", ".join(f"{k} {human(v, '')}" for k, v in r["parameters"].items())
+            + ("; frozen: " + ", ".join(f"{k} {human(v, '')}" for k, v in r["frozen_parameters"].items())
+               if r["frozen_parameters"] else ""),
+            f"{indent}largest state arrays: " + "; ".join(f"{a['path']} {tuple(a['shape'])} {human(a['bytes'], 'B')}"
+                                                         for a in r["largest_arrays"]),
+            f"{indent}one unit: {human(r['flops_per_unit'], 'FLOP')}, "
+            + (f"compiled step memory {human(r['step_memory_bytes'], 'B')}, compiled in {r['compile_s']} s"
+               if r["compile_s"] is not None else "traced only (not compiled: no memory)"),
+            f"{indent}here ({r['device_here']}): {human(r['unit_s_here'], 's')} per unit, "
+            f"{'the run' if indent == '  ' else 'the phase'} {human(r['run_s_here'], 's')}",
+            f"{indent}{H100['name']} at {h['mfu']:.0%} MFU (measured for this family at batch 256), FLOP-bound, so a "
+            f"lower bound for small steps: {human(h['unit_s'], 's')} per unit, "
+            f"{'the run' if indent == '  ' else 'the phase'} ≥ {human(h['run_s'], 's')}; fits in 80 GB: {_fits(h['fits'])}"]
+
+
+def format_report(r: dict) -> str:
+    if "phases" not in r:
+        return "\n".join([f"jka check: {r['algorithm']}, {r['units']} units, batch {r['batch']}, images "
+                          f"{r['image_shape']} ({r['data']})"] + _phase_lines(r, "  "))
+    lines = [f"jka check: {r['algorithm']}, a job of {len(r['phases'])} phases, {r['units']} units in all"]
+    for p in r["phases"]:
+        lines.append(f"  phase {p['phase']}: {p['algorithm']}, {p['units']} units, batch {p['batch']}, images "
+                     f"{p['image_shape']} ({p['data']})")
+        lines += _phase_lines(p, "    ")
+    h = r["h100"]
+    lines.append(f"  the whole job: {human(r['flops'], 'FLOP')}; here {human(r['run_s_here'], 's')}; {H100['name']} "
+                 f"≥ {human(h['run_s'], 's')}; largest step memory {human(r['step_memory_bytes'], 'B')}, fits in "
+                 f"80 GB: {_fits(h['fits'])}" + (f"; not rehearsed: {r['not_rehearsed']}" if r["not_rehearsed"] else ""))
+    return "\n".join(lines)
