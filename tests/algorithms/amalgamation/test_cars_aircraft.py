@@ -43,6 +43,7 @@ def test_cars_aircraft_config_runs_on_mock_data(name, tmp_path):
         "train.steps=2", "train.eval_every=0", "train.checkpoint_every=0", "train.progress=False",
         f"data.sources.1.folder={folder}", "data.sources.0.data_dir=None",
         f"teachers.0.workdir={t_cars}", f"teachers.1.workdir={t_air}",
+        "teachers.0.arch='small_cnn'", "teachers.1.arch='small_cnn'",
         f"teachers.1.classes={list(range(196, 196 + N_AIRCRAFT))}", "amal.layers=['block3']"])
     cfg.model.kwargs = {"width": 0.25}
     with mock_tfds(num_examples=8):  # tfds' mock, with batched reads working
