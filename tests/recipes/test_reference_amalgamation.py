@@ -4,37 +4,17 @@ zju-vipa/KamalEngine, with the line each comes from) equals the built config's, 
 Aircraft methods, the NYUv2 branching student and both of its teachers."""
 import importlib
 import os
-import tomllib
 
 import pytest
 
 from jka import config
 from tests.conftest import REPO
+from tests.recipes.reference import assert_every_row_cited, config_values, load_table, values
 
-CARS = tomllib.load(open(os.path.join(REPO, "configs", "amalgamation", "cars_aircraft_reference.toml"), "rb"))
-NYUV2 = tomllib.load(open(os.path.join(REPO, "configs", "amalgamation", "nyuv2_reference.toml"), "rb"))
+CARS = load_table("amalgamation", "cars_aircraft_reference.toml")
+NYUV2 = load_table("amalgamation", "nyuv2_reference.toml")
 CARS_METHODS = ("layerwise", "cfl")
 NYUV2_TEACHERS = ("teacher_seg", "teacher_depth")  # teachers[0], teachers[1]
-
-
-def _get(cfg, dotted):
-    value = cfg
-    for part in dotted.split("."):
-        if isinstance(value, (list, tuple)):
-            assert part.isdigit() and int(part) < len(value), f"the config has no {dotted}"
-            value = value[int(part)]
-        else:
-            assert part in value, f"the config has no {dotted}"
-            value = value[part]
-    return list(value) if isinstance(value, tuple) else value
-
-
-def expected(*sections) -> dict:
-    return {key: row["value"] for section in sections for key, row in section.items()}
-
-
-def got(cfg, want: dict) -> dict:
-    return {key: _get(cfg, key) for key in want}
 
 
 def cars_config(method, overrides=()):
@@ -45,21 +25,18 @@ def test_every_section_is_there_and_every_row_has_a_source():
     assert sorted(CARS) == sorted(["shared", *CARS_METHODS, "code"])
     assert sorted(NYUV2) == sorted(["student", "teachers", *NYUV2_TEACHERS])
     for table in (CARS, NYUV2):
-        for section in table.values():
-            assert section
-            for key, row in section.items():
-                assert set(row) == {"value", "from"} and row["from"].strip(), key
+        assert_every_row_cited(table)
 
 
 @pytest.mark.parametrize("method", CARS_METHODS)
 def test_cars_aircraft_config_equals_the_reference_scripts(method):
-    want = expected(CARS["shared"], CARS[method])
-    assert got(cars_config(method), want) == want
+    want = values(CARS["shared"], CARS[method])
+    assert config_values(cars_config(method), want) == want
 
 
 def test_a_drifted_value_fails_the_comparison():
-    want = expected(CARS["shared"], CARS["cfl"])
-    drifted = got(cars_config("cfl", ["optim.lr=1e-4"]), want)
+    want = values(CARS["shared"], CARS["cfl"])
+    drifted = config_values(cars_config("cfl", ["optim.lr=1e-4"]), want)
     assert drifted != want and {k for k in want if drifted[k] != want[k]} == {"optim.lr"}
 
 
@@ -72,9 +49,9 @@ def test_constants_fixed_in_jka_code_equal_the_reference():
 
 def test_nyuv2_config_and_its_teachers_equal_the_reference_scripts():
     cfg = config.load(os.path.join(REPO, "configs", "amalgamation", "nyuv2.py"), [])
-    want = expected(NYUV2["student"])
-    assert got(cfg, want) == want
+    want = values(NYUV2["student"])
+    assert config_values(cfg, want) == want
     assert len(cfg.teachers) == len(NYUV2_TEACHERS)
     for spec, section in zip(cfg.teachers, NYUV2_TEACHERS):
-        want = expected(NYUV2["teachers"], NYUV2[section])
-        assert got(spec["config"], want) == want, section
+        want = values(NYUV2["teachers"], NYUV2[section])
+        assert config_values(spec["config"], want) == want, section

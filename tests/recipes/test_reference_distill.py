@@ -4,7 +4,6 @@ and cifar_netgraft_reference.toml (NetGraft) equals the built config's, with the
 The zoo is checked for every method and FFL for the learning rate at its decay steps. NetGraft is
 checked for both datasets and for its default batch per N."""
 import os
-import tomllib
 
 import jax
 import jax.numpy as jnp
@@ -16,51 +15,28 @@ from jka.algorithms.distill.zoo import select_stages
 from jka.losses import distill as terms
 from jka.train.state import make_schedule
 from tests.conftest import REPO
+from tests.recipes.reference import assert_every_row_cited, config_values, load_table, values
 
-
-def _table(name):
-    return tomllib.load(open(os.path.join(REPO, "configs", "distill", name), "rb"))
-
-
-ZOO, FFL, NETGRAFT = (_table(f"{n}_reference.toml") for n in ("cifar100", "cifar100_ffl", "cifar_netgraft"))
+ZOO, FFL, NETGRAFT = (load_table("distill", f"{n}_reference.toml")
+                      for n in ("cifar100", "cifar100_ffl", "cifar_netgraft"))
 ZOO_METHODS = [m for m in ZOO if m not in ("harness", "stages")]
 
 
-def _get(cfg, dotted):
-    value = cfg
-    for part in dotted.split("."):
-        if isinstance(value, (list, tuple)):
-            assert part.isdigit() and int(part) < len(value), f"the config has no {dotted}"
-            value = value[int(part)]
-        else:
-            assert part in value, f"the config has no {dotted}"
-            value = value[part]
-    return list(value) if isinstance(value, tuple) else value
-
-
-def _values(*sections):
-    return {key: row["value"] for section in sections for key, row in section.items()}
-
-
 def _check(cfg, expected):
-    got = {key: _get(cfg, key) for key in expected}
-    assert got == expected
+    assert config_values(cfg, expected) == expected
 
 
 def test_every_row_has_a_value_and_a_source():
     assert sorted(ZOO_METHODS) == sorted(["kd", "hint", "at", "sp", "cc", "vid", "rkd", "pkt", "nst", "svd"])
     assert sorted(ZOO["stages"]) == sorted(ZOO_METHODS)
     for table in (ZOO, FFL, NETGRAFT):
-        for name, section in table.items():
-            assert section, name
-            for key, row in section.items():
-                assert set(row) == {"value", "from"} and row["from"].strip(), f"{name}: {key}"
+        assert_every_row_cited(table)
 
 
 @pytest.mark.parametrize("method", ZOO_METHODS)
 def test_zoo_config_equals_the_reference(method):
     cfg = config.load(os.path.join(REPO, f"configs/distill/cifar100.py:method={method}"), [])
-    _check(cfg, _values(ZOO["harness"], ZOO[method]))
+    _check(cfg, values(ZOO["harness"], ZOO[method]))
 
 
 @pytest.fixture(scope="module")
@@ -83,23 +59,23 @@ def test_zoo_compares_the_reference_features(method, wrn_features):
 
 def test_ffl_config_equals_the_reference():
     cfg = config.load(os.path.join(REPO, "configs/distill/cifar100_ffl.py"), [])
-    _check(cfg, _values(FFL["ffl"]))
+    _check(cfg, values(FFL["ffl"]))
 
 
 def test_ffl_learning_rate_drops_at_the_reference_steps():
     cfg = config.load(os.path.join(REPO, "configs/distill/cifar100_ffl.py"), [])
     schedule = make_schedule(cfg.optim, int(cfg.train.steps))
     got = {step: float(schedule(int(step))) for step in FFL["ffl_lr"]}
-    assert got == pytest.approx(_values(FFL["ffl_lr"]), rel=1e-6)
+    assert got == pytest.approx(values(FFL["ffl_lr"]), rel=1e-6)
 
 
 @pytest.mark.parametrize("dataset", ["cifar10", "cifar100"])
 def test_netgraft_config_equals_the_reference(dataset):
     cfg = config.load(os.path.join(REPO, f"configs/distill/cifar_netgraft.py:dataset={dataset}"), [])
-    _check(cfg, _values(NETGRAFT["harness"], NETGRAFT[dataset]))
+    _check(cfg, values(NETGRAFT["harness"], NETGRAFT[dataset]))
     assert cfg.netgraft.batch_size is None  # the default below applies
 
 
 def test_netgraft_default_batch_is_the_reference_one():
     got = {n: default_batch_size(int(n)) for n in NETGRAFT["netgraft_batch"]}
-    assert got == _values(NETGRAFT["netgraft_batch"])
+    assert got == values(NETGRAFT["netgraft_batch"])
