@@ -11,7 +11,7 @@ PyTorch user would (forward hooks on the teacher's BatchNorms for the statistics
 - DFAD unit (``datafree.g_steps=1``, ``kd_steps=5``): one generator step (Adam; maximise the L1 between
   teacher and student logits on G's images, the student fixed) then five student steps (SGD; L1 on
   fresh G samples).
-- CMI round (``synthesis.steps=200`` generator iterations, ``kd_steps=400``): a re-initialised generator
+- CMI round (``cmi.steps=200`` generator iterations, ``cmi.kd_steps=400``): a re-initialised generator
   and latent z (Adam) minimise ``bn·R_bn + oh·CE + adv·(agreement KL) + cr·L_cr`` on a global view
   (crop + flip) and a local view (random resized crop + flip) of G(z); the contrastive term uses a
   persistent projection head and 4096 negatives from the memory bank; the round's best batch goes into
@@ -48,7 +48,7 @@ def bench_jka(name: str, args) -> dict:
                             warmup=args.warmup)
     overrides = {}
     if name == "cmi" and args.iterations:
-        overrides = {"synthesis.steps": args.iterations, "synthesis.kd_steps": args.iterations}
+        overrides = {"cmi.steps": args.iterations, "cmi.kd_steps": args.iterations}
     return families.bench_family(FAMILY[name], ns, overrides)
 
 

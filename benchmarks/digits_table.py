@@ -16,33 +16,33 @@ import subprocess
 import sys
 import time
 
-ZOO = ["kd", "hint", "at", "sp", "cc", "vid", "rkd", "pkt", "nst", "fsp", "ft", "svd"]
+ZOO = ["kd", "hint", "at", "sp", "cc", "vid", "rkd", "pkt", "nst", "fsp", "ft", "svd", "dist"]
 
 
 def entries(root: str) -> list[tuple[str, str | None, list[str]]]:
     """(name, config, overrides); config None is `jka demo`."""
     zoo_teacher, graft_teacher = f"teachers.0.workdir={root}/zoo_teacher", f"teachers.0.workdir={root}/netgraft_teacher"
     out = [("demo", None, []),
-           ("teacher_0_4", "configs/digits/teacher.py", ["data.classes=[0,1,2,3,4]"]),
-           ("teacher_5_9", "configs/digits/teacher.py", ["data.classes=[5,6,7,8,9]"])]
-    out += [(m, f"configs/amalgamation/digits.py:method={m}", []) for m in ("layerwise", "cfl", "adaptive",
+           ("teacher_0_4", "digits/teacher", ["data.classes=[0,1,2,3,4]"]),
+           ("teacher_5_9", "digits/teacher", ["data.classes=[5,6,7,8,9]"])]
+    out += [(m, f"amalgamation/digits:method={m}", []) for m in ("layerwise", "cfl", "adaptive",
                                                                            "adaptive_average")]
-    out += [(m, f"configs/datafree/digits.py:method={m}", []) for m in ("dafl", "zskt", "dfad", "dfq")]
-    out += [("dfad_onestage", "configs/datafree/digits.py:method=dfad,one_stage=True", []),
-            ("deepinversion", "configs/datafree/digits.py:method=deepinversion", []),
-            ("cmi", "configs/datafree/digits.py:method=cmi", []),
-            ("datafree_amalgamation", "configs/datafree/digits_amalgamation.py", []),
-            ("distill_scratch", "configs/distill/digits.py:method=scratch", [])]
-    out += [(f"distill_{m}", f"configs/distill/digits.py:method={m}", [zoo_teacher]) for m in ZOO]
+    out += [(m, f"datafree/digits:method={m}", []) for m in ("dafl", "zskt", "dfad", "dfq")]
+    out += [("dfad_onestage", "datafree/digits:method=dfad,one_stage=True", []),
+            ("deepinversion", "datafree/digits:method=deepinversion", []),
+            ("cmi", "datafree/digits:method=cmi", []),
+            ("datafree_amalgamation", "datafree/digits_amalgamation", []),
+            ("distill_scratch", "distill/digits:method=scratch", [])]
+    out += [(f"distill_{m}", f"distill/digits:method={m}", [zoo_teacher]) for m in ZOO]
     for seed in (0, 1, 2):
-        out += [(f"ffl_seed{seed}", "configs/distill/digits_ffl.py", [f"seed={seed}"]),
-                (f"ffl_alone_seed{seed}", "configs/distill/digits_ffl.py:alone=True", [f"seed={seed}"])]
-    out += [(f"netgraft_n{n}", "configs/distill/digits_netgraft.py", [f"netgraft.n_per_class={n}", graft_teacher])
+        out += [(f"ffl_seed{seed}", "distill/digits_ffl", [f"seed={seed}"]),
+                (f"ffl_alone_seed{seed}", "distill/digits_ffl:alone=True", [f"seed={seed}"])]
+    out += [(f"netgraft_n{n}", "distill/digits_netgraft", [f"netgraft.n_per_class={n}", graft_teacher])
             for n in (1, 5, 10)]
-    out += [("gan_sym_onestage", "configs/datafree/digits_gan.py:loss=symmetric", []),
-            ("gan_asym_onestage", "configs/datafree/digits_gan.py", []),
-            ("transfer_study", "configs/transfer/digits_study.py", []),
-            ("branching", "configs/amalgamation/scenes.py", [])]
+    out += [("gan_sym_onestage", "datafree/digits_gan:loss=symmetric", []),
+            ("gan_asym_onestage", "datafree/digits_gan", []),
+            ("transfer_study", "transfer/digits_study", []),
+            ("branching", "amalgamation/scenes", [])]
     return out
 
 

@@ -1,11 +1,11 @@
-"""The compiled step of every algorithm family, timed from its real-dataset config, in one run.
+"""The compiled step of every method family, timed from its real-dataset config, in one run.
 
     python -m benchmarks.families [--only kd,cfl,...] [--batch 256] [--image-size 32] \
         [--steps 20] [--warmup 2] [--dtype bfloat16] [--json FILE]
 
-Each family is a config of ``configs/`` (the one a user would run on real data) whose algorithm is
-built exactly as ``jka train`` builds it; only the data source is replaced by random RGB images
-(``throughput.synthetic_algorithm``) and the teachers by randomly initialised models of the
+Each family is a shipped config (the one a user would run on real data) whose method is built
+exactly as ``jka train`` builds it; only the data source is replaced by random RGB images
+(``throughput.synthetic_program``) and the teachers by randomly initialised models of the
 config's architectures (speed does not depend on the weights). For the data-free methods one
 "step" is one compiled schedule unit (generator + student steps for DFAD, one synthesis round with
 its student steps for DeepInversion and CMI), so ``ms_per_step`` is per unit and ``img_per_s``
@@ -25,35 +25,32 @@ import sys
 
 import jax
 
-from benchmarks.throughput import (RESULTS_DIR, device_name, has_accelerator, synthetic_algorithm, time_step,
+from benchmarks.throughput import (RESULTS_DIR, device_name, has_accelerator, synthetic_program, time_step,
                                    write_json)
 
 # family → (config, teacher architectures, number of classes of the data, config overrides)
 SUITE = {
-    "kd": ("configs/cifar/kd.py", ["cifar_resnet34"], 10, {}),
-    "layerwise": ("configs/amalgamation/cars_aircraft.py:method=layerwise", ["resnet18", "resnet18"], 296, {}),
-    "cfl": ("configs/amalgamation/cars_aircraft.py:method=cfl", ["resnet18", "resnet18"], 296, {}),
-    "dfad_two_stage": ("configs/datafree/cifar10.py:method=dfad,pair=resnet34_resnet18", ["cifar_resnet34"], 10,
-                       {"datafree.one_stage": False}),
-    "dfad_one_stage": ("configs/datafree/cifar10.py:method=dfad,pair=resnet34_resnet18", ["cifar_resnet34"], 10,
-                       {"datafree.one_stage": True}),
-    "deepinversion_round": ("configs/datafree/cifar10.py:method=deepinversion,pair=resnet34_resnet18",
+    "kd": ("cifar/kd", ["cifar_resnet34"], 10, {}),
+    "layerwise": ("amalgamation/cars_aircraft:method=layerwise", ["resnet18", "resnet18"], 296, {}),
+    "cfl": ("amalgamation/cars_aircraft:method=cfl", ["resnet18", "resnet18"], 296, {}),
+    "dfad_two_stage": ("datafree/cifar10:method=dfad,pair=resnet34_resnet18", ["cifar_resnet34"], 10,
+                       {"dfad.one_stage": False}),
+    "dfad_one_stage": ("datafree/cifar10:method=dfad,pair=resnet34_resnet18", ["cifar_resnet34"], 10,
+                       {"dfad.one_stage": True}),
+    "deepinversion_round": ("datafree/cifar10:method=deepinversion,pair=resnet34_resnet18",
                             ["cifar_resnet34"], 10, {}),
-    "cmi_round": ("configs/datafree/cifar10.py:method=cmi,pair=resnet34_resnet18", ["cifar_resnet34"], 10, {}),
+    "cmi_round": ("datafree/cifar10:method=cmi,pair=resnet34_resnet18", ["cifar_resnet34"], 10, {}),
 }
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 
 def build(family: str, batch: int, image_size: int | None, dtype: str | None, overrides: dict | None = None):
-    """The family's algorithm (synthetic data, random teachers), its config and teachers; ``overrides``
+    """The family's program (synthetic data, random teachers), its config and teachers; ``overrides``
     (config keys → values) are applied after the suite's own."""
-    from jka import config as config_lib
-    from jka import models, run
+    from jka import methods, models, run
     from jka.train.teachers import Teacher, compute_dtype
 
     path, archs, num_classes, suite_overrides = SUITE[family]
     overrides = {**suite_overrides, **(overrides or {})}
-    cfg = config_lib.load(os.path.join(REPO, path), [f"{k}={v!r}" for k, v in overrides.items()])
+    cfg = run.load(path, [f"{k}={v!r}" for k, v in overrides.items()])
     cfg.data.name = "synthetic"
     cfg.data.num_classes = num_classes
     cfg.data.batch_size = batch
@@ -63,8 +60,9 @@ def build(family: str, batch: int, image_size: int | None, dtype: str | None, ov
         cfg.train.dtype = dtype
     size = int(cfg.data.get("image_size", 32) or 32)
     cfg.data.image_size = size
-    if "datafree" in cfg and "batch_size" in cfg.datafree:
-        cfg.datafree.batch_size = batch
+    section = cfg.get(cfg.algorithm, None)
+    if section is not None and "batch_size" in section:  # an inversion method's synthesis batch
+        section.batch_size = batch
     teachers = []
     x0 = jax.numpy.zeros((1, size, size, 3), jax.numpy.float32)
     for k, (spec, arch) in enumerate(zip(cfg.teachers, archs)):
@@ -72,23 +70,22 @@ def build(family: str, batch: int, image_size: int | None, dtype: str | None, ov
         module = models.create(arch, len(classes), dtype=compute_dtype(cfg))
         variables = jax.jit(lambda key, m=module: m.init(key, x0, train=False))(jax.random.PRNGKey(100 + k))
         teachers.append(Teacher(arch, module, variables, classes, {}))
-    algo = synthetic_algorithm(run.lookup(cfg.algorithm), n_images=batch)(cfg, teachers)
-    return cfg, algo, teachers
+    return cfg, synthetic_program(methods.get(cfg.algorithm), cfg, teachers), teachers
 
 
 def bench_family(family: str, args, overrides: dict | None = None) -> dict:
     from jka.train import loop
     from jka.train import mesh as mesh_lib
 
-    cfg, algo, teachers = build(family, args.batch, args.image_size, args.dtype, overrides)
+    cfg, program, teachers = build(family, args.batch, args.image_size, args.dtype, overrides)
     mesh = mesh_lib.make_mesh(**cfg.train.get("mesh", {}))
     mesh_lib.check_batch(args.batch, mesh)
-    batches = algo.train_batches(0)
+    batches = program.batches
     batch = batches.device_batch(0, mesh_lib.data_sharding(mesh))
     repl = mesh_lib.replicated(mesh)
-    state = jax.device_put(algo.init(jax.random.PRNGKey(0), batches.host_batch(0)), repl)
+    state = jax.device_put(program.init(jax.random.PRNGKey(0), batches.host_batch(0)), repl)
     teacher_vars = jax.device_put([t.variables for t in teachers], repl)
-    step_fn = loop.compile_step(algo, mesh)
+    step_fn = loop.compile_step(program, mesh)
     out = time_step(step_fn, state, (teacher_vars, batch), args.batch, args.steps, args.warmup)
     out.update(config=SUITE[family][0], overrides={**SUITE[family][3], **(overrides or {})},
                algorithm=cfg.algorithm, student=cfg.model.name, teachers=SUITE[family][1],

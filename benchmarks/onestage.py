@@ -28,8 +28,7 @@ from benchmarks.throughput import time_step, write_json
 
 
 def bench_dfad(batch: int, kd_steps: int, steps: int, warmup: int):
-    from jka import models, run
-    from jka.recipes.datafree import digits_datafree
+    from jka import methods, models, run
     from jka.train.teachers import Teacher
 
     module = models.create("small_cnn", 10)
@@ -37,11 +36,12 @@ def bench_dfad(batch: int, kd_steps: int, steps: int, warmup: int):
     teacher = Teacher("small_cnn", module, variables, list(range(10)))
     out = {}
     for one_stage in (False, True):
-        cfg = digits_datafree("dfad", steps=1000, kd_steps=kd_steps, g_steps=1, one_stage=one_stage)
-        cfg.data.batch_size = batch
-        algo = run.lookup("dfad")(cfg, [teacher])
-        state = algo.init(jax.random.PRNGKey(1), {})
-        fn = jax.jit(algo.train_step, donate_argnums=0)
+        cfg = run.load("datafree/digits:method=dfad", ["train.steps=1000", f"dfad.kd_steps={kd_steps}",
+                                                       "dfad.g_steps=1", f"dfad.one_stage={one_stage}",
+                                                       f"data.batch_size={batch}"])
+        program = methods.get("dfad").program(cfg, [teacher], None)
+        state = program.init(jax.random.PRNGKey(1), {})
+        fn = jax.jit(program.step, donate_argnums=0)
         out["one_stage" if one_stage else "two_stage"] = dict(
             time_step(fn, state, ([variables], {}), kd_steps * batch, steps, warmup),
             unit=f"1 generator + {kd_steps} student updates")
@@ -52,17 +52,19 @@ def bench_dfad(batch: int, kd_steps: int, steps: int, warmup: int):
 def bench_gan(batch: int, steps: int, warmup: int, size: int | None = None):
     """DCGAN on the digits (8×8×1), or with ``size`` on random 3-channel size×size images (the
     CIFAR-sized generator and discriminator; speed does not depend on the data)."""
-    from jka.algorithms.datafree.gan import GANGame
+    from jka.configs.common import config
     from jka.data import load_split
-    from jka.recipes import base_config
+    from jka.methods.datafree import gan
+    from jka.settings import read
 
     if size:
         data = jax.random.uniform(jax.random.PRNGKey(0), (max(4 * batch, 1024), size, size, 3))
     else:
-        data = jnp.asarray(load_split(base_config().data, "train").images)
+        data = jnp.asarray(load_split(config().data, "train").images)
     out = {}
     for one_stage in (False, True):
-        tr = GANGame(dict(loss="asymmetric", one_stage=one_stage, d_norm="group"), data.shape[1:], batch, 1000)
+        s = read(gan.Settings, dict(loss="asymmetric", one_stage=one_stage, d_norm="group"), "gan")
+        tr = gan.game(s, data.shape[1:], batch, 1000)
         fn = jax.jit(tr.step, donate_argnums=0)
         out["one_stage" if one_stage else "two_stage"] = dict(
             time_step(fn, tr.init(jax.random.PRNGKey(0)), (data[:batch],), batch, steps, warmup),

@@ -3,8 +3,8 @@
     python -m benchmarks.throughput --task kd --teacher cifar_resnet34 --student cifar_resnet18 \
         --batch 256 --steps 50 [--framework jax|torch|both] [--json FILE] [--dtype bfloat16|float32]
 
-The jax side is jka's own step: the ``KD``/``Supervised`` algorithm's ``train_step`` built from a
-``jka.recipes.base_config`` config and jitted with the state donated exactly as
+The jax side is jka's own step: the ``kd``/``supervised`` method's program built from a config of
+every default (``jka.configs.common.config``) and its step jitted with the state donated exactly as
 ``jka.train.loop`` does; only the data source is replaced by one random batch kept on the device
 (both frameworks time the step, not the input pipeline; augmentation is off on both sides).
 Timed steps are synchronised one by one after warm-up; the median gives img/s.
@@ -36,9 +36,9 @@ def has_accelerator() -> bool:
 
 def make_config(args):
     """The jka config of the benchmarked step (SGD + cosine, KD with T=4, α=1, β=1)."""
-    from jka.recipes import base_config
+    from jka.configs.common import config
 
-    cfg = base_config(algorithm=args.task)
+    cfg = config(args.task)
     cfg.model.name = args.student
     cfg.data.name = "synthetic"
     cfg.data.batch_size = args.batch
@@ -47,7 +47,8 @@ def make_config(args):
     cfg.data.mean, cfg.data.std = CIFAR_MEAN, CIFAR_STD  # the stand-in images' statistics, as torch's
     cfg.data.augment = dict(crop_pad=0, flip=False)
     cfg.optim.update(dict(name="sgd", lr=0.1, momentum=0.9, weight_decay=5e-4, schedule="cosine"))
-    cfg.loss.update(dict(T=4.0, alpha=1.0, beta=1.0))
+    if args.task == "kd":
+        cfg.kd = dict(T=4.0, alpha=1.0, beta=1.0)
     cfg.train.steps = args.steps + args.warmup
     cfg.train.dtype = args.dtype
     return cfg
@@ -60,13 +61,12 @@ def random_images(args, seed=0):
     return images, labels
 
 
-def synthetic_algorithm(cls, n_images: int | None = None):
-    """``cls`` with its data replaced by random in-memory images of the config's ``data.image_size``
-    and ``data.num_classes`` (``data.name='synthetic'``; statistics ``data.mean``/``data.std`` when
-    given); the step itself is untouched. This is jka check's stand-in data
-    (:func:`jka.check.standin.with_stand_in_data`); ``n_images`` is accepted for old callers (the
-    stand-in holds enough images for a few batches)."""
-    return with_stand_in_data(cls)
+def synthetic_program(method, cfg, teachers, mesh=None):
+    """``method`` built for ``cfg`` with its data replaced by random in-memory images of the config's
+    ``data.image_size`` and ``data.num_classes`` (``data.name='synthetic'``; statistics
+    ``data.mean``/``data.std`` when given); the step itself is untouched. This is jka check's stand-in
+    data (:func:`jka.check.standin.with_stand_in_data`)."""
+    return with_stand_in_data(method).program(cfg, teachers, mesh)
 
 
 # Dense bf16 peak of the accelerators MFU is reported for (TFLOP/s, from the vendors' data sheets).
@@ -116,7 +116,7 @@ def bench_jax(args) -> dict:
 
 def build_jax_step(args):
     """jka's jitted step for ``args`` (as ``jka.train.loop`` builds it), its state and its other inputs."""
-    from jka import models, run
+    from jka import methods, models
     from jka.train import mesh as mesh_lib
     from jka.train.teachers import Teacher
 
@@ -131,16 +131,15 @@ def build_jax_step(args):
         x0 = jax.numpy.zeros((1, args.image_size, args.image_size, 3), jax.numpy.float32)
         tvars = jax.jit(lambda k: module.init(k, x0, train=False))(jax.random.PRNGKey(1))
         teachers = [Teacher(args.teacher, module, tvars, list(range(args.num_classes)))]
-    algo = synthetic_algorithm(run.lookup(args.task))(cfg, teachers)
-
     mesh = mesh_lib.make_mesh(**cfg.train.get("mesh", {}))
     mesh_lib.check_batch(args.batch, mesh)
+    program = synthetic_program(methods.get(args.task), cfg, teachers, mesh)
     repl, dshard = mesh_lib.replicated(mesh), mesh_lib.data_sharding(mesh)
     images, labels = random_images(args)
     batch = jax.device_put({"image": images, "label": labels}, dshard)
-    state = jax.device_put(algo.init(jax.random.PRNGKey(0), {"image": images[:1], "label": labels[:1]}), repl)
+    state = jax.device_put(program.init(jax.random.PRNGKey(0), {"image": images[:1], "label": labels[:1]}), repl)
     teacher_vars = jax.device_put([t.variables for t in teachers], repl)
-    step_fn = jax.jit(algo.train_step, donate_argnums=(0,), in_shardings=(repl, repl, dshard),
+    step_fn = jax.jit(program.step, donate_argnums=(0,), in_shardings=(repl, repl, dshard),
                       out_shardings=(repl, repl))  # as in jka.train.loop.fit
     return step_fn, state, (teacher_vars, batch)
 

@@ -1,5 +1,6 @@
 """The ``jka`` command: thin wrappers that parse, build and call the library.
 
+    jka configs [NAME]                                 the shipped configs and their variants; one config's values
     jka train CONFIG [key=value ...] --workdir DIR     train or resume (exit 2: bad input; 3: diverged;
                                                        75: stopped by SIGTERM/SIGINT, rerun to resume)
     jka eval [CONFIG] [key=value ...] --workdir DIR    evaluate the latest checkpoint (default config:
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 
 import jax
@@ -38,7 +40,7 @@ from jka.transfer.zoo import check_probe, load_probe, load_zoo_dir
 
 
 def _train(args):
-    cfg = config_lib.load(args.config, args.overrides)
+    cfg = run.load(args.config, args.overrides)
     allow = [k.strip() for item in args.allow_changed for k in item.split(",") if k.strip()]
     summary = run.train(cfg, args.workdir, allow_changed=allow, source=" ".join([args.config, *args.overrides]))
     print(json.dumps({"step": summary["step"], "eval": summary["eval"]}, indent=2))
@@ -47,7 +49,7 @@ def _train(args):
 def _check(args):
     if args.json:
         check_output_file(args.json, "--json")
-    report = rehearse(config_lib.load(args.config, args.overrides), args.workdir, execute=not args.compile_only)
+    report = rehearse(run.load(args.config, args.overrides), args.workdir, execute=not args.compile_only)
     print(format_report(report))
     if args.json:
         paths.write_json(args.json, report)
@@ -55,12 +57,12 @@ def _check(args):
 
 def _eval(args):
     overrides = list(args.overrides)
-    if args.config is not None and "=" in args.config and not args.config.endswith(".py"):
+    if args.config is not None and "=" in args.config and ":" not in args.config:
         args.config, overrides = None, [args.config, *overrides]  # `jka eval k=v --workdir D`
     if args.config is None:
-        cfg = config_lib.apply_overrides(recorded_config(args.workdir), overrides)
+        cfg = config_lib.apply_overrides(run.complete(recorded_config(args.workdir)), overrides)
     else:
-        cfg = config_lib.load(args.config, overrides)
+        cfg = run.load(args.config, overrides)
     print(json.dumps(run.evaluate(cfg, args.workdir), indent=2))
 
 
@@ -92,8 +94,8 @@ def _convert(args):
 
 def _transfer(args):
     plots.require()  # the pictures come last: refuse before the zoo is trained or scored
-    if args.zoo.endswith(".py") or ".py:" in args.zoo:
-        zoo = run.zoo_of(config_lib.load(args.zoo, ()), args.workdir or args.out)
+    if not os.path.isdir(args.zoo):
+        zoo = run.zoo_of(run.load(args.zoo, ()), args.workdir or args.out)
     else:
         zoo = load_zoo_dir(args.zoo)
     probe = load_probe(args.probe, args.probe_size, args.seed)
@@ -105,10 +107,33 @@ def _transfer(args):
     return result
 
 
+def _configs(args):
+    if args.name:
+        cfg = run.load(args.name, args.overrides)
+        run.validate(cfg)
+        print(cfg.to_json_best_effort(indent=2, sort_keys=True))
+        return
+    rows = config_lib.shipped()
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        print(f"{r['name']:<{width}}  {r['doc']}")
+        for arg, default in r["args"].items():
+            values = r["variants"].get(arg)
+            shown = "|".join(f"{v}" + ("*" if v == default else "") for v in values) if values else f"{default!r}*"
+            print(f"{'':<{width}}    :{arg}={shown}")
+    print("(* the default; `jka configs NAME[:arg=value]` prints every value of one, `jka train NAME[:arg=value] "
+          "--workdir DIR` runs it)")
+
+
 def _add_run_parsers(sub):
+    g = sub.add_parser("configs", help="list the configs shipped with jka; with NAME, print every value of one")
+    g.add_argument("name", nargs="?", help="a shipped config (digits/kd, distill/digits:method=at) or a .py file")
+    g.add_argument("overrides", nargs="*", help="dotted.key=value overrides")
+    g.set_defaults(fn=_configs)
+
     t = sub.add_parser("train", help="train (or resume) a config in a workdir")
-    t.add_argument("config", help="a Python config file (configs/...) with get_config(); FILE.py:key=value,... "
-                   "passes its arguments")
+    t.add_argument("config", help="a shipped config's name (jka configs lists them: digits/kd) or a .py file with "
+                   "get_config(); NAME:key=value,... picks a variant")
     t.add_argument("overrides", nargs="*", help="dotted.key=value overrides, e.g. train.steps=100")
     t.add_argument("--workdir", required=True, help="where checkpoints, metrics and summary.json go")
     t.add_argument("--allow-changed", action="append", default=[], metavar="KEYS",
@@ -160,7 +185,8 @@ def _add_transfer_parser(sub):
         description="Attribution distances (NeurIPS 2019) or DEPARA graph similarities (CVPR 2020) "
                     "between the models of a zoo; writes JSON, a heat map and a graph picture.")
     p.add_argument("--zoo", required=True, help="a directory of exported models (subdirectories with "
-                   "model.json, e.g. training workdirs) or a .py config with a 'zoo' list")
+                   "model.json, e.g. training workdirs), or a transfer study's config (transfer/digits_study, or a "
+                   ".py file): its transfer_study.zoo, each network trained first where missing")
     p.add_argument("--probe", required=True, help="unlabelled probe images: 'digits', 'digits:test' or a .npy/.npz file")
     p.add_argument("--method", choices=("attribution", "depara"), default="depara")
     p.add_argument("--out", required=True, help="output directory")

@@ -1,6 +1,8 @@
-"""Configs are Python files with ``get_config(**args) -> ml_collections.ConfigDict``.
+"""Configs are Python files with ``get_config(**args) -> ml_collections.ConfigDict``: a path, or the
+name of a config shipped inside jka (``jka/configs/<family>/<name>.py``: ``digits/kd``; :func:`shipped`
+lists them).
 
-``path.py:key=value,key=value`` passes arguments to ``get_config`` (a family file's variants, e.g.
+``path.py:key=value,key=value`` (or ``name:key=value``) passes arguments to ``get_config`` (a family file's variants, e.g.
 ``configs/datafree/cifar10.py:method=cmi,pair=wrn40_2_wrn16_1``; ``path.py:value`` sets the first
 one); values are Python literals or plain words. Overrides on the command line are ``dotted.key=value`` (``train.steps=500``,
 ``teachers.0.classes=[0,1,2]``, ``optim.name=adam``) and must name keys that exist.
@@ -66,18 +68,59 @@ def _run(path: str, fn):
         raise _code_error(path, err) from None
 
 
-def load_config_file(path: str) -> ml_collections.ConfigDict:
-    """``path`` or ``path:key=value,...`` (the arguments go to ``get_config``)."""
-    text = None
-    if ":" in os.path.basename(path):
-        path, text = path.rsplit(":", 1)
-    if not os.path.isfile(path):
-        raise ConfigError(f"config file {path!r} does not exist; pass the path of a .py config (see configs/)")
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
+
+
+def config_path(name: str) -> str:
+    """The file of config ``name``: a file path, else the shipped ``jka/configs/<name>.py`` (also for an
+    old-style ``configs/<name>.py``)."""
+    if os.path.isfile(name):
+        return name
+    stem = name[:-3] if name.endswith(".py") else name
+    stem = stem[len("configs/"):] if stem.startswith("configs/") else stem
+    shipped_file = os.path.join(CONFIG_DIR, *stem.split("/")) + ".py"
+    if stem and not stem.startswith(("/", ".")) and os.path.isfile(shipped_file):
+        return shipped_file
+    raise ConfigError(f"config {name!r} is neither a file nor a config shipped with jka; `jka configs` lists "
+                      "the shipped ones (e.g. digits/kd), or pass the path of a .py config")
+
+
+def shipped() -> list[dict]:
+    """Every config shipped with jka: ``name``, ``args`` (``get_config``'s arguments with their
+    defaults), ``variants`` (the values an argument takes, from the module's ``CHOICES`` dict, for
+    the arguments whose values form a closed set) and ``doc``, the first line of its docstring."""
+    out = []
+    for root, _, files in sorted(os.walk(CONFIG_DIR)):
+        for f in sorted(files):
+            if not f.endswith(".py") or f.startswith("_") or f == "common.py":
+                continue
+            path = os.path.join(root, f)
+            name = os.path.relpath(path, CONFIG_DIR)[:-3].replace(os.sep, "/")
+            module = _module(path)
+            params = inspect.signature(module.get_config).parameters
+            out.append({"name": name, "args": {p.name: p.default for p in params.values()},
+                        "variants": {k: list(v) for k, v in getattr(module, "CHOICES", {}).items()},
+                        "doc": (module.__doc__ or "").strip().split("\n")[0]})
+    return out
+
+
+def _module(path: str):
     spec = importlib.util.spec_from_file_location(f"jka_config_{abs(hash(os.path.abspath(path)))}", path)
     module = importlib.util.module_from_spec(spec)
     _run(path, lambda: spec.loader.exec_module(module))
     if not callable(getattr(module, "get_config", None)):
         raise ConfigError(f"config file {path!r} has no get_config() function")
+    return module
+
+
+def load_config_file(path: str) -> ml_collections.ConfigDict:
+    """``path`` or ``path:key=value,...`` (the arguments go to ``get_config``); ``path`` a file or a
+    shipped config's name (:func:`config_path`)."""
+    text = None
+    if ":" in os.path.basename(path):
+        path, text = path.rsplit(":", 1)
+    path = config_path(path)
+    module = _module(path)
     params = inspect.signature(module.get_config).parameters
     args = {}
     if text and "=" not in text and params:  # file.py:value is the first argument
@@ -176,26 +219,3 @@ def fits(value, default) -> bool:
     if isinstance(default, dict):
         return isinstance(value, (dict, ml_collections.ConfigDict))
     return isinstance(value, type(default))
-
-
-def section(cfg, name: str, defaults: dict, owner: str) -> ml_collections.ConfigDict:
-    """``cfg.<name>`` with every default of ``defaults`` filled in (a config may set only what it
-    changes); a key that ``owner`` does not read is an error, since it would silently do nothing,
-    and so is a value of another type than its default (:func:`fits`)."""
-    given = cfg.get(name, None)
-    given = dict(given.to_dict() if hasattr(given, "to_dict") else (given or {}))
-    unknown = sorted(set(given) - set(defaults))
-    if unknown:
-        raise ConfigError(f"{name}.{unknown[0]} is not a setting of {owner} (it reads "
-                          f"{', '.join(sorted(defaults))}); remove it")
-    for key, value in given.items():
-        default = defaults[key]
-        if not fits(value, default):
-            kind = "finite number" if isinstance(default, float) else type(default).__name__
-            raise ConfigError(f"{name}.{key}={brief(value)} is not valid for {owner}: it must be a {kind} "
-                              f"like its default {default!r}; fix it in the config or override {name}.{key}")
-    return ml_collections.ConfigDict({**defaults, **given})
-
-
-def load(path: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
-    return apply_overrides(load_config_file(path), overrides)

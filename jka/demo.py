@@ -7,7 +7,6 @@ import tempfile
 import time
 
 from jka import paths, run
-from jka.recipes.digits import demo_config
 from jka.train.workdir import check_output_file
 
 
@@ -19,7 +18,7 @@ def run_demo(out: str | None = None, workdir: str | None = None, progress: bool 
         tmp = tempfile.TemporaryDirectory(prefix="jka-demo-")
         workdir = tmp.name
     t0 = time.perf_counter()
-    cfg = demo_config()
+    cfg = run.load("digits/kd")
     cfg.train.progress = progress
     for spec in cfg.teachers:
         spec["config"].train.progress = progress

@@ -1,84 +1,80 @@
-"""What a user can run, by name, and how: the registry, teachers resolved once, jobs dispatched.
+"""What a user runs, by name, and how: configs completed and checked before any work, teachers
+resolved once, single-phase methods and jobs driven over their phases.
 
-``ALGORITHMS`` are trained as one phase (one compiled step, :func:`jka.train.phases.run_phase`);
-``JOBS`` are plain functions over phases (``run(cfg, workdir, teachers) -> summary``; ``final`` gives
-the phase ``jka eval`` evaluates). Internal phases (a job's component nets, dual blocks, ...) are
-not nameable. Every network a config names (``teachers``, a study's ``zoo``) is found here: an
-exported model at ``workdir`` (relative paths resolve against the run's workdir), trained first from
-its ``config`` when the directory has none.
+A config names a method (``algorithm``, :mod:`jka.methods`); :func:`load` reads the config file (a path
+or a shipped config's name), completes it with every default (the base keys of
+:mod:`jka.train.schema` and the method's section), applies the overrides and checks the whole of it.
+Every network a config names (``teachers``, a study's ``zoo``) is found here: an exported model at
+``workdir`` (relative paths resolve against the run's workdir), trained first from its ``config``
+when the directory has none.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import ml_collections
 
 from jka import config as config_lib
-from jka import paths
-from jka.algorithms.amalgamation import adaptive, branching
-from jka.algorithms.amalgamation.cfl import CommonFeatureLearning
-from jka.algorithms.amalgamation.dense import DenseSupervised
-from jka.algorithms.amalgamation.layerwise import LayerwiseAmalgamation
-from jka.algorithms.datafree.amalgamation import job as datafree_amalgamation
-from jka.algorithms.datafree.cmi import CMI
-from jka.algorithms.datafree.gan import GAN
-from jka.algorithms.datafree.generator import DAFL, DFAD, DFQ, ZSKT
-from jka.algorithms.datafree.inversion import DeepInversion
-from jka.algorithms.distill import netgraft
-from jka.algorithms.distill.ffl import FFL
-from jka.algorithms.distill.zoo import Distill
-from jka.algorithms.kd import KD
-from jka.algorithms.supervised import Supervised
-from jka.errors import ConfigError, UserError, unknown_choice
-from jka.train import mesh as mesh_lib, validate
+from jka import methods, paths
+from jka.errors import ConfigError, UserError
+from jka.methods.api import JobContext
+from jka.settings import defaults, is_dict
+from jka.train import loop, mesh as mesh_lib, preemption, schema
 from jka.train.export import has_model
-from jka.train import loop, preemption
-from jka.train.phases import Phase, evaluate_phase, run_phase
+from jka.train.phases import Phase, evaluate_phase, finished, run_phase
 from jka.train.teachers import compute_dtype, load_teacher
 from jka.train.workdir import check_config, check_writable, lock, write_config
-from jka.transfer import plots
-from jka.transfer.study import run_study
 from jka.transfer.zoo import zoo_model
 
-ALGORITHMS = {cls.name: cls for cls in (
-    Supervised, DenseSupervised, KD, LayerwiseAmalgamation, CommonFeatureLearning, Distill, FFL,
-    DAFL, ZSKT, DFAD, DFQ, DeepInversion, CMI, GAN)}
+
+# -- configs ----------------------------------------------------------------------------------------
+def _fill(node, values: dict) -> None:
+    for key, value in values.items():
+        if key not in node:
+            node[key] = copy.deepcopy(value)
+        elif isinstance(value, dict) and value and is_dict(node[key]):
+            _fill(node[key], value)
 
 
-@dataclasses.dataclass(frozen=True)
-class Job:
-    run: Callable          # (cfg, workdir, teachers) -> summary
-    final: Optional[Callable] = None  # (cfg, workdir, teachers) -> the Phase `jka eval` evaluates
+def complete(cfg) -> ml_collections.ConfigDict:
+    """``cfg`` with every key a run reads: the base keys' defaults and, for the method it names, the
+    method's section with its defaults (so every key can be overridden); the same for the configs of
+    the networks it trains first. Values it gives are kept; nothing is checked here."""
+    _fill(cfg, defaults(schema.Base))
+    method = methods.METHODS.get(cfg.algorithm)
+    if method is not None and method.key:
+        if method.key not in cfg or cfg[method.key] is None:
+            cfg[method.key] = {}
+        _fill(cfg[method.key], defaults(method.settings))
+    for spec in networks(cfg):
+        if isinstance(spec.get("config", None), ml_collections.ConfigDict):
+            complete(spec["config"])
+    return cfg
 
 
-def _transfer_study(cfg, workdir, teachers):
-    plots.require()  # its pictures come last: refuse before the zoo trains
-    return run_study(cfg, workdir, zoo_of(cfg, workdir))
+def load(path: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
+    """The config at ``path`` (a file, or a shipped config's name: ``digits/kd``; ``:args`` select a
+    variant), completed (:func:`complete`), with ``overrides`` applied."""
+    return config_lib.apply_overrides(complete(config_lib.load_config_file(path)), overrides)
 
 
-JOBS = {
-    "adaptive": Job(adaptive.run, adaptive.final_phase),
-    "branching": Job(branching.run, branching.final_phase),
-    "netgraft": Job(netgraft.run, netgraft.final_phase),
-    "datafree_amalgamation": Job(datafree_amalgamation.run, datafree_amalgamation.final_phase),
-    "transfer_study": Job(_transfer_study),
-}
+def networks(cfg) -> list:
+    """The entries of the networks ``cfg`` names: its teachers and a study's zoo."""
+    method = methods.METHODS.get(cfg.get("algorithm", ""))
+    zoo = cfg[method.key].get("zoo", None) if method and method.key and is_dict(cfg.get(method.key)) else None
+    return list(cfg.get("teachers", None) or ()) + list(zoo or ())
 
 
-def names() -> list[str]:
-    """Every ``algorithm`` a config may name."""
-    return sorted({**ALGORITHMS, **JOBS})
-
-
-def lookup(name: str):
-    """The algorithm class or the :class:`Job` called ``name``."""
-    if name in ALGORITHMS:
-        return ALGORITHMS[name]
-    if name in JOBS:
-        return JOBS[name]
-    raise unknown_choice("algorithm", name, names())
+def validate(cfg):
+    """Every value of ``cfg`` checked (base keys, the method's section, the method's config-only
+    checks); returns the method. One ConfigError for the first problem."""
+    method = methods.get(cfg.get("algorithm", "supervised"))
+    schema.check(cfg, method.key)
+    method.validate(cfg)
+    return method
 
 
 # -- networks a config names ------------------------------------------------------------------------
@@ -95,9 +91,9 @@ def network_config(spec, parent):
     ``data.data_dir``, so one override moves both."""
     cfg = spec.get("config", None)
     if isinstance(cfg, str):
-        cfg = config_lib.load(cfg, spec.get("overrides", ()))
+        cfg = load(cfg, spec.get("overrides", ()))
     else:  # a ConfigDict, or a dict once read back from config.json
-        cfg = config_lib.derive(ml_collections.ConfigDict(cfg) if isinstance(cfg, dict) else cfg)
+        cfg = complete(config_lib.derive(ml_collections.ConfigDict(cfg) if isinstance(cfg, dict) else cfg))
         if parent.data.get("data_dir", None) is not None and cfg.data.get("name") == parent.data.get("name"):
             cfg.data.data_dir = parent.data.data_dir
     cfg.train.progress = parent.train.get("progress", True) and cfg.train.get("progress", True)
@@ -131,74 +127,130 @@ def resolve_teachers(cfg, workdir: str) -> list:
     return teachers
 
 
-def zoo_of(cfg, workdir: str) -> list:
-    """The models of ``cfg.zoo`` (dicts with ``name``, ``workdir`` and a ``config`` to train them)."""
-    specs = cfg.get("zoo", None)
-    if not specs:
-        raise ConfigError("the config has no 'zoo' list; give zoo=[dict(name=..., workdir=..., config=...), ...]")
-    return [zoo_model(ensure_trained(spec, workdir, cfg), spec.get("name", None)) for spec in specs]
-
-
-# -- train and evaluate -----------------------------------------------------------------------------
-def _check(cfg, workdir: Optional[str] = None):
-    """What can be checked before any teacher is trained: every value (:func:`validate.check`), the
-    algorithm's name, the mesh and batch; and so for each teacher (and zoo entry) to be trained from
-    its config: one with an exported model in ``workdir`` is not (without ``workdir``: all are)."""
-    validate.check(cfg)
-    kind = lookup(cfg.algorithm)
+def check(cfg, workdir: Optional[str] = None):
+    """What can be checked before any teacher is trained: every value (:func:`validate`), the mesh
+    and batch; and so for each network to be trained from its config (one with an exported model in
+    ``workdir`` is not; without ``workdir``: all are). Returns the method."""
+    method = validate(cfg)
     mesh_lib.check_batch(int(cfg.data.batch_size), mesh_lib.make_mesh(**cfg.train.get("mesh", {})))
-    for spec in list(cfg.get("teachers", ())) + list(cfg.get("zoo", None) or ()):
+    for spec in networks(cfg):
         path = network_path(spec, workdir) if workdir else None
         exported = path and has_model(path)
         if spec.get("config", None) is not None and not exported:
             try:
-                _check(network_config(spec, cfg), path)
+                check(network_config(spec, cfg), path)
             except ConfigError as err:
                 raise ConfigError(f"the config of the network to train in {spec.get('workdir')!r}: {err}") from None
-    return kind
+    return method
 
 
+# -- jobs -------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Stop:
+    """What a phase visitor returns to end a job's walk early, with the walk's result."""
+
+    value: object
+
+
+def network_phase(spec, workdir: str, parent, teachers: Callable = None):
+    """The phase that trains the network entry ``spec`` into its workdir (None when it holds an
+    exported model): its config's method, its teachers (``teachers(cfg, path)``, default
+    :func:`resolve_teachers`)."""
+    path = network_path(spec, workdir)
+    if has_model(path):
+        return None
+    if spec.get("config", None) is None:
+        raise ConfigError(f"network at {path!r} has no exported model and no 'config' to train it")
+    cfg = network_config(spec, parent)
+    method = check(cfg, path)
+    if method.is_job:
+        raise ConfigError(f"the network in {spec.get('workdir')!r} is trained by the job {cfg.algorithm!r}; "
+                          "train it first with `jka train` and point its workdir at the result")
+    return Phase(method, cfg, path, (teachers or resolve_teachers)(cfg, path), name=spec.get("name", None) or
+                 os.path.basename(path))
+
+
+def drive(method, cfg, workdir: str, teachers, visit: Callable, rehearsal: bool = False, network: Callable = None):
+    """Walk ``method``'s plan: each phase it yields goes to ``visit(phase)``, whose result is sent back
+    (a :class:`Stop` ends the walk with its value); returns what the plan returns. ``network(spec)``:
+    the phase of a network the plan trains first, to be visited (by default none: the network is
+    trained here at once, as a teacher is, by :func:`ensure_trained`)."""
+    network = network or (lambda spec: ensure_trained(spec, workdir, cfg) and None)
+    plan = method.plan(JobContext(cfg, method.read(cfg), workdir, list(teachers), rehearsal, network))
+    result = None
+    while True:
+        try:
+            phase = plan.send(result)
+        except StopIteration as end:
+            return end.value
+        result = visit(phase)
+        if isinstance(result, Stop):
+            plan.close()
+            return result.value
+
+
+# -- train and evaluate -----------------------------------------------------------------------------
 def train(cfg, workdir: str, allow_changed=(), source: str | None = None) -> dict:
     """Train (or resume) the config in ``workdir``; returns the summary it writes (``summary.json``).
 
-    The workdir is checked, locked for this run and bound to the config (``config.json``; a rerun
-    with other values is refused unless their keys are in ``allow_changed``) before any work;
-    SIGTERM/SIGINT stop the run at a step boundary with a checkpoint (:mod:`jka.train.preemption`)."""
-    kind = _check(cfg, workdir)
+    Every value is checked first; the workdir is checked, locked for this run and bound to the
+    config (``config.json``; a rerun with other values is refused unless their keys are in
+    ``allow_changed``) before any work; SIGTERM/SIGINT stop the run at a step boundary with a
+    checkpoint (:mod:`jka.train.preemption`)."""
+    method = check(cfg, workdir)
     check_writable(workdir)
     with lock(workdir), preemption.watch():
         changed = check_config(cfg, workdir, allow_changed)
         if not changed:
             write_config(cfg, workdir, source)
         teachers = resolve_teachers(cfg, workdir)
-        if isinstance(kind, Job):
-            summary = kind.run(cfg, workdir, teachers)
+        if method.is_job:
+            summary = drive(method, cfg, workdir, teachers, run_phase)
             loop.write_summary(workdir, summary)
         else:
-            summary = run_phase(Phase(kind, cfg, workdir, teachers))
+            summary = run_phase(Phase(method, cfg, workdir, teachers))
         if changed:
             write_config(cfg, workdir, source)
         return summary
 
 
 def prepare(cfg, workdir: str):
-    """The built run of a single-phase config (:class:`jka.train.loop.Run`: algorithm, state restored
+    """The built run of a single-phase config (:class:`jka.train.loop.Run`: program, state restored
     from the latest checkpoint, shardings), for inspecting a run or timing its step."""
-    kind = _check(cfg, workdir)
-    if isinstance(kind, Job):
+    method = check(cfg, workdir)
+    if method.is_job:
         raise ConfigError(f"{cfg.algorithm!r} is a job of several phases; prepare one of its phases instead")
-    algo, mesh = Phase(kind, cfg, workdir, resolve_teachers(cfg, workdir)).build()
-    return loop.prepare(algo, cfg, workdir, mesh)
+    program, mesh = Phase(method, cfg, workdir, resolve_teachers(cfg, workdir)).build()
+    return loop.prepare(program, cfg, workdir, mesh)
 
 
 def evaluate(cfg, workdir: str) -> dict:
     """Evaluate the latest checkpoint of the run in ``workdir`` (a job: its final phase)."""
-    kind = _check(cfg, workdir)
+    method = check(cfg, workdir)
     if not paths.isdir(workdir):
         raise UserError(f"workdir {workdir!r} does not exist; train first with `jka train CONFIG --workdir {workdir}`")
+    if method.is_job and not method.trains_student:
+        raise UserError(f"{cfg.algorithm!r} trains no student to evaluate; read {workdir}/summary.json")
     teachers = resolve_teachers(cfg, workdir)
-    if isinstance(kind, Job):
-        if kind.final is None:
-            raise UserError(f"{cfg.algorithm!r} trains no student to evaluate; read {workdir}/summary.json")
-        return evaluate_phase(kind.final(cfg, workdir, teachers))
-    return evaluate_phase(Phase(kind, cfg, workdir, teachers))
+    if not method.is_job:
+        return evaluate_phase(Phase(method, cfg, workdir, teachers))
+
+    def visit(phase):
+        if phase.final:
+            return Stop(evaluate_phase(phase))
+        done = finished(phase.workdir, int(phase.cfg.train.steps))
+        if done is None:
+            raise UserError(f"the job has not finished its phase {phase.name!r} ({phase.workdir}); run it to the end "
+                            f"first with `jka train CONFIG --workdir {workdir}`")
+        return done
+
+    return drive(method, cfg, workdir, teachers, visit)
+
+
+def zoo_of(cfg, workdir: str) -> list:
+    """The models of a study's ``zoo`` (dicts with ``name``, ``workdir`` and a ``config`` to train
+    them), trained first where missing."""
+    specs = networks(cfg)[len(cfg.get("teachers", None) or ()):]
+    if not specs:
+        raise ConfigError("the config has no zoo; give transfer_study.zoo=[dict(name=..., workdir=..., config=...), ...]")
+    return [zoo_model(ensure_trained(spec, workdir, cfg), spec.get("name", None)) for spec in specs]

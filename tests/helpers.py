@@ -11,7 +11,7 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from jka.recipes.digits import DIGITS_HALVES, digits_kd_student, digits_teacher
+from jka.configs.common import DIGITS_HALVES, config, digits_teacher
 
 
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d jka [IWE] ")
@@ -33,7 +33,9 @@ def tiny_teacher(classes=None, steps=30, **train):
 def tiny_kd(steps=20, teacher_steps=30, **train):
     specs = [dict(workdir=f"teacher_{n}", classes=list(c), config=tiny_teacher(c, teacher_steps))
              for n, c in zip("ab", DIGITS_HALVES)]
-    cfg = digits_kd_student(specs, steps=steps)
+    cfg = config("kd", kd=dict(T=4.0, alpha=1.0, beta=0.0))
+    cfg.teachers = specs
+    cfg.train.steps = steps
     cfg.model.kwargs = {"width": 0.25}
     cfg.data.batch_size = 32
     cfg.train.update({"progress": False, "log_every": 5, "mesh": {"data": 1, "model": 1}, **train})

@@ -11,23 +11,24 @@ import optax
 import pytest
 from PIL import Image
 
-from jka import config, models
-from jka.algorithms.amalgamation.adaptive import derive_subtasks
+from benchmarks.throughput import CIFAR_MEAN, build_parser, make_config, synthetic_program
+from jka import methods, models, run
 from jka.check import rehearse
 from jka.check.sizes import parts
 from jka.check.standin import standing_in
 from jka.cli import main
 from jka.data import load_split
 from jka.data.scenes import load_dense_split
-from jka.errors import UserError
-from jka.recipes.amalgamation import DIGITS_OVERLAP
-from jka.train.state import TrainState
+from jka.errors import ConfigError, UserError
+from jka.methods.amalgamation.adaptive import derive_subtasks
+from jka.train.export import export_model
+from jka.train.state import State
 from tests.conftest import REPO
 from tests.helpers import error_lines
 
 
-def _cfg(spec, *overrides):
-    return config.load(os.path.join(REPO, spec), list(overrides))
+def _cfg(name, *overrides):
+    return run.load(name, list(overrides))
 
 
 def _count(tree):
@@ -42,9 +43,9 @@ def _params(arch, classes, shape, **kwargs):
 def test_cmi_resnet34_to_resnet18_has_the_references_head_and_bank():
     """The feature is the inputs of layer1..4 (64 + 64 + 128 + 256 = 512), so the head is
     Linear 512→512, ReLU, Linear 512→256 and the bank holds 40960 [global | local] rows of 2·512."""
-    r = rehearse(_cfg("configs/datafree/cifar10.py:method=cmi,pair=resnet34_resnet18"), trace_only=True)
-    assert r["parameters"]["extra.head"] == (512 * 512 + 512) + (512 * 256 + 256)
-    bank = next(a for a in r["largest_arrays"] if a["path"] == "extra.bank.data")
+    r = rehearse(_cfg("datafree/cifar10:method=cmi,pair=resnet34_resnet18"), trace_only=True)
+    assert r["parameters"]["head"] == (512 * 512 + 512) + (512 * 256 + 256)
+    bank = next(a for a in r["largest_arrays"] if a["path"] == "buffers.bank.data")
     assert bank["shape"] == [40960, 1024]
     assert r["parameters"]["student"] == _params("cifar_resnet18", 10, (32, 32, 3))
     assert r["units"] == 200 and r["batch"] == 128 and r["image_shape"] == [32, 32, 3]
@@ -55,7 +56,7 @@ def test_cmi_resnet34_to_resnet18_has_the_references_head_and_bank():
 
 def test_digits_kd_unit_runs_and_the_projection_is_units_times_the_unit(tmp_path, capsys):
     out = tmp_path / "check.json"
-    assert main(["check", "configs/digits/kd.py", "train.steps=40", "--json", str(out)]) == 0
+    assert main(["check", "digits/kd", "train.steps=40", "--json", str(out)]) == 0
     r = json.load(open(out))
     assert "jka check: kd, 40 units" in capsys.readouterr().out
     assert r["data"] == "the real dataset" and [t.split()[0] for t in r["teachers"]] == ["small_cnn", "small_cnn"]
@@ -69,9 +70,10 @@ def test_a_job_is_rehearsed_phase_by_phase_each_from_the_models_before_it(tmp_pa
     """Adaptive amalgamation: one component per sub-task (the student's architecture over the
     sub-task's classes), then the student, whose teachers are those components."""
     out = tmp_path / "check.json"
-    assert main(["check", "configs/amalgamation/digits.py:method=adaptive", "--json", str(out)]) == 0
+    assert main(["check", "amalgamation/digits:method=adaptive", "--json", str(out)]) == 0
     text, r = capsys.readouterr().out, json.load(open(out))
-    subtasks = derive_subtasks([list(c) for c in DIGITS_OVERLAP])  # [0-2], [3-6], [7-9]
+    cfg = _cfg("amalgamation/digits:method=adaptive")
+    subtasks = derive_subtasks([list(t["classes"]) for t in cfg.teachers])  # [0-2], [3-6], [7-9]
     names = [f"component_{g}" for g in range(len(subtasks))] + ["student"]
     assert [p["phase"] for p in r["phases"]] == names and "a job of 4 phases" in text and "the whole job" in text
     for g, classes in enumerate(subtasks):
@@ -92,7 +94,7 @@ def test_a_job_is_rehearsed_phase_by_phase_each_from_the_models_before_it(tmp_pa
 def test_data_sources_not_here_are_random_images_of_every_sources_classes(tmp_path):
     """cars196's 196 classes come from tfds's metadata; the folder's 100 are what the teachers'
     label space (0..295) leaves; both at data.image_size."""
-    cfg = _cfg("configs/amalgamation/cars_aircraft.py", "data.image_size=32",
+    cfg = _cfg("amalgamation/cars_aircraft", "data.image_size=32",
                f"data.sources.0.data_dir={str(tmp_path / 'tfds')!r}",
                f"data.sources.1.folder={str(tmp_path / 'aircraft')!r}")
     with standing_in(cfg) as notes:
@@ -112,7 +114,7 @@ def test_a_source_that_is_here_stays_real_next_to_one_stood_in_for(tmp_path):
     for c in ("a", "b", "c"):
         os.makedirs(tmp_path / "aircraft" / "trainval" / c)
         Image.fromarray(np.full((5, 5, 3), 40, np.uint8)).save(tmp_path / "aircraft" / "trainval" / c / "x.png")
-    cfg = _cfg("configs/amalgamation/cars_aircraft.py", "data.image_size=16",
+    cfg = _cfg("amalgamation/cars_aircraft", "data.image_size=16",
                f"data.sources.0.data_dir={str(tmp_path / 'tfds')!r}",
                f"data.sources.1.folder={str(tmp_path / 'aircraft')!r}")
     with standing_in(cfg) as notes:
@@ -124,46 +126,41 @@ def test_a_source_that_is_here_stays_real_next_to_one_stood_in_for(tmp_path):
 
 
 def test_nyuv2_not_prepared_is_random_scenes_of_its_documented_size():
-    cfg = _cfg("configs/amalgamation/nyuv2.py", "data.data_dir='/nonexistent/nyuv2'")
+    cfg = _cfg("amalgamation/nyuv2", "data.data_dir='/nonexistent/nyuv2'")
     with standing_in(cfg) as notes:
         ds = load_dense_split(cfg.data, "train")
     assert ds.images.shape[1:] == (288, 384, 3) and ds.seg.shape[1:] == (288, 384) and ds.num_classes == 13
     assert ds.seg.max() < 13 and ds.depth.min() > 0 and len(notes) == 1
 
 
-def test_trained_parts_are_named_by_their_path_and_frozen_copies_apart():
+def test_trained_parts_are_the_groups_parts_and_frozen_copies_apart():
     tx = optax.adam(1e-3)
-    ts = lambda params: TrainState.create(params, tx, jnp.zeros(2, jnp.uint32))  # noqa: E731
     layer = {"kernel": jnp.zeros((3, 4)), "bias": jnp.zeros(4)}
-    one = ts({"conv1": layer, "block1": {"conv": layer}})
+    v = lambda params: {"params": params}  # noqa: E731
+    one = State.create(jnp.zeros(2, jnp.uint32), {"student": v({"conv1": layer, "block1": {"conv": layer}})},
+                       {"student": (("student",), tx)})
     assert parts(one) == ({"student": 32}, {})
-    several = ts({"student": {"conv1": layer}, "blocks": {"proj0": layer, "proj1": layer}})
-    assert parts(several) == ({"student": 16, "blocks": 32}, {})
-    side_by_side = ts({"generator": {"l1": layer}, "filters": {"t0": {"conv": layer}}})
-    assert parts(side_by_side) == ({"generator": 16, "filters": 16}, {})
-    blocks_only = {"encoder": {"c": layer}, "decoder": {"c": layer}}  # a model without a layer at its top
-    assert parts(ts(blocks_only), exported=blocks_only) == ({"student": 32}, {})
-    state = {"student": one, "extra": {"head": {"fc": layer}, "head_opt": tx.init({"fc": layer}), "bank": jnp.zeros(9)},
-             "frozen": {"generator": {"params": {"l1": layer}, "batch_stats": {}}}}
-    assert parts(state) == ({"student": 32, "extra.head": 16}, {"frozen.generator": 16})
+    several = State.create(jnp.zeros(2, jnp.uint32), {"student": v({"conv1": layer}),
+                                                      "blocks": v({"proj0": layer, "proj1": layer}),
+                                                      "head": v({"fc": layer})},
+                           {"student": (("student", "blocks"), tx), "head": (("head",), tx)},
+                           {"bank": jnp.zeros(9), "frozen": {"generator": {"params": {"l1": layer}, "batch_stats": {}}}})
+    assert parts(several) == ({"student": 16, "blocks": 32, "head": 16}, {"buffers.frozen.generator": 16})
 
 
 def test_the_benchmarks_synthetic_data_is_checks_stand_in():
-    from benchmarks.throughput import CIFAR_MEAN, build_parser, make_config, synthetic_algorithm
-    from jka.algorithms.supervised import Supervised
-
     args = build_parser().parse_args(["--task", "supervised", "--student", "cifar_resnet8", "--batch", "8",
                                       "--image-size", "16", "--num-classes", "7"])
     args.dtype = "float32"
-    algo = synthetic_algorithm(Supervised)(make_config(args), [])
-    assert algo.train_ds.image_shape == (16, 16, 3) and algo.train_ds.num_classes == 7
-    assert tuple(algo.mean) == CIFAR_MEAN and len(algo.train_ds) >= 4 * 8
+    program = synthetic_program(methods.get("supervised"), make_config(args), [])
+    assert program.data.image_shape == (16, 16, 3) and program.data.train.num_classes == 7
+    assert tuple(program.data.mean) == CIFAR_MEAN and len(program.data.train) >= 4 * 8
 
 
 @pytest.mark.parametrize("args, needle", [
-    (["configs/datafree/cifar10.py:method=dfad", "teachers.0.arch=None"], "cannot know its architecture"),
-    (["configs/digits/kd.py", "--json", "/nonexistent/dir/r.json"], "does not exist"),
-    (["configs/distill/digits_netgraft.py", "model.kwargs={'width': 0.5}"],  # a job's phase, named
+    (["datafree/cifar10:method=dfad", "teachers.0.arch=None"], "cannot know its architecture"),
+    (["digits/kd", "--json", "/nonexistent/dir/r.json"], "does not exist"),
+    (["distill/digits_netgraft", "model.kwargs={'width': 0.5}"],  # a job's phase, named
      "phase block0: netgraft: model.kwargs.width must equal the teacher's width (0.25)"),
 ])
 def test_what_check_cannot_rehearse_is_one_line(args, needle, capsys):
@@ -173,12 +170,9 @@ def test_what_check_cannot_rehearse_is_one_line(args, needle, capsys):
 
 
 def test_a_teacher_whose_arch_is_not_the_exported_models_is_refused(tmp_path):
-    from jka import run
-    from jka.errors import ConfigError
-    from jka.train.export import export_model
     variables = models.create("small_cnn", 10).init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 1)), train=False)
     export_model(str(tmp_path / "t"), "small_cnn", 10, dict(variables))
-    cfg = _cfg("configs/digits/kd.py")
+    cfg = _cfg("digits/kd")
     cfg.teachers = [dict(workdir=str(tmp_path / "t"), arch="small_cnn")]
     assert run.resolve_teachers(cfg, str(tmp_path))[0].arch == "small_cnn"
     cfg.teachers = [dict(workdir=str(tmp_path / "t"), arch="wrn16_1")]

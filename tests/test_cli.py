@@ -1,4 +1,5 @@
-"""Config loading, overrides, and the CLI's one-line errors with exit code 2."""
+"""Config loading (shipped configs by name, files by path), overrides, ``jka configs``, and the CLI's
+one-line errors with exit code 2."""
 import json
 import os
 import subprocess
@@ -6,23 +7,24 @@ import sys
 
 import pytest
 
-from jka import config as config_lib
+from jka import config as config_lib, run
 from jka.cli import main
 from jka.errors import ConfigError
 from tests.helpers import error_lines
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TEACHER = os.path.join(REPO, "configs", "digits", "teacher.py")
+TEACHER = "digits/teacher"
 
 
 def test_overrides_parse_and_keep_types():
-    cfg = config_lib.load(TEACHER, ["train.steps=7", "optim.lr=1", "data.classes=[1,2]", "optim.name=adam"])
+    cfg = run.load(TEACHER, ["train.steps=7", "optim.lr=1", "data.classes=[1,2]", "optim.name=adam"])
     assert cfg.train.steps == 7 and cfg.optim.lr == 1.0 and isinstance(cfg.optim.lr, float)
     assert list(cfg.data.classes) == [1, 2] and cfg.optim.name == "adam"
 
 
 @pytest.mark.parametrize("args, needle", [
-    (["train", "configs/nope.py", "--workdir", "w"], "does not exist"),
+    (["train", "configs/nope.py", "--workdir", "w"], "is neither a file nor a config shipped with jka"),
+    (["train", "digits/nope", "--workdir", "w"], "`jka configs` lists the shipped ones"),
     (["train", TEACHER, "train.nope=1", "--workdir", "w"], "valid keys here: checkpoint_every"),
     (["train", TEACHER, "model.name=resnet9000", "--workdir", "w"], "unknown model 'resnet9000'; valid choices:"),
     (["train", TEACHER, "algorithm=magic", "--workdir", "w"], "unknown algorithm 'magic'"),
@@ -39,8 +41,7 @@ def test_user_errors_are_one_line_and_exit_2(tmp_path, capsys, args, needle):
 
 
 def test_missing_teacher_is_a_clear_error(tmp_path, capsys):
-    cfg = os.path.join(REPO, "configs", "cifar", "kd.py")
-    assert main(["train", cfg, "data.name=digits", "--workdir", str(tmp_path / "s")]) == 2
+    assert main(["train", "cifar/kd", "data.name=digits", "--workdir", str(tmp_path / "s")]) == 2
     assert "no exported model" in capsys.readouterr().err
 
 
@@ -60,4 +61,26 @@ def test_console_entry_point_runs_as_module(tmp_path):
 
 def test_override_into_a_missing_list_entry():
     with pytest.raises(ConfigError, match="teachers.0.*has 0 entries"):
-        config_lib.load(TEACHER, ["teachers.0.workdir=x"])
+        run.load(TEACHER, ["teachers.0.workdir=x"])
+
+
+def test_shipped_configs_by_name_by_old_path_and_by_file(tmp_path):
+    by_name = run.load("digits/kd")
+    assert by_name.algorithm == "kd" and by_name.kd.T == 4.0 and by_name.train.steps == 800
+    assert run.load("configs/digits/kd.py").to_dict() == by_name.to_dict()  # a checkout's old path
+    assert run.load(os.path.join(REPO, "jka", "configs", "digits", "kd.py")).to_dict() == by_name.to_dict()
+    assert run.load("digits/kd:teachers=one").kd.beta == 0.1
+    assert run.load("distill/digits:at").distill.method == "at"  # name:value sets the first argument
+    with pytest.raises(ConfigError, match="has no argument pair; its arguments: method='kd'"):
+        run.load("distill/digits:pair=x")
+
+
+def test_jka_configs_lists_every_shipped_config_with_its_variants(capsys):
+    assert main(["configs"]) == 0
+    out = capsys.readouterr().out
+    names = [e["name"] for e in config_lib.shipped()]
+    assert len(names) >= 19 and all(n in out for n in names)
+    assert ":teachers=two*|one" in out and ":method=kd*|hint|at" in out  # closed choices, the default starred
+    assert main(["configs", "distill/digits:method=at", "distill.gamma=5"]) == 0
+    shown = capsys.readouterr().out
+    assert '"method": "at"' in shown and '"gamma": 5,' in shown and '"log_every": 100' in shown

@@ -1,6 +1,6 @@
-"""The tree's architecture holds: imports run one way (models, losses, data → train → algorithms,
-convert, transfer → recipes, run → demo → cli), no import cycle among jka's modules, no jka import hidden inside a function,
-and no algorithm file over 400 lines."""
+"""The tree's architecture holds: imports run one way (models, losses, data → train → convert,
+transfer → methods → configs, run → demo, check → cli), no import cycle among jka's modules, no jka
+import hidden inside a function, and no method file over 400 lines."""
 import ast
 import glob
 import os
@@ -10,9 +10,9 @@ from tests.conftest import REPO
 PKG = os.path.join(REPO, "jka")
 # A layer may import from itself and from lower ranks, never from a different layer of its own rank
 # or above; the base modules (errors, config, paths) are importable from everywhere.
-RANK = {"models": 1, "losses": 1, "data": 1, "train": 2, "convert": 3, "transfer": 3, "algorithms": 3,
-        "recipes": 4, "run": 4, "demo": 5, "check": 5, "cli": 6}
-BASE = {"errors", "config", "paths", "__init__", "__main__"}
+RANK = {"models": 1, "losses": 1, "data": 1, "train": 2, "convert": 3, "transfer": 3, "methods": 4,
+        "configs": 5, "run": 5, "demo": 6, "check": 6, "cli": 7}
+BASE = {"errors", "config", "paths", "settings", "__init__", "__main__"}
 
 
 def _modules():
@@ -103,12 +103,12 @@ def test_no_undefined_name():
     assert not found.messages, "\n".join(found.messages)
 
 
-def test_algorithm_files_are_short_and_every_config_loads():
-    long = [p for p in glob.glob(os.path.join(PKG, "algorithms", "**", "*.py"), recursive=True)
+def test_method_files_are_short_and_every_config_loads():
+    long = [p for p in glob.glob(os.path.join(PKG, "methods", "**", "*.py"), recursive=True)
             if sum(1 for _ in open(p)) > 400]
     assert not long, long
-    from jka import config as config_lib
+    from jka import config as config_lib, run
 
-    for path in sorted(glob.glob(os.path.join(REPO, "configs", "**", "*.py"), recursive=True)):
-        cfg = config_lib.load_config_file(path)
-        assert cfg.algorithm, path
+    for entry in config_lib.shipped():
+        cfg = run.load(entry["name"])
+        assert run.validate(cfg).name == cfg.algorithm, entry["name"]

@@ -1,6 +1,6 @@
 """What a user can run: the registry, config arguments, phases (finished ones skipped, the
 ``train.init_from`` hand-over, resume first), a job evaluated through its final phase, and the GAN
-resuming through the shared loop like every other algorithm."""
+resuming through the shared loop like every other method."""
 import json
 import os
 
@@ -8,42 +8,39 @@ import jax
 import numpy as np
 import pytest
 
-from jka import config as config_lib
-from jka import run
+from jka import methods, run
 from jka.data import Batches
 from jka.errors import ConfigError
-from jka.recipes.amalgamation import digits_adaptive
-from jka.recipes.datafree import digits_gan
 from jka.train.checkpoint import Checkpointer
 from jka.train.export import load_model
-from tests.algorithms.amalgamation.tiny_teachers import make_teacher
-from tests.conftest import REPO
 from tests.helpers import tiny_teacher
+from tests.methods.amalgamation.tiny_teachers import make_teacher
 
 USER_NAMES = {"supervised", "dense_supervised", "kd", "layerwise", "cfl", "adaptive", "branching", "distill", "ffl",
               "netgraft", "dafl", "zskt", "dfad", "dfq", "deepinversion", "cmi", "gan", "datafree_amalgamation",
-              "transfer_study"}
+              "transfer_study", "dist"}
 
 
 def test_registry_names_what_users_run_and_no_internal_phase():
-    assert set(run.names()) == USER_NAMES
+    assert set(methods.names()) == USER_NAMES
+    for name, method in methods.METHODS.items():
+        assert method.name == name and (method.build is None) == method.is_job, name
     for phase in ("adaptive_component", "adaptive_student", "branching_search", "netgraft_phase", "dfa_dual"):
         with pytest.raises(ConfigError, match=f"unknown algorithm '{phase}'") as err:
-            run.lookup(phase)
+            methods.get(phase)
         choices = str(err.value).split("valid choices: ")[1].split(", ")
         assert set(choices) == USER_NAMES
 
 
 def test_config_arguments_pick_variants_and_bad_ones_say_what_exists():
-    path = os.path.join(REPO, "configs")
-    assert config_lib.load(f"{path}/datafree/digits.py:method=cmi").algorithm == "cmi"
-    cfg = config_lib.load(f"{path}/datafree/digits.py:method=dfad,one_stage=True")
-    assert cfg.algorithm == "dfad" and cfg.datafree.one_stage is True
-    assert config_lib.load(f"{path}/distill/digits.py:at").distill.method == "at"  # file.py:value = first argument
+    assert run.load("datafree/digits:method=cmi").algorithm == "cmi"
+    cfg = run.load("datafree/digits:method=dfad,one_stage=True")
+    assert cfg.algorithm == "dfad" and cfg.dfad.one_stage is True
+    assert run.load("distill/digits:at").distill.method == "at"  # name:value = the first argument
     with pytest.raises(ConfigError, match="has no argument pair; its arguments: method='dfad', one_stage=False"):
-        config_lib.load(f"{path}/datafree/digits.py:pair=x")
+        run.load("datafree/digits:pair=x")
     with pytest.raises(ConfigError, match="unknown method .*valid choices: .*cmi"):
-        config_lib.load(f"{path}/datafree/digits.py:method=magic")
+        run.load("datafree/digits:method=magic")
 
 
 def test_a_finished_run_is_not_run_again(tmp_path):
@@ -97,7 +94,7 @@ def test_init_from_starts_from_an_exported_model_and_a_checkpoint_wins(tmp_path,
 def test_a_job_skips_its_finished_phases_and_evaluates_its_final_phase(tmp_path):
     a = make_teacher(tmp_path / "a", "small_cnn", 7, width=0.25)
     b = make_teacher(tmp_path / "b", "small_cnn", 7, seed=1, width=0.25)
-    cfg = digits_adaptive(steps=4, component_steps=3)
+    cfg = run.load("amalgamation/digits:method=adaptive", ["train.steps=4", "adaptive.component_steps=3"])
     cfg.teachers = [dict(workdir=a, classes=list(range(7))), dict(workdir=b, classes=list(range(3, 10)))]
     cfg.model.kwargs = {"width": 0.25}
     cfg.data.batch_size = 32
@@ -112,13 +109,12 @@ def test_a_job_skips_its_finished_phases_and_evaluates_its_final_phase(tmp_path)
     ev = run.evaluate(cfg, str(tmp_path / "job"))
     assert ev["step"] == 4 and ev["eval"]["accuracy"] == pytest.approx(summary["eval"]["accuracy"])
     with pytest.raises(Exception, match="trains no student"):
-        study = config_lib.load(os.path.join(REPO, "configs/transfer/digits_study.py"))
-        run.evaluate(study, str(tmp_path / "job"))
+        run.evaluate(run.load("transfer/digits_study"), str(tmp_path / "job"))
 
 
 def test_gan_resumes_through_the_shared_loop(tmp_path):
     def cfg(steps):
-        c = digits_gan(steps=steps)
+        c = run.load("datafree/digits_gan", [f"train.steps={steps}"])
         c.gan.update(nz=8, ngf=8, ndf=8)
         c.data.batch_size = 16
         c.train.update(progress=False, log_every=2, eval_every=0, checkpoint_every=2, mesh={"data": 1, "model": 1})

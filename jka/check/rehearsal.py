@@ -1,6 +1,7 @@
 """Rehearse a run: every phase built as ``jka train`` builds it, one unit compiled and (maybe) run."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 import time
@@ -9,7 +10,6 @@ import jax
 import numpy as np
 
 from jka import run
-from jka.check import jobs
 from jka.check.sizes import count, largest, memory, parts
 from jka.check.standin import data_shape, random_like, random_teachers, standing_in
 from jka.errors import UserError
@@ -17,25 +17,23 @@ from jka.train import loop
 from jka.train import mesh as mesh_lib
 from jka.train.export import export_model, to_host
 from jka.train.flops import jaxpr_flops
+from jka.train.phases import Phase
 
 # One H100 80GB HBM3, dense bf16 peak, and the model FLOP utilisation jka's step reached there at
-# batch 256 (benchmarks/results/*_nvidia_h100_80gb_hbm3.json, 2026); other families use DEFAULT_MFU.
+# batch 256 (benchmarks/results/*_nvidia_h100_80gb_hbm3.json, 2026): each method's ``h100_mfu``.
 H100 = {"name": "H100 80GB (bf16)", "peak_flops": 989e12, "memory": 80e9}
-H100_MFU = {"kd": 0.163, "distill": 0.163, "supervised": 0.163, "layerwise": 0.147, "cfl": 0.138, "dfad": 0.219,
-            "dafl": 0.219, "zskt": 0.219, "dfq": 0.219, "deepinversion": 0.245, "cmi": 0.251}
-DEFAULT_MFU = 0.15
 
 
 def _describe(teachers, found) -> list[str]:
     return [found.get(id(t), f"{t.arch} (the model of phase {os.path.basename(t.path)})") for t in teachers]
 
 
-def _quick_init(algo, draw: bool):
-    """``algo.init`` traced for its shapes only, the state drawn in numpy (:func:`random_like`; zeros
+def _quick_init(program, draw: bool):
+    """``program`` whose ``init`` is traced for its shapes only, the state drawn in numpy (:func:`random_like`; zeros
     without ``draw``): on a CPU each op of an eager init compiles on its own and a jitted one compiles
     slower than the step (10-20 s for a SegNet or a ResNet); what a rehearsal measures does not depend
     on the values. An init that cannot be traced runs as ``jka train`` runs it."""
-    init = algo.init
+    init = program.init
 
     def traced(rng, batch):
         try:
@@ -43,13 +41,13 @@ def _quick_init(algo, draw: bool):
         except Exception:  # noqa: BLE001 - an init that reads values on the host: run it
             return init(rng, batch)
 
-    algo.init = traced
+    return dataclasses.replace(program, init=traced)
 
 
-def _trace(algo, mesh, prepared, state, tvars, batch):
+def _trace(program, mesh, prepared, state, tvars, batch):
     """The step traced once, as ``jka train`` jits it: its jaxpr gives the FLOPs, its lowering the program."""
     try:
-        return loop.compile_step(algo, mesh, prepared.state_sharding, prepared.teacher_sharding).trace(state, tvars, batch)
+        return loop.compile_step(program, mesh, prepared.state_sharding, prepared.teacher_sharding).trace(state, tvars, batch)
     except (TypeError, ValueError) as err:
         raise UserError(f"the step does not build at the configured shapes: {str(err).splitlines()[0][:300]}") from None
 
@@ -82,39 +80,38 @@ def rehearse_phase(phase, execute: bool, repeats: int, memo: dict, found: dict, 
     shapes (:func:`_quick_init`); ``trace_only`` stops after the FLOPs (nothing compiled)."""
     notes = {}
     with standing_in(phase.cfg, notes, memo):
-        algo, mesh = phase.build()
-        _quick_init(algo, draw=not trace_only)
-        prepared = loop.prepare(algo, phase.cfg, phase.workdir, mesh)
+        program, mesh = phase.build()
+        program = _quick_init(program, draw=not trace_only)
+        prepared = loop.prepare(program, phase.cfg, phase.workdir, mesh)
     prepared.ckpt.close()
     state, tvars = prepared.state, prepared.teacher_vars
     batch = prepared.batches.device_batch(0, mesh_lib.data_sharding(mesh))
-    traced = _trace(algo, mesh, prepared, state, tvars, batch)
+    traced = _trace(program, mesh, prepared, state, tvars, batch)
     flops = jaxpr_flops(traced.jaxpr.jaxpr)
     t0 = time.perf_counter()
     compiled = None if trace_only else _fits(lambda: traced.lower().compile())
     compile_s = None if trace_only else round(time.perf_counter() - t0, 2)
     state, times = _run(compiled, state, tvars, batch, repeats + 1) if execute and compiled else (state, [])
-    arch, n_out, variables, meta = algo.export(state)
     if export:
-        export_model(os.path.join(phase.workdir, "model"), arch, n_out, to_host(variables), **meta)
-    return _report(phase, algo, state, flops, compiled, compile_s, times, notes, found,
-                   parts(state, variables.get("params") if arch == phase.cfg.model.name else None))
+        out = program.export(state)
+        export_model(os.path.join(phase.workdir, "model"), out.arch, out.num_classes, to_host(out.variables), **out.info)
+    return _report(phase, program, state, flops, compiled, compile_s, times, notes, found, parts(state))
 
 
-def _report(phase, algo, state, flops, compiled, compile_s, times, notes, found, sizes) -> dict:
-    steps = int(algo.total_steps)
+def _report(phase, program, state, flops, compiled, compile_s, times, notes, found, sizes) -> dict:
+    steps = int(program.steps)
     unit_s = float(np.median(times[1:])) if len(times) > 1 else None
-    mfu = H100_MFU.get(algo.name, DEFAULT_MFU)
+    mfu = phase.method.h100_mfu
     mem = memory(compiled) if compiled else None
     h100_unit = flops / (H100["peak_flops"] * mfu)
     stood_in = "; ".join(f"{k}: {v}" for k, v in notes.items())
     return {
-        "algorithm": algo.name, "data": f"random images of its shape ({stood_in})" if notes else "the real dataset",
-        "teachers": _describe(algo.teachers, found),
-        "image_shape": list(algo.train_ds.image_shape), "batch": int(phase.cfg.data.batch_size), "units": steps,
-        "model": phase.cfg.model.name, "model_kwargs": dict(getattr(algo, "student_kwargs", {})),
-        "classes": len(getattr(algo, "student_classes", ())),
-        "parameters": sizes[0], "frozen_parameters": sizes[1], "teacher_parameters": [count(t.variables) for t in algo.teachers],
+        "algorithm": program.name, "data": f"random images of its shape ({stood_in})" if notes else "the real dataset",
+        "teachers": _describe(program.teachers, found),
+        "image_shape": list(program.data.image_shape), "batch": int(phase.cfg.data.batch_size), "units": steps,
+        "model": phase.cfg.model.name, "model_kwargs": dict(program.details.get("model_kwargs", phase.cfg.model.get("kwargs", {}))),
+        "classes": len(program.data.classes),
+        "parameters": sizes[0], "frozen_parameters": sizes[1], "teacher_parameters": [count(t.variables) for t in program.teachers],
         "largest_arrays": [{"path": p, "shape": list(s), "bytes": b} for p, s, b in largest(state)],
         "step_memory_bytes": mem, "flops_per_unit": flops, "compile_s": compile_s,
         "unit_s_here": unit_s, "run_s_here": unit_s * steps if unit_s else None,
@@ -124,7 +121,7 @@ def _report(phase, algo, state, flops, compiled, compile_s, times, notes, found,
     }
 
 
-def _total(cfg, phases: list[dict]) -> dict:
+def _total(cfg, method, phases: list[dict]) -> dict:
     """A job's report: its phases' and the sums over them."""
     here = [p["run_s_here"] for p in phases]
     mems = [p["step_memory_bytes"] for p in phases if p["step_memory_bytes"] is not None]
@@ -135,8 +132,7 @@ def _total(cfg, phases: list[dict]) -> dict:
             "run_s_here": sum(here) if all(h is not None for h in here) else None,
             "h100": {"run_s": sum(p["h100"]["run_s"] for p in phases),
                      "fits": None if None in fits else all(fits)},
-            "not_rehearsed": "the study itself (graphs, probes: nothing trained)" if cfg.algorithm == "transfer_study"
-            else None}
+            "not_rehearsed": None if method.trains_student else "the job's own work after its phases (nothing trained)"}
 
 
 def rehearse(cfg, workdir: str | None = None, execute: bool = True, repeats: int = 2, trace_only: bool = False) -> dict:
@@ -145,24 +141,32 @@ def rehearse(cfg, workdir: str | None = None, execute: bool = True, repeats: int
     ``phase`` name) and the sums over them. ``trace_only``: FLOPs, parameters and shapes from the
     traced step alone, nothing compiled or run (no memory or times): a sweep over many configs."""
     execute = execute and not trace_only
-    kind = run._check(cfg, workdir)
-    memo = {}
+    method = run.check(cfg, workdir)
+    memo, draw = {}, not trace_only
     with tempfile.TemporaryDirectory(prefix="jka-check-") as tmp:
-        if not isinstance(kind, run.Job):
-            phase, found = jobs.single_phase(cfg, os.path.join(tmp, "run"), workdir, memo, draw=not trace_only)
-            return rehearse_phase(phase, execute, repeats, memo, dict(zip(map(id, phase.teachers), found)), trace_only,
-                                  export=False)
-        if cfg.algorithm not in jobs.PLANS:
-            raise UserError(f"jka check does not know the phases of the job {cfg.algorithm!r} yet")
         with standing_in(cfg, memo=memo):
             shape, n = data_shape(cfg)
-        teachers, found = random_teachers(cfg, workdir, shape, n, memo, draw=not trace_only)
+        teachers, found = random_teachers(cfg, workdir, shape, n, memo, draw)
         found = dict(zip(map(id, teachers), found))
+        if not method.is_job:
+            phase = Phase(method, cfg, os.path.join(tmp, "run"), teachers)
+            return rehearse_phase(phase, execute, repeats, memo, found, trace_only, export=False)
         reports = []
-        for name, phase, handed_over in jobs.PLANS[cfg.algorithm](cfg, tmp, teachers, memo, not trace_only):  # after the one before it
+
+        def visit(phase):  # each phase after the one before it, from its (random) exported model
             try:
-                reports.append({"phase": name, **rehearse_phase(phase, execute, repeats, memo, found, trace_only,
-                                                                handed_over)})
+                reports.append({"phase": phase.name, **rehearse_phase(phase, execute, repeats, memo, found, trace_only,
+                                                                      export=not phase.final)})
             except UserError as err:
-                raise type(err)(f"phase {name}: {err}") from None
-    return _total(cfg, reports)
+                raise type(err)(f"phase {phase.name}: {err}") from None
+            return {"step": reports[-1]["units"], "eval": {}}
+
+        def network(spec):  # a network the job trains first, with random teachers of its own
+            def stand_ins(net_cfg, path):
+                with standing_in(net_cfg, memo=memo):
+                    net_shape, net_n = data_shape(net_cfg)
+                return random_teachers(net_cfg, None, net_shape, net_n, memo, draw)[0]
+            return run.network_phase(spec, tmp, cfg, stand_ins)
+
+        run.drive(method, cfg, tmp, teachers, visit, rehearsal=True, network=network)
+    return _total(cfg, method, reports)

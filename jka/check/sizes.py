@@ -2,13 +2,9 @@
 the compiled step."""
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping
-
 import jax
 import numpy as np
 
-from jka.train.state import TrainState
 
 
 def key_name(p) -> str:
@@ -20,59 +16,19 @@ def count(tree) -> int:
     return sum(int(np.prod(a.shape)) for a in jax.tree.leaves(tree))
 
 
-def _children(node):
-    if isinstance(node, Mapping):
-        return list(node.items())
-    if dataclasses.is_dataclass(node) and not isinstance(node, type):
-        return [(f.name, getattr(node, f.name)) for f in dataclasses.fields(node)]
-    if isinstance(node, (list, tuple)):
-        return list(enumerate(node))
-    return []
-
-
-def _networks(params, exported) -> list:
-    """``[(key or None, params)]``: the networks of the state's own params. Several side by side
-    when they sit under ``student`` and others (:func:`jka.algorithms.base.student_part`), one when
-    they are the model the phase exports (``exported``: its params), else several when none of the
-    entries is a layer (holds an array itself: ``{'generator': ..., 'filters': ...}``)."""
-    is_layer = lambda e: not isinstance(e, Mapping) or any(not isinstance(x, Mapping) for x in e.values())  # noqa: E731
-    if not isinstance(params, Mapping) or len(params) < 2:
-        return [(None, params)]
-    if "student" in params:
-        return list(params.items())
-    if exported is not None and jax.tree.structure(exported) == jax.tree.structure(params):
-        return [(None, params)]
-    return [(None, params)] if any(is_layer(e) for e in params.values()) else list(params.items())
-
-
-def parts(state, exported=None) -> tuple[dict, dict]:
-    """(trained, frozen): parameters per part of the state, each named by its path.
-
-    Trained: the ``params`` of every :class:`TrainState` (the state's own is ``student``, or one
-    entry per network it holds: :func:`_networks`) and every subtree ``x`` with an optimizer state
-    ``x_opt`` next to it (a network trained inside the step, e.g. CMI's head). Frozen: any other
-    ``params`` (a copy the state carries, e.g. an earlier phase's generator)."""
-    trained, frozen = {}, {}
-
-    def walk(node, path):
-        if isinstance(node, TrainState):
-            nets = _networks(node.params, exported) if not path else [(None, node.params)]
-            for key, tree in nets:
-                if count(tree):
-                    trained[".".join(path + ([key] if key else [])) or "student"] = count(tree)
-            return
-        children = _children(node)
-        names = {str(k) for k, _ in children}
-        for k, v in children:
-            if str(k) == "params":
-                frozen[".".join(path) or "params"] = count(v)
-            elif f"{k}_opt" in names:
-                trained[".".join(path + [str(k)])] = count(v)
-            else:
-                walk(v, path + [str(k)])
-
-    walk(state, [])
-    return dict(sorted(trained.items(), key=lambda kv: kv[0] != "student")), frozen
+def parts(state) -> tuple[dict, dict]:
+    """(trained, frozen): parameters per part of a :class:`~jka.train.state.State`. Trained: every part
+    an optimizer group updates; frozen: the ``params`` the state carries in its buffers (an earlier
+    phase's generator), each named by its path."""
+    trained_parts = [p for _, g in state.groups for p in g.parts]
+    trained = {p: count(state.params[p]) for p in trained_parts if count(state.params[p])}
+    frozen = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(state.buffers)[0]:
+        keys = [key_name(p) for p in path]
+        if "params" in keys:
+            name = ".".join(["buffers"] + keys[:keys.index("params")]) or "buffers"
+            frozen[name] = frozen.get(name, 0) + int(np.prod(leaf.shape))
+    return trained, frozen
 
 
 def largest(state, n: int = 5) -> list:

@@ -17,6 +17,7 @@ procedural scenes, a prepared tfds dataset) stays real. The shape of a stand-in:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import inspect
 import json
@@ -196,14 +197,15 @@ def data_shape(cfg) -> tuple[tuple, int]:
 
 
 def network_of(cfg, memo: dict | None = None) -> tuple[str, dict, list | None]:
-    """(arch, kwargs, classes) of the model a config exports: its algorithm built on stand-in data."""
-    kind = run.lookup(cfg.algorithm)
-    if isinstance(kind, run.Job):
+    """(arch, kwargs, classes) of the model a config exports: its method built on stand-in data."""
+    method = run.validate(cfg)
+    if method.is_job:
         return cfg.model.name, dict(cfg.model.get("kwargs", {})), cfg.data.get("classes", None)
     with standing_in(cfg, memo=memo):
         shape, n = data_shape(cfg)
-        algo = kind(cfg, random_teachers(cfg, None, shape, n, memo, draw=False)[0])
-    return cfg.model.name, dict(algo.student_kwargs), list(algo.student_classes)
+        program = method.program(cfg, random_teachers(cfg, None, shape, n, memo, draw=False)[0], None)
+    kwargs = program.details.get("model_kwargs", cfg.model.get("kwargs", {}))
+    return cfg.model.name, dict(kwargs), list(program.data.classes)
 
 
 def _teacher_arch(i: int, spec, cfg, workdir: str | None, memo: dict | None) -> tuple[str, dict, list | None, str]:
@@ -273,15 +275,12 @@ def random_teachers(cfg, workdir: str | None, image_shape, num_classes: int, mem
     return teachers, found
 
 
-def with_stand_in_data(cls):
-    """``cls`` built on stand-in data (:func:`standing_in` around its constructor): what a benchmark
+def with_stand_in_data(method):
+    """``method`` built on stand-in data (:func:`standing_in` around its ``build``): what a benchmark
     of the step alone needs (``data.name='synthetic'`` with ``num_classes`` and ``image_size``)."""
+    def build(ctx):
+        with standing_in(ctx.cfg):
+            return method.build(ctx)
 
-    class StandIn(cls):
-        def __init__(self, cfg, teachers, **options):
-            with standing_in(cfg):
-                super().__init__(cfg, teachers, **options)
-
-    StandIn.__name__ = f"StandIn{cls.__name__}"
-    return StandIn
+    return dataclasses.replace(method, build=build)
 

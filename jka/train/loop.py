@@ -1,6 +1,6 @@
 """The training loop every algorithm shares.
 
-``fit(algo, cfg, workdir, mesh)`` runs one algorithm object: one compiled step (``jax.jit`` with
+``fit(program, cfg, workdir, mesh)`` runs one phase of a method (:class:`~jka.train.program.Program`): one compiled step (``jax.jit`` with
 the state donated), batches split over the mesh, periodic evaluation, orbax checkpoints, progress
 lines and metrics (:mod:`jka.train.progress`), a stop with a checkpoint on SIGTERM/SIGINT
 (:mod:`jka.train.preemption`), a clean stop that keeps the last good checkpoint when the loss
@@ -23,13 +23,14 @@ import jax.numpy as jnp
 
 from jka import paths
 from jka.data.core import Prefetch
-from jka.errors import UserError
+from jka.errors import ConfigError, UserError
 from jka.train import mesh as mesh_lib
 from jka.train import preemption
 from jka.train.checkpoint import Checkpointer
 from jka.train.export import export_model, load_model, to_host
 from jka.train.distributed import barrier
 from jka.train.metrics import MetricWriter, to_python
+from jka.train.program import EvalContext, Program
 from jka.train.progress import Progress, all_finite
 from jka.train.teachers import check_fit
 
@@ -49,9 +50,9 @@ def _all_finite(tree) -> bool:
 
 @dataclasses.dataclass
 class Run:
-    """A built run: the algorithm, its batches, its (restored) state and where it lives."""
+    """A built run: the program, its batches, its (restored) state and where it lives."""
 
-    algo: Any
+    program: Program
     mesh: Any
     teacher_vars: Any
     batches: Any
@@ -63,27 +64,28 @@ class Run:
     progress: dict = dataclasses.field(default_factory=dict)  # the open logging interval at `start`
 
 
-def prepare(algo, cfg, workdir: str, mesh) -> Run:
-    """Batches, the state (resume > ``train.init_from`` > fresh) and shardings of ``algo``'s run."""
+def prepare(program: Program, cfg, workdir: str, mesh) -> Run:
+    """Batches, the state (resume > ``train.init_from`` > fresh) and shardings of ``program``'s run."""
     paths.makedirs(workdir)
-    seed = int(cfg.get("seed", 0))
-    algo.workdir = workdir  # for algorithms that write files of their own (sample grids)
-    algo.mesh = mesh        # batches made inside a step are split over it
-    for teacher in algo.teachers:  # an RGB teacher on 1-channel data: one line, not a trace error
-        check_fit(teacher, algo.train_ds.image_shape)
-    batches = algo.train_batches(seed)
+    seed = int(cfg.seed)
+    for teacher in program.teachers:  # an RGB teacher on 1-channel data: one line, not a trace error
+        check_fit(teacher, program.data.image_shape)
+    batches = program.batches
 
     # train.shard: split large arrays over the mesh's `model` axis (teachers by default; the
     # training state too with shard.state=True); a no-op on a mesh with model=1.
     shard = cfg.train.get("shard", {})
     min_size = int(shard.get("min_size", 1 << 14))
-    state = algo.init(jax.random.PRNGKey(seed), batches.host_batch(0))
+    state = program.init(jax.random.PRNGKey(seed), batches.host_batch(0))
     init_from = cfg.train.get("init_from", None)
     if init_from:
-        state = algo.start_from(state, *load_model(init_from))
+        if program.start_from is None:
+            raise ConfigError(f"{program.name} cannot start from train.init_from (it trains more than one network "
+                              "from scratch); leave train.init_from unset")
+        state = program.start_from(state, *load_model(init_from))
     state_sh = mesh_lib.param_shardings(state, mesh, bool(shard.get("state", False)), min_size)
     state = jax.device_put(state, state_sh)
-    teacher_vars = [t.variables for t in algo.teachers]
+    teacher_vars = [t.variables for t in program.teachers]
     teacher_sh = mesh_lib.param_shardings(teacher_vars, mesh, bool(shard.get("teachers", True)), min_size)
     teacher_vars = jax.device_put(teacher_vars, teacher_sh)
 
@@ -96,22 +98,22 @@ def prepare(algo, cfg, workdir: str, mesh) -> Run:
             ckpt.close()
             raise
         state = jax.device_put(state, state_sh)
-    return Run(algo, mesh, teacher_vars, batches, state, ckpt, start, state_sh, teacher_sh, progress)
+    return Run(program, mesh, teacher_vars, batches, state, ckpt, start, state_sh, teacher_sh, progress)
 
 
-def evaluate_latest(algo, cfg, workdir: str, mesh) -> dict:
+def evaluate_latest(program: Program, cfg, workdir: str, mesh) -> dict:
     """Evaluate the latest checkpoint of ``workdir`` on the test split."""
-    run = prepare(algo, cfg, workdir, mesh)
+    run = prepare(program, cfg, workdir, mesh)
     if run.start == 0:
         run.ckpt.close()
         raise UserError(f"no checkpoint in {run.ckpt.directory}; train first with `jka train CONFIG --workdir {workdir}`")
-    out = {"step": run.start, "eval": algo.evaluate(run.state, mesh)}
+    out = {"step": run.start, "eval": program.evaluate(run.state, EvalContext(mesh, workdir, None, run.start))}
     run.ckpt.close()
     return out
 
 
-def compile_step(algo, mesh, state_sharding=None, teacher_sharding=None):
-    """The algorithm's step, jitted once: state donated, batch split over the mesh.
+def compile_step(program: Program, mesh, state_sharding=None, teacher_sharding=None):
+    """The program's step, jitted once: state donated, batch split over the mesh.
 
     State and teachers are replicated unless shardings are given (``mesh_lib.fsdp_sharding``);
     the new state keeps the state's sharding, the metrics are replicated.
@@ -119,7 +121,7 @@ def compile_step(algo, mesh, state_sharding=None, teacher_sharding=None):
     repl, dshard = mesh_lib.replicated(mesh), mesh_lib.data_sharding(mesh)
     state_sharding = repl if state_sharding is None else state_sharding
     teacher_sharding = repl if teacher_sharding is None else teacher_sharding
-    return jax.jit(algo.train_step, donate_argnums=(0,), in_shardings=(state_sharding, teacher_sharding, dshard),
+    return jax.jit(program.step, donate_argnums=(0,), in_shardings=(state_sharding, teacher_sharding, dshard),
                    out_shardings=(state_sharding, repl))
 
 
@@ -137,29 +139,29 @@ def write_summary(workdir: str, summary: dict) -> None:
     barrier("jka: summary.json written")
 
 
-def fit(algo, cfg, workdir: str, mesh) -> dict:
-    """Train (or resume) ``algo`` in ``workdir``; returns the summary it writes.
+def fit(program: Program, cfg, workdir: str, mesh) -> dict:
+    """Train (or resume) ``program`` in ``workdir``; returns the summary it writes.
 
     Stops cleanly on SIGTERM/SIGINT (:mod:`jka.train.preemption`): a checkpoint at the step
     boundary, then :class:`~jka.train.preemption.Preempted`.
     """
-    run = prepare(algo, cfg, workdir, mesh)
+    run = prepare(program, cfg, workdir, mesh)
     state, ckpt, start, teacher_vars = run.state, run.ckpt, run.start, run.teacher_vars
-    total = algo.total_steps
+    total = program.steps
     if start > total:
         ckpt.close()
         raise UserError(f"{ckpt.directory} holds a checkpoint at step {start}, beyond train.steps={total}; "
                         f"set train.steps >= {start} to continue it, or train in another --workdir")
     dshard = mesh_lib.data_sharding(mesh)
-    step_fn = compile_step(algo, mesh, run.state_sharding, run.teacher_sharding)
+    step_fn = compile_step(program, mesh, run.state_sharding, run.teacher_sharding)
     eval_every = int(cfg.train.get("eval_every", 0))
     ckpt_every = int(cfg.train.get("checkpoint_every", 0))
     writer = MetricWriter(workdir, after=start)
-    algo.writer = writer  # sample grids (save_grid) go to TensorBoard too
-    log.info("%s in %s: steps %d -> %d, %d process(es), %d %s device(s), mesh %s, batch %d%s", algo.name,
+    evaluate = lambda s, step: program.evaluate(s, EvalContext(mesh, workdir, writer, step))  # noqa: E731
+    log.info("%s in %s: steps %d -> %d, %d process(es), %d %s device(s), mesh %s, batch %d%s", program.name,
              workdir, start, total, jax.process_count(), jax.device_count(), jax.devices()[0].platform,
              dict(mesh.shape), int(cfg.data.batch_size), f" (resumed at step {start})" if start else "")
-    progress = Progress(algo, cfg, start, total, writer, mesh, run.progress)
+    progress = Progress(program.name, program.learning_rate, cfg, start, total, writer, mesh, run.progress)
     last_good = ckpt.latest_step()
     metrics = {}
     feed = Prefetch(run.batches, stop=total, workers=int(cfg.data.get("read_workers", 0) or 0))
@@ -176,7 +178,7 @@ def fit(algo, cfg, workdir: str, mesh) -> dict:
                         "optim.grad_clip or check the inputs, then rerun")
                 if eval_every and done % eval_every == 0 and done != total:
                     with progress.pause():
-                        writer.write(done, "eval", algo.evaluate(state, mesh))
+                        writer.write(done, "eval", evaluate(state, done))
                 if done == total:
                     break
                 stop = preemption.requested(done, ckpt)
@@ -197,22 +199,22 @@ def fit(algo, cfg, workdir: str, mesh) -> dict:
 
     _save(ckpt, total, state, last_good, progress.snapshot())
     ckpt.close()
-    final = algo.evaluate(state, mesh)
+    final = evaluate(state, total)
     writer.write(total, "eval", final)
-    log.info("%s step %d/%d: eval %s", algo.name, total, total, json.dumps(to_python(final)))
+    log.info("%s step %d/%d: eval %s", program.name, total, total, json.dumps(to_python(final)))
     writer.close()
-    arch, n_out, variables, meta = algo.export(state)
-    variables = to_host(variables)  # every process: a split array is gathered collectively
+    out = program.export(state)
+    variables = to_host(out.variables)  # every process: a split array is gathered collectively
     if jax.process_index() == 0:
-        export_model(os.path.join(workdir, "model"), arch, n_out, variables, **meta)
+        export_model(os.path.join(workdir, "model"), out.arch, out.num_classes, variables, **out.info)
     summary = {
         "step": total,
-        "algorithm": algo.name,
+        "algorithm": program.name,
         "eval": final,
         "train": to_python(metrics) if metrics else {},
-        "student_classes": algo.student_classes,
-        "teachers": [{"arch": t.arch, "classes": t.classes} for t in algo.teachers],
-        "labels_used": algo.uses_labels,
+        "student_classes": program.data.classes,
+        "teachers": [{"arch": t.arch, "classes": t.classes} for t in program.teachers],
+        "labels_used": program.uses_labels,
         "devices": jax.device_count(),
         # How many times the step was compiled in this process (1 = no recompilation).
         "step_compilations": compilations(step_fn),

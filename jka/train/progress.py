@@ -45,10 +45,11 @@ def duration(seconds: float) -> str:
 
 
 class Progress:
-    """The interval means, rates and log lines of one run of ``algo`` from ``start`` to ``total``."""
+    """The interval means, rates and log lines of one run (``name``; ``learning_rate(step)``) from
+    ``start`` to ``total``."""
 
-    def __init__(self, algo, cfg, start: int, total: int, writer, mesh, saved: dict | None = None):
-        self.algo, self.total, self.writer = algo, total, writer
+    def __init__(self, name: str, learning_rate, cfg, start: int, total: int, writer, mesh, saved: dict | None = None):
+        self.name, self.learning_rate, self.total, self.writer = name, learning_rate, total, writer
         self.batch_size = int(cfg.data.batch_size)
         self.log_every = int(cfg.train.log_every)
         self.sums, self.count = None, 0
@@ -60,7 +61,7 @@ class Progress:
         self.paused = 0.0
         self.compile_s = None
         tty = bool(cfg.train.get("progress", True)) and sys.stderr.isatty() and jax.process_index() == 0
-        self.bar = tqdm(total=total, initial=start, disable=not tty, desc=algo.name, dynamic_ncols=True, leave=False)
+        self.bar = tqdm(total=total, initial=start, disable=not tty, desc=name, dynamic_ncols=True, leave=False)
 
     def step(self, done: int, metrics) -> dict | None:
         """Count step ``done``'s metrics; at a logging boundary, log and return the interval's row."""
@@ -71,7 +72,7 @@ class Progress:
             now = time.perf_counter()
             self.compile_s, self.mark = now - self.began, (now, done)
             log.info("%s: first step done in %.1f s (compilation included; not in the rates below)",
-                     self.algo.name, self.compile_s)
+                     self.name, self.compile_s)
         self.bar.update(1)
         if done % self.log_every == 0 or done == self.total:
             return self.flush(done)
@@ -84,7 +85,7 @@ class Progress:
         then, at = self.mark
         rate = (done - at) / max(now - then - self.paused, 1e-9) if done > at else None
         self.mark, self.paused = (now, done), 0.0
-        row["lr"] = self.algo.learning_rate(done)
+        row["lr"] = self.learning_rate(done)
         if rate is not None:
             row.update(steps_per_s=rate, img_per_s=rate * self.batch_size)
         self.writer.write(done, "train", row)
@@ -92,7 +93,7 @@ class Progress:
                          and not k.endswith("_per_s"))
         speed = (f" | {rate:.1f} steps/s {rate * self.batch_size:.0f} img/s | ETA "
                  f"{duration((self.total - done) / rate)}") if rate else ""
-        log.info("%s step %d/%d: %s%s", self.algo.name, done, self.total, shown, speed)
+        log.info("%s step %d/%d: %s%s", self.name, done, self.total, shown, speed)
         if "loss" in row:
             self.bar.set_postfix(loss=f"{row['loss']:.4f}", **({"step_s": f"{rate:.1f}"} if rate else {}))
         return row

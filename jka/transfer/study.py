@@ -1,5 +1,6 @@
 """Comparing a zoo (what ``jka transfer`` runs) and the digits study that checks the scores against
-measured transfer (what ``configs/transfer/digits_study.py`` runs; docs/methods.md, "Transferability").
+measured transfer (what ``jka train transfer/digits_study`` runs, :mod:`jka.methods.transfer_study`;
+docs/methods.md, "Transferability").
 
 Study protocol. Every network of the zoo is trained by jka on one labeling of the same digits.
 A *target* is a task with its own network (whose graph stands for the task); every other network
@@ -245,17 +246,17 @@ def _log(msg: str, t0: float):
 
 
 def run_study(cfg, workdir: str, zoo: Sequence[ZooModel], t0: float | None = None) -> dict:
-    """Score the trained ``zoo`` (the networks of ``cfg.zoo``) without labels, measure real transfer,
-    compare. ``t0``: when the study started (the zoo's training counts in its time)."""
+    """Score the trained ``zoo`` (the networks of ``cfg.transfer_study.zoo``) without labels, measure
+    real transfer, compare. ``t0``: when the study started (the zoo's training counts in its time)."""
     t0 = time.perf_counter() if t0 is None else t0
-    tc = cfg.transfer
-    specs = list(cfg.zoo)
+    tc = cfg.transfer_study
+    specs = list(tc.zoo)
     by_name = {m.name: m for m in zoo}
     task_of = {s["name"]: s["task"] for s in specs}
-    targets = list(tc.targets)
+    targets = list(by_name) if tc.get("targets", None) is None else list(tc.targets)
     missing = [t for t in targets if t not in by_name]
     if missing:
-        raise ConfigError(f"transfer.targets {missing} are not zoo names; choose from {list(by_name)}")
+        raise ConfigError(f"transfer_study.targets {missing} are not zoo names; choose from {list(by_name)}")
     t_zoo = time.perf_counter()
     _log(f"zoo of {len(zoo)} models ready", t0)
 

@@ -10,8 +10,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from jka import cli, errors, models  # noqa: E402
+from jka import cli, errors, models, run  # noqa: E402
 from jka.convert import load_torch  # noqa: E402
+from jka.data.sources import digits  # noqa: E402
+from jka.methods.kd import teacher_logits  # noqa: E402
 from tests.convert.twins import random_twin  # noqa: E402
 from tests.helpers import import_torchvision  # noqa: E402
 
@@ -119,11 +121,6 @@ def test_cli_exits_2_on_mismatch(tmp_path, capsys):
 
 
 def test_cli_verify_and_converted_model_is_a_kd_teacher(tmp_path, capsys):
-    from jka.recipes.digits import digits_kd_student
-    from jka.data.sources import digits
-    from jka.algorithms.kd import KD, teacher_logits
-    from jka.run import resolve_teachers
-
     twin = random_twin("small_cnn", NUM_CLASSES, in_channels=1)
     torch.save({"model": twin.state_dict()}, tmp_path / "teacher.pt")
     out = tmp_path / "teacher"
@@ -136,19 +133,19 @@ def test_cli_verify_and_converted_model_is_a_kd_teacher(tmp_path, capsys):
     assert len(deltas) == 5 and max(deltas) < 1e-4
 
     # a KD config names the converted model as its teacher (digits 0-4)
-    cfg = digits_kd_student([dict(workdir=str(out), classes=[0, 1, 2, 3, 4])], steps=2)
-    cfg.train.progress = False
-    (teacher,) = resolve_teachers(cfg, str(tmp_path / "student"))
+    cfg = run.load("digits/kd", ["train.steps=2", "train.progress=False"])
+    cfg.teachers = [dict(workdir=str(out), classes=[0, 1, 2, 3, 4])]
+    (teacher,) = run.resolve_teachers(cfg, str(tmp_path / "student"))
     x = digits("test")
     x_nchw = ((x.images[:4] - x.mean[0]) / x.std[0]).transpose(0, 3, 1, 2).astype(np.float32)
     t_logits, _ = torch_outputs(twin, x_nchw)
     with jax.default_matmul_precision("highest"):
         logits, _ = teacher(teacher.variables, jnp.asarray(x_nchw.transpose(0, 2, 3, 1)))
     np.testing.assert_allclose(logits, t_logits, atol=1e-4)
-    # and the KD algorithm takes it: its target is the converted teacher's logits
-    algo = KD(cfg, [teacher])
-    assert algo.student_classes == [0, 1, 2, 3, 4]
-    target = teacher_logits(algo.teachers, [teacher.variables], jnp.asarray(x_nchw.transpose(0, 2, 3, 1)))
+    # and the KD method takes it: its target is the converted teacher's logits
+    program = run.validate(cfg).program(cfg, [teacher], None)
+    assert program.data.classes == [0, 1, 2, 3, 4]
+    target = teacher_logits(program.teachers, [teacher.variables], jnp.asarray(x_nchw.transpose(0, 2, 3, 1)))
     np.testing.assert_allclose(target, t_logits, atol=1e-4)
 
 
@@ -192,9 +189,6 @@ def test_torchvision_training_checkpoint_through_the_cli(tmp_path, capsys):
     """``jka convert`` on the file a torchvision training script saves (DataParallel, nested dict):
     --verify runs jka's own PyTorch ResNet-18 with those weights, and the converted checkpoint loads
     as a teacher whose logits are torchvision's."""
-    from jka.run import resolve_teachers
-    from jka.recipes.digits import digits_kd_student
-
     model = _torchvision_model("resnet18")
     src = tmp_path / "checkpoint.pth"
     torch.save({"epoch": 90, "model": {f"module.{k}": v for k, v in model.state_dict().items()}}, src)
@@ -206,9 +200,9 @@ def test_torchvision_training_checkpoint_through_the_cli(tmp_path, capsys):
     deltas = [float(line.split("=")[1].split()[0]) for line in printed.splitlines() if line.startswith("max |Δ")]
     assert deltas and max(deltas) < 1e-4, printed
 
-    cfg = digits_kd_student([dict(workdir=str(out), classes=list(range(NUM_CLASSES)))], steps=2)
-    cfg.train.progress = False
-    (teacher,) = resolve_teachers(cfg, str(tmp_path / "student"))
+    cfg = run.load("digits/kd", ["train.steps=2", "train.progress=False"])
+    cfg.teachers = [dict(workdir=str(out), classes=list(range(NUM_CLASSES)))]
+    (teacher,) = run.resolve_teachers(cfg, str(tmp_path / "student"))
     x = np.random.default_rng(2).normal(size=(2, 3, 64, 64)).astype(np.float32)
     with jax.default_matmul_precision("highest"):
         logits, _ = teacher(teacher.variables, jnp.asarray(x.transpose(0, 2, 3, 1)))

@@ -6,8 +6,9 @@ import ml_collections
 import numpy as np
 import pytest
 
-from jka.algorithms.base import Algorithm
 from jka.data.augment import normalise, pad_crop, to_unit
+from jka.methods.common import preparer
+from jka.train.program import Split
 from tests.helpers import import_torchvision
 
 MEAN, STD = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
@@ -30,10 +31,9 @@ def test_pad_crop_then_normalise_equals_torchvision_random_crop_then_normalize()
 
 def test_the_training_inputs_pad_black_not_the_mean_colour():
     """A batch of white images, cropped with pad 2: the padded border is black, normalised."""
-    algo = Algorithm.__new__(Algorithm)  # only what prepare reads
-    algo.cfg = ml_collections.ConfigDict({"data": {"augment": {"crop_pad": 2, "flip": False}}})
-    algo.mean, algo.std, algo.dtype = MEAN, STD, jnp.float32
-    x = np.asarray(algo.prepare(jax.random.PRNGKey(3), jnp.full((64, 8, 8, 3), 255, jnp.uint8)))
+    cfg = ml_collections.ConfigDict({"data": {"augment": {"crop_pad": 2, "flip": False}}})
+    prepare = preparer(cfg, Split(None, None, MEAN, STD, []), jnp.float32)  # what every classifier's step runs
+    x = np.asarray(prepare(jax.random.PRNGKey(3), jnp.full((64, 8, 8, 3), 255, jnp.uint8)))
     black = (0 - np.asarray(MEAN)) / np.asarray(STD)
     white = (1 - np.asarray(MEAN)) / np.asarray(STD)
     corner = x[:, 0, 0, :]

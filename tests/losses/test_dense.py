@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from jka import losses
-from jka.algorithms.amalgamation.branching import mimic_loss, select_branch_points
+from jka.methods.amalgamation.branching import mimic_loss, select_branch_points
 from jka.errors import ConfigError
 from jka.losses import dense
 

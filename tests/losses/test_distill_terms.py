@@ -6,6 +6,7 @@ import pytest
 
 from jka import losses
 from jka.losses import distill as D
+from jka.methods.distill.terms import TERMS, build_extra, get as get_term
 
 RNG = np.random.default_rng(0)
 
@@ -43,14 +44,14 @@ def np_pool(x, h):
 
 def test_hint():
     a, b = feat(), feat()
-    assert D.TERMS["hint"].fn is losses.mse  # FitNet's hint is the MSE of the regressed map
-    close(D.TERMS["hint"].fn(a, b), ((a - b) ** 2).mean())
+    assert TERMS["hint"].fn is losses.mse  # FitNet's hint is the MSE of the regressed map
+    close(TERMS["hint"].fn(a, b), ((a - b) ** 2).mean())
 
 
 def test_hint_hand_value():
     a = np.zeros((1, 1, 1, 2), np.float32)
     b = np.array([[[[1.0, 3.0]]]], np.float32)
-    close(D.TERMS["hint"].fn(a, b), 5.0)  # (1 + 9) / 2
+    close(TERMS["hint"].fn(a, b), 5.0)  # (1 + 9) / 2
 
 
 def test_attention_two_stages_and_pooling():
@@ -90,8 +91,6 @@ def test_cc_hand_value():
 def test_cc_extra_embeds_linearly_and_normalises_only_when_asked(normalise):
     """The zoo's CC term on its own embedders' weights, against NumPy: ``e = W f + b`` (the reference's
     ``LinearEmbed``) by default, ``e / ‖e‖`` with ``distill.cc_normalise``."""
-    from jka.algorithms.distill.modules import build_extra
-
     fs, ft = RNG.normal(size=(5, 6)).astype(np.float32), RNG.normal(size=(5, 3)).astype(np.float32)
     extra = build_extra("cc", [(3,)], cc_normalise=normalise)
     v = extra.init(jax.random.PRNGKey(0), [fs], [ft], train=False)
@@ -259,5 +258,5 @@ def test_registry_defaults_match_spec():
             "cc": (0.9, 0.1, 0.02), "vid": (0, 1, 1), "rkd": (0.9, 0.1, 1), "pkt": (0.9, 0.1, 30000),
             "nst": (0.9, 0.1, 50), "svd": (0.9, 0.1, 10)}
     for name, w in want.items():
-        assert D.get(name).defaults == pytest.approx(w)
-    assert D.get("attention") is D.get("at")
+        assert get_term(name).defaults == pytest.approx(w)
+    assert get_term("attention") is get_term("at")

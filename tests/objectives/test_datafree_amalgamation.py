@@ -16,19 +16,19 @@ expected values are written from the formulas with NumPy only (tests/objectives/
   concatenated requested labels.
 """
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
-from jka.algorithms.datafree.amalgamation import objectives
-from jka.algorithms.datafree.amalgamation.phases import settings
+from jka.methods.datafree.amalgamation import objectives, phases
+from jka.settings import read
 from tests.objectives import reference as ref
 
 RTOL = 1e-5
 
 
 def _settings(**kw):
-    return settings(ml_collections.ConfigDict({"amalgamation": kw}))
+    """``datafree_amalgamation`` read as a run reads it (gamma chosen when None)."""
+    return phases.resolved(read(phases.Settings, kw, "datafree_amalgamation"))
 
 
 def _inputs(seed, b=6, classes=(5, 4), d=7, groups=2):
@@ -107,7 +107,7 @@ def test_gan_loss_joint_variant_matches_the_documented_formula():
 def test_gan_loss_default_has_no_bn_term_spec():
     ys, pooled, inter = _inputs(3)
     idx = [np.arange(5), np.arange(4)]
-    s = settings(ml_collections.ConfigDict({"amalgamation": {}}))   # the defaults: the paper's L_gan
+    s = _settings()   # the defaults: the paper's L_gan
     loss, _ = _call(s, ys, pooled, inter, idx, 0.7)
     np.testing.assert_allclose(loss, spec_gan_per_teacher(ys, pooled, inter, 0.1, 5.0, 0.0, 1.0), rtol=RTOL)
 

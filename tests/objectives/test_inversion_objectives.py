@@ -16,50 +16,63 @@ image itself).
   the batch plus 16 bank negatives (some slots empty, masked), mean over batch rows + mean over
   valid bank rows (jka's reading of the paper's "averaged over batch rows and bank rows").
 """
-import types
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jka.algorithms.datafree.cmi import CMI, ProjectionHead
-from jka.algorithms.datafree.inversion import DeepInversion
-from jka.algorithms.datafree.synthesis import local_view
-from jka.recipes.datafree import inversion_config
+from jka import run
+from jka.configs.common import config
+from jka.methods import get
+from jka.methods.api import Context
+from jka.methods.common import student_net
+from jka.methods.datafree import cmi, deepinversion
+from jka.methods.datafree import common as datafree
+from jka.methods.datafree.synthesis import local_view
 from tests.objectives import reference as ref
 
 RTOL = 1e-5
 
 
-def _student(algo, seed):
-    v = ref.numpy_init(algo.student, (1,) + algo.image_shape, seed, train=False)
-    return types.SimpleNamespace(params=v["params"], batch_stats=v["batch_stats"])
+def _setup(name, teacher, batch, **section):
+    """(context, data, student net) of an inversion config on the digits with ``teacher``."""
+    cfg = run.complete(config(name, **{name: section}))
+    cfg.teachers = [dict(workdir="unused")]
+    cfg.model.kwargs = dict(width=0.25)
+    cfg.data.batch_size = batch
+    ctx = Context(cfg, get(name).validate(cfg), [teacher])
+    data = datafree.teachers_split(ctx)
+    return ctx, data, student_net(ctx, len(data.classes))
 
 
-def _normalise(algo, x01):
-    return (ref.f64(x01) - np.asarray(algo.mean)) / np.asarray(algo.std)
+def _student(net, data, seed):
+    return ref.numpy_init(net.module, (1,) + data.image_shape, seed, train=False)
+
+
+def _logits(net, student, x):
+    return net.apply(student, jnp.asarray(x, jnp.float32), False)[0]
+
+
+def _normalise(data, x01):
+    return (ref.f64(x01) - np.asarray(data.mean)) / np.asarray(data.std)
 
 
 def _deepinversion():
-    cfg = inversion_config("deepinversion", 1, None, "small_cnn", dict(width=0.25), jitter=0, flip=False,
-                           pool_size=8)
-    cfg.data.batch_size = 8
     teacher = ref.tiny_teacher(0)
-    algo = DeepInversion(cfg, [teacher])
-    v = np.random.default_rng(0).normal(size=(8,) + algo.image_shape).astype(np.float32)  # normalised inputs
+    ctx, data, net = _setup("deepinversion", teacher, 8, jitter=0, flip=False, pool_size=8)
+    v = np.random.default_rng(0).normal(size=(8,) + data.image_shape).astype(np.float32)  # normalised inputs
     y = np.arange(8) % 10
-    student = _student(algo, 1)
-    loss, terms = algo.synthesis_loss(jnp.asarray(v), jnp.asarray(y), [teacher.variables], student,
-                                      jax.random.PRNGKey(2))
-    s = np.asarray(algo.student.apply({"params": student.params, "batch_stats": student.batch_stats},
-                                      jnp.asarray(v), train=False)[0])
+    student = _student(net, data, 1)
+    loss, terms = deepinversion.synthesis_loss(ctx.settings, teacher, teacher.variables,
+                                               lambda x: _logits(net, student, x), jnp.asarray(v), jnp.asarray(y),
+                                               jax.random.PRNGKey(2), jnp.float32)
+    s = np.asarray(_logits(net, student, v))
     t, _, inputs, running = ref.tiny_forward(teacher.variables, v)
-    return algo, float(loss), terms, v, y, s, t, ref.r_bn(inputs, running)
+    return ctx.settings, float(loss), terms, v, y, s, t, ref.r_bn(inputs, running)
 
 
 def test_deepinversion_total_objective():
-    algo, loss, terms, v, y, s, t, rbn = _deepinversion()
-    assert (algo.syn.bn, algo.syn.oh, algo.syn.adv, algo.syn.tv, algo.syn.js_T) == (10.0, 1.0, 1.0, 0.001, 3.0)
+    syn, loss, terms, v, y, s, t, rbn = _deepinversion()
+    assert (syn.bn, syn.oh, syn.adv, syn.tv, syn.js_T) == (10.0, 1.0, 1.0, 0.001, 3.0)
     tv = ref.tv_reference(v)                                # the reference: Σ of the 4 directional means, normalised input
     np.testing.assert_allclose(float(terms["bn"]), rbn, rtol=RTOL)
     np.testing.assert_allclose(float(terms["oh"]), ref.ce(t, y), rtol=RTOL)
@@ -80,17 +93,16 @@ def _np_means(inputs):
 
 def test_cmi_total_objective():
     b, n_neg = 16, 16
-    cfg = inversion_config("cmi", 1, None, "small_cnn", dict(width=0.25), nz=8, ngf=8, crop_pad=0, flip=False,
-                           bank_size=24, negatives=n_neg, proj_dim=16, pool_size=b)
-    cfg.data.batch_size = b
     teacher = ref.tiny_teacher(3)
-    algo = CMI(cfg, [teacher])
-    syn = algo.syn
+    ctx, data, net = _setup("cmi", teacher, b, nz=8, ngf=8, crop_pad=0, flip=False, bank_size=24, negatives=n_neg,
+                            proj_dim=16, pool_size=b)
+    syn = ctx.settings
     assert (syn.bn, syn.oh, syn.adv, syn.cr, syn.tau) == (1.0, 1.0, 0.5, 0.8, 0.1)
-    d = algo.feat_dim
+    p = cmi.parts(ctx, data)
+    d = p.feat_dim
     assert d == 1 + 4          # BN0 input (1 channel) + BN1 input (4 channels)
-    gen = ref.numpy_init(algo.generator, (2, 8), 4, train=False)
-    head = ref.numpy_init(ProjectionHead(d, 16), (1, d), 5)["params"]
+    gen = ref.numpy_init(p.generator, (2, 8), 4, train=False)
+    head = ref.numpy_init(cmi.ProjectionHead(d, 16), (1, d), 5)["params"]
     rng = np.random.default_rng(6)
     z = rng.normal(size=(b, 8)).astype(np.float32)
     negatives = rng.normal(size=(n_neg, 2 * d)).astype(np.float32)
@@ -98,29 +110,27 @@ def test_cmi_total_objective():
     y = np.arange(b) % 10
     key = jax.random.PRNGKey(8)
     # inputs: G(z) and the local view with the loss's key
-    x_ref, _ = algo.generator.apply(gen, jnp.asarray(z), train=True, mutable=["batch_stats"])
+    x_ref, _ = p.generator.apply(gen, jnp.asarray(z), train=True, mutable=["batch_stats"])
     # a student that agrees with the teacher on about half the samples: its logit of the teacher's
     # commonest class c is raised by a margin between the middle two of (max_{k≠c} s_k − s_c)
-    t_first = ref.tiny_forward(teacher.variables, _normalise(algo, x_ref))[0]
+    t_first = ref.tiny_forward(teacher.variables, _normalise(data, x_ref))[0]
     c = np.bincount(np.argmax(t_first, -1)).argmax()
-    student = _student(algo, 7)
-    s0 = np.asarray(algo.student_logits(student.params, student.batch_stats,
-                                        jnp.asarray(_normalise(algo, x_ref), jnp.float32)), np.float64)
+    student = _student(net, data, 7)
+    s0 = np.asarray(_logits(net, student, _normalise(data, x_ref)), np.float64)
     margins = np.sort(np.delete(s0, c, axis=1).max(1) - s0[:, c])
-    student.params["linear"]["bias"] = student.params["linear"]["bias"].at[c].add(
+    student["params"]["linear"]["bias"] = student["params"]["linear"]["bias"].at[c].add(
         0.5 * (margins[b // 2 - 1] + margins[b // 2]))
 
-    trainable = {"gen": gen["params"], "z": jnp.asarray(z), "head": head}
+    params = {"generator": gen["params"], "z": jnp.asarray(z), "head": head}
     # jit: one compilation instead of one per operation (same function, same values)
-    loss_fn = jax.jit(lambda tr, bs, neg, valid: algo.synthesis_loss(tr, bs, jnp.asarray(y), [teacher.variables],
-                                                                     student, neg, valid, key))
-    loss, (_, x, _, terms) = loss_fn(trainable, gen["batch_stats"], jnp.asarray(negatives), jnp.asarray(neg_valid))
+    loss_fn = jax.jit(lambda pr, bs, neg, valid: cmi.synthesis_loss(
+        syn, p, pr, bs, jnp.asarray(y), teacher.variables, lambda x: _logits(net, student, x), neg, valid, key))
+    loss, (_, x, _, terms) = loss_fn(params, gen["batch_stats"], jnp.asarray(negatives), jnp.asarray(neg_valid))
     np.testing.assert_allclose(np.asarray(x), np.asarray(x_ref), rtol=1e-5, atol=1e-6)   # the loss's image is G(z)
     _, k_local = jax.random.split(key)
     xl01 = local_view(k_local, x, tuple(syn.local_scale), flip=False)
-    xg, xl = _normalise(algo, x), _normalise(algo, xl01)
-    s = np.asarray(algo.student.apply({"params": student.params, "batch_stats": student.batch_stats},
-                                      jnp.asarray(xg, jnp.float32), train=False)[0])
+    xg, xl = _normalise(data, x), _normalise(data, xl01)
+    s = np.asarray(_logits(net, student, xg))
 
     # the terms, in NumPy
     t, _, inputs_g, running = ref.tiny_forward(teacher.variables, xg)

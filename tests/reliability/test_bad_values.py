@@ -1,6 +1,6 @@
 """Every bad config value or config file is refused up front: exit 2, one line naming the key, and
 nothing trained or written (the workdir is never made)."""
-import glob
+import dataclasses
 import os
 from unittest import mock
 
@@ -11,14 +11,14 @@ import tensorflow_datasets as tfds
 from jka import config as config_lib
 from jka import run
 from jka.cli import main
+from jka.configs.common import config
 from jka.data.sources import check_tfds_name
 from jka.errors import ConfigError
-from jka.recipes import base_config
-from jka.train import validate
-from tests.conftest import REPO
+from jka.settings import defaults, read
+from jka.train import schema
 
-TEACHER = os.path.join(REPO, "configs", "digits", "teacher.py")
-KD = os.path.join(REPO, "configs", "digits", "kd.py")
+TEACHER = "digits/teacher"
+KD = "digits/kd"
 # Tiny and on one device, so a value wrongly let through trains for a moment, not for minutes.
 TINY = ["train.steps=3", "train.progress=False", "train.mesh.data=1", "model.kwargs={'width': 0.25}"]
 
@@ -51,8 +51,7 @@ BAD_VALUES = [
     ("optim.momentum=-0.1", "optim.momentum"), ("optim.weight_decay=-1e-4", "optim.weight_decay"),
     ("optim.grad_clip=0", "optim.grad_clip"), ("optim.grad_clip=-1.0", "optim.grad_clip"),
     ("optim.decay_at=[0.5,1.5]", "optim.decay_at"), ("optim.decay_at=[0]", "optim.decay_at"),
-    ("optim.decay_factor=0", "optim.decay_factor"), ("loss.T=0", "loss.T"), ("loss.alpha=-1", "loss.alpha"),
-    ("loss.beta=nan", "loss.beta"), ("loss.alpha=-inf", "loss.alpha"),
+    ("optim.decay_factor=0", "optim.decay_factor"),
     # names
     ("optim.name=lion", "unknown optimizer 'lion'"), ("optim.schedule=linear", "unknown schedule 'linear'"),
     ("train.dtype=float16", "unknown dtype 'float16'"), ("model.name=resnet9000", "unknown model 'resnet9000'"),
@@ -64,15 +63,25 @@ BAD_VALUES = [
     ("train.steps=True", "train.steps=True has type bool"), ("optim.lr=True", "optim.lr=True has type bool"),
     ("train.steps=5.5", "train.steps=5.5 has type float"), ("train.progress=1", "train.progress=1"),
     ("train.init_from=5", "train.init_from"), ("data.data_dir=3", "data.data_dir=3"),
-    ("data.in_memory='yes'", "data.in_memory"), ("teachers=[{'classes': [0]}]", "teachers="),
+    ("data.in_memory='yes'", "data.in_memory"), ("teachers=[{'classes': [0]}]", "teachers[0] needs a 'workdir'"),
     # model options
     ("model.kwargs={'widht': 0.5}", "model.kwargs"), ("model.kwargs={'width': 'big'}", "model.kwargs.width"),
 ]
 
 
+# a method's section (every method's: tests/methods/test_settings.py)
+BAD_KD_VALUES = [("kd.T=0", "kd.T"), ("kd.alpha=-1", "kd.alpha"), ("kd.beta=nan", "kd.beta"),
+                 ("kd.alpha=-inf", "kd.alpha")]
+
+
 @pytest.mark.parametrize("override, needle", BAD_VALUES, ids=[o for o, _ in BAD_VALUES])
 def test_bad_value_is_refused_before_any_work(tmp_path, capsys, override, needle):
     assert needle in refused(capsys, tmp_path, TEACHER, *TINY, override)
+
+
+@pytest.mark.parametrize("override, needle", BAD_KD_VALUES, ids=[o for o, _ in BAD_KD_VALUES])
+def test_bad_method_value_is_refused_before_any_teacher_trains(tmp_path, capsys, override, needle):
+    assert needle in refused(capsys, tmp_path, KD, *TINY, override)
 
 
 def test_bad_teacher_config_is_refused_before_the_first_teacher_trains(tmp_path, capsys):
@@ -93,18 +102,18 @@ def test_tfds_name_check_accepts_known_and_prepared_names(tmp_path):
     os.makedirs(tmp_path / "my_prepared")  # not a tfds builder, but prepared in data_dir
     check_tfds_name("my_prepared", str(tmp_path))
     with pytest.raises(ConfigError, match=r"data.sources\[0\].name='mnsit'.*close matches: mnist"):
-        validate.check(ml_collections.ConfigDict(dict(data=dict(name="x", sources=[dict(name="mnsit")]))))
+        run.validate(run.complete(ml_collections.ConfigDict(dict(data=dict(name="x", sources=[dict(name="mnsit")])))))
 
 
 BAD_FILES = {
     "syntax": ("def get_config(:\n    pass\n", "syntax.py:1 failed: SyntaxError"),
     "raises_on_import": ("x = 1\nraise RuntimeError('boom')\n", "raises_on_import.py:2 failed: RuntimeError: boom"),
     "raises_in_get_config": ("def get_config():\n    return {}['nope']\n", "raises_in_get_config.py:2 failed: KeyError"),
-    "bad_import": ("from jka.recipes import no_such_builder\n", "bad_import.py:1 failed: ImportError"),
+    "bad_import": ("from jka.configs.common import no_such_builder\n", "bad_import.py:1 failed: ImportError"),
     "returns_none": ("def get_config():\n    pass\n", "returned NoneType None"),
     "returns_list": ("def get_config():\n    return [1, 2]\n", "returned list [1, 2]"),
     "no_get_config": ("CONFIG = {}\n", "has no get_config()"),
-    "bool_seed": ("from jka.recipes.digits import digits_teacher\n\ndef get_config():\n"
+    "bool_seed": ("from jka.configs.common import digits_teacher\n\ndef get_config():\n"
                   "    cfg = digits_teacher()\n    cfg.seed = True\n    return cfg\n", "seed=True is not valid"),
 }
 
@@ -117,12 +126,24 @@ def test_bad_config_file_is_refused_in_one_line(tmp_path, capsys, name):
     assert needle in refused(capsys, tmp_path, str(path), *(TINY if name == "bool_seed" else ()))
 
 
-def test_a_dict_from_get_config_is_accepted(tmp_path):
+def test_a_dict_from_get_config_is_accepted_and_completed(tmp_path):
     path = tmp_path / "plain.py"
     path.write_text("def get_config():\n    return {'algorithm': 'supervised', 'train': {'steps': 3}}\n")
-    cfg = config_lib.load_config_file(str(path))
+    cfg = run.load(str(path))
     assert isinstance(cfg, ml_collections.ConfigDict) and cfg.train.steps == 3
-    validate.check(cfg)  # keys it leaves out are not checked: the code's defaults hold
+    assert cfg.train.log_every == 50 and cfg.optim.name == "sgd"  # the keys it leaves out: their defaults
+    run.validate(cfg)
+
+
+def test_an_unknown_key_anywhere_is_refused(tmp_path):
+    path = tmp_path / "typo.py"
+    path.write_text("def get_config():\n    return {'algorithm': 'supervised', 'trian': {'steps': 3}}\n")
+    with pytest.raises(ConfigError, match="trian is not a setting"):
+        run.validate(run.load(str(path)))
+    with pytest.raises(ConfigError, match="data.augment.crop is not a setting"):
+        cfg = run.complete(config("supervised"))
+        cfg.data.augment = {"crop": 2}
+        run.validate(cfg)
 
 
 def _leaves(node, prefix=""):
@@ -133,27 +154,35 @@ def _leaves(node, prefix=""):
             yield prefix + key
 
 
-def test_every_key_of_base_config_has_a_rule():
-    assert set(_leaves(base_config())) == set(validate.RULES)
+def test_every_base_key_has_a_rule_or_a_typed_default():
+    keys = set(_leaves(ml_collections.ConfigDict(defaults(schema.Base))))
+    assert {"data.augment.crop_pad", "optim.lr", "train.mesh.data", "train.shard.min_size", "teachers"} <= keys
+    assert len(keys) >= 40
 
 
-def test_every_config_and_its_teachers_pass_the_check():
-    paths = sorted(glob.glob(os.path.join(REPO, "configs", "**", "*.py"), recursive=True))
-    assert paths
-    for path in paths:
-        cfg = config_lib.load_config_file(path)
-        validate.check(cfg)
-        for spec in list(cfg.get("teachers", ())) + list(cfg.get("zoo", None) or ()):
+def test_every_shipped_config_and_its_teachers_pass_the_check():
+    shipped = config_lib.shipped()
+    assert len(shipped) >= 19
+    for entry in shipped:
+        cfg = run.load(entry["name"])
+        run.validate(cfg)
+        for spec in run.networks(cfg):
             if spec.get("config", None) is not None:
-                validate.check(run.network_config(spec, cfg))
+                run.validate(run.network_config(spec, cfg))
 
 
-def test_section_checks_types_against_its_defaults():
-    defaults = dict(steps=10, lr=0.1, name="x", flag=False, extra=None, layers=("a",), optim=dict(lr=1.0))
-    cfg = ml_collections.ConfigDict(dict(s=dict(lr=1, extra=[1], layers=["b"], optim=dict(lr=2.0))))
-    assert config_lib.section(cfg, "s", defaults, "owner").lr == 1  # an int where a float is expected
+def test_a_section_checks_types_against_its_defaults():
+    @dataclasses.dataclass(frozen=True)
+    class Section:
+        steps: int = 10
+        lr: float = 0.1
+        name: str = "x"
+        flag: bool = False
+        layers: tuple = ("a",)
+
+    assert read(Section, dict(lr=1, layers=["b"]), "s").lr == 1  # an int where a float is expected
+    assert read(Section, dict(layers=["b"]), "s").layers == ("b",)
     for key, value in [("steps", 2.5), ("steps", True), ("lr", float("nan")), ("name", 3), ("flag", 1),
-                       ("layers", "a"), ("optim", 3)]:
-        bad = ml_collections.ConfigDict(dict(s={key: value}))
-        with pytest.raises(ConfigError, match=rf"^s\.{key}=.* is not valid for owner"):
-            config_lib.section(bad, "s", defaults, "owner")
+                       ("layers", "a")]:
+        with pytest.raises(ConfigError, match=rf"^s\.{key}=.* is not valid: it must be a"):
+            read(Section, {key: value}, "s")

@@ -12,7 +12,7 @@ from jka.data.core import Batches
 from tests.conftest import REPO
 from tests.helpers import error_lines
 
-TEACHER = ["configs/digits/teacher.py", "train.progress=False", "model.kwargs={'width': 0.25}", "data.batch_size=32",
+TEACHER = ["digits/teacher", "train.progress=False", "model.kwargs={'width': 0.25}", "data.batch_size=32",
            "train.log_every=3", "train.checkpoint_every=5", "train.eval_every=4", "train.steps=20"]
 
 

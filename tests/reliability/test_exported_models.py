@@ -21,7 +21,7 @@ from jka.train.export import OTHER_ARCHS, export_model, load_model, model_dir, t
 from jka.train.teachers import Teacher, check_fit, load_teacher
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-KD = os.path.join(REPO, "configs", "digits", "kd.py")
+KD = "digits/kd"
 WIDTH = {"width": 0.25}
 
 

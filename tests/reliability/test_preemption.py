@@ -15,7 +15,7 @@ import pytest
 from tests.train.test_multiprocess import _env, start_two, wait_all
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-ARGS = ["configs/digits/teacher.py", "train.progress=False", "model.kwargs={'width': 0.25}", "data.batch_size=32",
+ARGS = ["digits/teacher", "train.progress=False", "model.kwargs={'width': 0.25}", "data.batch_size=32",
         "train.log_every=10", "train.eval_every=50"]
 
 

@@ -11,7 +11,7 @@ import pytest
 from jka.cli import main
 from tests.helpers import error_lines
 
-TEACHER = ["configs/digits/teacher.py", "train.progress=False", "model.kwargs={'width': 0.25}", "data.batch_size=32",
+TEACHER = ["digits/teacher", "train.progress=False", "model.kwargs={'width': 0.25}", "data.batch_size=32",
            "train.log_every=5", "train.checkpoint_every=5"]
 
 
@@ -40,7 +40,7 @@ def test_config_json_is_written_and_eval_reads_it(tmp_path, capsys):
     assert _train(w, "seed=3") == 0
     saved = json.load(open(w / "config.json"))
     assert saved["config"]["seed"] == 3 and saved["config"]["train"]["steps"] == 10
-    assert saved["source"].startswith("configs/digits/teacher.py")
+    assert saved["source"].startswith("digits/teacher")
     trained = json.loads(capsys.readouterr().out)
     assert main(["eval", "--workdir", str(w)]) == 0  # no config retyped
     evaluated = json.loads(capsys.readouterr().out)
@@ -166,7 +166,7 @@ def test_a_redirected_run_logs_a_line_per_log_every(tmp_path):
     for ln in lines[1:-1]:  # every interval after the first step: mean loss, lr, rates, ETA
         assert "loss " in ln and " lr " in ln and "steps/s" in ln and "img/s" in ln and "ETA" in ln, ln
     assert "first step done in" in out.stderr and "1 cpu device(s), mesh" in out.stderr
-    assert "config configs/digits/teacher.py" in out.stderr
+    assert "config digits/teacher" in out.stderr
     rows = [json.loads(r) for r in open(tmp_path / "run" / "metrics.jsonl") if "train/loss" in r]
     assert all("train/lr" in r for r in rows) and rows[-1]["train/lr"] == pytest.approx(0.0, abs=1e-9)
 

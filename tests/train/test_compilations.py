@@ -1,4 +1,4 @@
-"""No algorithm's step compiles more than once: a short ``jka train`` of each family's digits config,
+"""No method's step compiles more than once: a short ``jka train`` of each family's digits config,
 with evaluations and a checkpoint between steps, ends with ``step_compilations == 1``.
 
 Teachers are random models of the config's teacher architectures (exported once per module), so
@@ -11,31 +11,27 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from jka import config as config_lib
-from jka import models
+from jka import models, run
 from jka.data import load_split
 from jka.train.export import export_model
-from jka.run import train
-
-ROOT = os.path.join(os.path.dirname(__file__), "..", "..", "configs")
 
 # config → overrides that make it tiny (on top of 3 steps, eval every step, checkpoint at 2)
 CASES = {
-    "supervised": ("digits/teacher.py", []),
-    "kd": ("digits/kd.py", []),
-    "distill_hint": ("distill/digits.py:method=hint", []),
-    "layerwise": ("amalgamation/digits.py:method=layerwise", []),
-    "cfl": ("amalgamation/digits.py:method=cfl", []),
-    "ffl": ("distill/digits_ffl.py", []),
-    "gan": ("datafree/digits_gan.py", []),
+    "supervised": ("digits/teacher", []),
+    "kd": ("digits/kd", []),
+    "distill_hint": ("distill/digits:method=hint", []),
+    "layerwise": ("amalgamation/digits:method=layerwise", []),
+    "cfl": ("amalgamation/digits:method=cfl", []),
+    "ffl": ("distill/digits_ffl", []),
+    "gan": ("datafree/digits_gan", []),
     # data-free: a step is one compiled unit (generator + student steps, or a synthesis round)
-    "dfad_one_stage": ("datafree/digits.py:method=dfad,one_stage=True", []),
-    "dfq_two_stage": ("datafree/digits.py:method=dfq", []),
-    "zskt_two_stage": ("datafree/digits.py:method=zskt", []),
-    "deepinversion": ("datafree/digits.py:method=deepinversion",
-                      ["synthesis.steps=3", "synthesis.kd_steps=3", "synthesis.pool_size=48"]),
-    "cmi": ("datafree/digits.py:method=cmi", ["synthesis.steps=3", "synthesis.kd_steps=3", "synthesis.pool_size=48",
-                                       "synthesis.bank_size=64", "synthesis.negatives=16"]),
+    "dfad_one_stage": ("datafree/digits:method=dfad,one_stage=True", []),
+    "dfq_two_stage": ("datafree/digits:method=dfq", []),
+    "zskt_two_stage": ("datafree/digits:method=zskt", []),
+    "deepinversion": ("datafree/digits:method=deepinversion",
+                      ["deepinversion.steps=3", "deepinversion.kd_steps=3", "deepinversion.pool_size=48"]),
+    "cmi": ("datafree/digits:method=cmi", ["cmi.steps=3", "cmi.kd_steps=3", "cmi.pool_size=48",
+                                            "cmi.bank_size=64", "cmi.negatives=16"]),
 }
 
 
@@ -44,7 +40,7 @@ def random_teachers(cfg, root: str):
     for k, spec in enumerate(cfg.get("teachers", ())):
         tcfg = spec["config"]
         if isinstance(tcfg, str):
-            tcfg = config_lib.load(tcfg, spec.get("overrides", ()))
+            tcfg = run.load(tcfg, spec.get("overrides", ()))
         n = len(spec.get("classes", None) or range(10))
         x = load_split(tcfg.data, "test").images[:1]
         module = models.create(tcfg.model.name, n, **dict(tcfg.model.get("kwargs", {})))
@@ -59,10 +55,10 @@ def random_teachers(cfg, root: str):
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_step_compiles_once(case, tmp_path):
     path, overrides = CASES[case]
-    cfg = config_lib.load(os.path.join(ROOT, path), overrides)
+    cfg = run.load(path, overrides)
     cfg.train.update(steps=3, eval_every=1, checkpoint_every=2, log_every=1, progress=False)
     cfg.data.batch_size = 16
     random_teachers(cfg, str(tmp_path))
-    summary = train(cfg, str(tmp_path / "run"))
+    summary = run.train(cfg, str(tmp_path / "run"))
     assert summary["step"] == 3
     assert summary["step_compilations"] == 1, summary

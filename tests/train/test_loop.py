@@ -9,7 +9,7 @@ import pytest
 from jka import run
 from jka import models
 from jka.train.teachers import Teacher
-from jka.algorithms.kd import KD
+from jka.methods import kd
 from jka.data import Batches
 from jka.train import loop
 from jka.train import mesh as mesh_lib
@@ -45,12 +45,12 @@ def sharded_vs_single(dtype):
     results = []
     for n in (1, 8):
         mesh = mesh_lib.make_mesh(data=n)
-        algo = KD(cfg, teachers)
-        batches = Batches(algo.train_ds, 64, seed=0, with_labels=False)
+        program = kd.METHOD.program(run.complete(cfg), teachers, mesh)
+        batches = Batches(program.data.train, 64, seed=0, with_labels=False)
         repl = mesh_lib.replicated(mesh)
-        state = jax.device_put(algo.init(jax.random.PRNGKey(0), batches.host_batch(0)), repl)
+        state = jax.device_put(program.init(jax.random.PRNGKey(0), batches.host_batch(0)), repl)
         tvars = jax.device_put([t.variables for t in teachers], repl)
-        step = loop.compile_step(algo, mesh)
+        step = loop.compile_step(program, mesh)
         for s in range(3):
             state, metrics = step(state, tvars, batches.device_batch(s, mesh_lib.data_sharding(mesh)))
         results.append(jax.device_get((state.params, state.batch_stats, metrics["loss"])))
@@ -65,7 +65,10 @@ def test_step_on_8_devices_equals_one_device(dtype):
 
     out = json.loads(run_with_devices(SHARDED_STEP.format(dtype=dtype)).strip().splitlines()[-1])
     assert out["devices"] == 8 and out["leaves"] > 10
-    assert out["max_abs_diff"] <= (1e-5 if dtype == "float32" else 2e-2), out
+    # float32: the gradients' all-reduce sums in another order than one device; after 3 SGD steps with
+    # momentum the kernels differ by up to 1.2e-5 on an AMD EPYC (the same before and after the method
+    # layer moved; < 1e-5 on the Intel machines before), a wrong split of the batch by ~1e-2
+    assert out["max_abs_diff"] <= (3e-5 if dtype == "float32" else 2e-2), out
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-ARGS = ["configs/digits/teacher.py", "train.steps=12", "train.progress=False", "train.checkpoint_every=6",
+ARGS = ["digits/teacher", "train.steps=12", "train.progress=False", "train.checkpoint_every=6",
         "model.kwargs={'width': 0.25}", "data.augment.crop_pad=1"]
 
 
@@ -122,7 +122,9 @@ def test_two_processes_equal_one_process(tmp_path):
     for k in a["train"]:
         if k.endswith("_per_s"):
             continue
-        assert b["train"][k] == pytest.approx(a["train"][k], rel=1e-5), k
+        # the cross-process all-reduce sums in another order: the interval mean of ce differed by 4.4e-5
+        # (relative) on an AMD EPYC, the same before and after the method layer moved
+        assert b["train"][k] == pytest.approx(a["train"][k], rel=1e-4), k
     assert os.path.isdir(tmp_path / "two" / "checkpoints" / "12")
 
 
@@ -132,7 +134,7 @@ import numpy as np
 from jka.train.distributed import maybe_initialize
 maybe_initialize()
 import jax
-from jka import recipes
+from jka.configs.common import config
 from jka.data import records
 from jka import run
 
@@ -144,7 +146,7 @@ def logged(self, idx, images=True):
 records.RecordDataset.take = logged
 
 workdir, data_dir, in_memory = sys.argv[1], sys.argv[2], sys.argv[3] == "memory"
-cfg = recipes.base_config()
+cfg = config("supervised")
 cfg.data.update(dict(name="jka_test_images", data_dir=data_dir, image_size=16, batch_size=16, in_memory=in_memory))
 cfg.data.augment.crop_pad = 1
 cfg.model.kwargs = {"width": 0.25}

@@ -54,7 +54,8 @@ def test_cli_writes_json_and_two_pictures(tmp_path, capsys, method):
 
 def test_cli_user_errors(tmp_path):
     args = _parse(["transfer", "--zoo", str(tmp_path / "none"), "--probe", "digits", "--out", str(tmp_path)])
-    with pytest.raises(UserError, match="neither a directory"):
+    # not a directory: read as a config (a path or a shipped name) whose transfer_study.zoo is the zoo
+    with pytest.raises(UserError, match="is neither a file nor a config shipped with jka"):
         args.fn(args)
     _export_tiny_zoo(str(tmp_path / "zoo"))
     args = _parse(["transfer", "--zoo", str(tmp_path / "zoo"), "--probe", "cifar", "--out", str(tmp_path)])

@@ -1,0 +1,2 @@
+"""Distillation with one teacher: the zoo's terms (``zoo``, ``terms``), online mutual distillation
+with feature fusion (``ffl``), and few-shot network grafting (``netgraft``)."""

@@ -1,0 +1,55 @@
+"""jka as a user gets it from an index: a wheel built from this checkout (``python -m build``) and
+installed in a fresh virtual environment, run from a directory outside the checkout, lists its
+shipped configs and trains one by name (``jka train digits/kd``): the configs travel inside the
+package. The fresh environment installs the wheel alone (``--no-deps``) and borrows the test
+environment's installed dependencies through a ``.pth`` file, so no index is needed."""
+import json
+import os
+import subprocess
+import sys
+import sysconfig
+import venv
+
+import pytest
+
+from tests.conftest import REPO
+
+
+def _run(cmd, **kw):
+    out = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    assert out.returncode == 0, f"{' '.join(map(str, cmd))}\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}"
+    return out
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("wheel")
+    pytest.importorskip("build")
+    _run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(tmp / "dist"), REPO])
+    (wheel,) = [p for p in os.listdir(tmp / "dist") if p.endswith(".whl")]
+    env_dir = tmp / "venv"
+    venv.create(env_dir, with_pip=True)
+    py = str(env_dir / "bin" / "python")
+    site = _run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip()
+    with open(os.path.join(site, "borrowed_deps.pth"), "w") as f:  # this environment's dependencies
+        f.write(sysconfig.get_paths()["purelib"] + "\n")
+    _run([py, "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(tmp / "dist" / wheel)])
+    home = tmp / "elsewhere"
+    home.mkdir()
+    return str(env_dir / "bin"), home
+
+
+def test_the_installed_wheel_lists_its_configs_and_trains_one_by_name(installed):
+    bin_dir, home = installed
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "", "PYTHONPATH": ""}
+    where = _run([f"{bin_dir}/python", "-c", "import jka; print(jka.__file__)"], cwd=home, env=env).stdout
+    assert not where.startswith(REPO) and "site-packages" in where  # the wheel's copy, not the checkout
+    listed = _run([f"{bin_dir}/jka", "configs"], cwd=home, env=env).stdout
+    for name in ("digits/kd", "digits/teacher", "distill/digits", "datafree/cifar10", "amalgamation/digits"):
+        assert name in listed
+    tiny = ["train.steps=3", "train.progress=False", "train.mesh.data=1", "data.batch_size=16",
+            *(f"teachers.{i}.config.train.{k}" for i in (0, 1) for k in ("steps=3", "mesh.data=1")),
+            "--workdir", "run"]
+    _run([f"{bin_dir}/jka", "train", "digits/kd", *tiny], cwd=home, env=env)
+    summary = json.load(open(home / "run" / "summary.json"))
+    assert summary["step"] == 3 and summary["algorithm"] == "kd" and 0.0 <= summary["eval"]["accuracy"] <= 1.0
