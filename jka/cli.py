@@ -6,7 +6,8 @@
     jka eval [CONFIG] [key=value ...] --workdir DIR    evaluate the latest checkpoint (default config:
                                                        the workdir's config.json)
     jka check CONFIG [key=value ...] [--compile-only]  rehearse every phase at its real shapes (random
-                                                       teachers and data): memory, FLOPs, time projected
+              [--topology v5e:2x2]                     teachers and data): memory, FLOPs, time projected,
+                                                       or compiled for a TPU slice on this host
     jka demo [--out FILE] [--workdir DIR]              the offline amalgamation demo
     jka convert ARCH SRC OUT --num-classes N           a PyTorch checkpoint → a jka model
     jka transfer --zoo DIR_OR_CONFIG --probe DATA --out DIR   rank a zoo for transfer
@@ -49,7 +50,8 @@ def _train(args):
 def _check(args):
     if args.json:
         check_output_file(args.json, "--json")
-    report = rehearse(run.load(args.config, args.overrides), args.workdir, execute=not args.compile_only)
+    report = rehearse(run.load(args.config, args.overrides), args.workdir, execute=not args.compile_only,
+                      topology_name=args.topology)
     print(format_report(report))
     if args.json:
         paths.write_json(args.json, report)
@@ -154,6 +156,9 @@ def _add_run_parsers(sub):
     c.add_argument("overrides", nargs="*")
     c.add_argument("--workdir", help="the run's workdir, where exported teachers are looked up (default: none)")
     c.add_argument("--compile-only", action="store_true", help="compile one unit (of every phase) but do not run it")
+    c.add_argument("--topology", metavar="SLICE", help="compile every unit for this TPU slice instead (v5e:2x2, "
+                   "v4:2x2x1, v5p:2x2x1, v6e:4x4; needs pip install 'jka[tpu]', no TPU): memory per chip against its "
+                   "HBM, FLOPs and bytes per chip, the roofline step time and the run projected on the slice")
     c.add_argument("--json", metavar="OUT", help="also write the report as JSON to this file")
     c.set_defaults(fn=_check)
 

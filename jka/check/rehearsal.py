@@ -10,6 +10,7 @@ import jax
 import numpy as np
 
 from jka import run
+from jka.check import topology
 from jka.check.sizes import count, largest, memory, parts
 from jka.check.standin import data_shape, random_like, random_teachers, standing_in
 from jka.errors import UserError
@@ -74,15 +75,18 @@ def _run(compiled, state, tvars, batch, times: int):
 
 
 def rehearse_phase(phase, execute: bool, repeats: int, memo: dict, found: dict, trace_only: bool = False,
-                   export: bool = True) -> dict:
+                   export: bool = True, tpu=None) -> dict:
     """Build ``phase``, compile one unit (and run it ``repeats`` + 1 times), export its model into its
     workdir (``export``: for the phases after it); the phase's report. The state is drawn at its
-    shapes (:func:`_quick_init`); ``trace_only`` stops after the FLOPs (nothing compiled)."""
+    shapes (:func:`_quick_init`); ``trace_only`` stops after the FLOPs (nothing compiled here).
+    ``tpu`` (a :class:`~jka.check.topology.Slice`): the unit also compiled for that TPU slice, and its
+    cost there (a report's ``tpu``); a unit that does not fit the slice's chips is refused."""
     notes = {}
     with standing_in(phase.cfg, notes, memo):
         program, mesh = phase.build()
         program = _quick_init(program, draw=not trace_only)
         prepared = loop.prepare(program, phase.cfg, phase.workdir, mesh)
+        on_tpu = tpu and topology.compile_unit(*phase.build(tpu.devices), phase.cfg, tpu.name)
     prepared.ckpt.close()
     state, tvars = prepared.state, prepared.teacher_vars
     batch = prepared.batches.device_batch(0, mesh_lib.data_sharding(mesh))
@@ -95,7 +99,14 @@ def rehearse_phase(phase, execute: bool, repeats: int, memo: dict, found: dict, 
     if export:
         out = program.export(state)
         export_model(os.path.join(phase.workdir, "model"), out.arch, out.num_classes, to_host(out.variables), **out.info)
-    return _report(phase, program, state, flops, compiled, compile_s, times, notes, found, parts(state))
+    report = _report(phase, program, state, flops, compiled, compile_s, times, notes, found, parts(state))
+    if on_tpu:
+        report["tpu"] = {**topology.cost(on_tpu[0], tpu, int(program.steps)), "compile_s": on_tpu[1]}
+        t = report["tpu"]
+        if not t["fits"]:
+            raise UserError(f"one unit does not fit the memory of a {t['device']} of {tpu.name}: it needs "
+                            f"{t['memory_bytes'] / 1e9:.3g} GB of {t['hbm_bytes'] / 1e9:.3g} GB; {topology.TOO_BIG}")
+    return report
 
 
 def _report(phase, program, state, flops, compiled, compile_s, times, notes, found, sizes) -> dict:
@@ -126,7 +137,10 @@ def _total(cfg, method, phases: list[dict]) -> dict:
     here = [p["run_s_here"] for p in phases]
     mems = [p["step_memory_bytes"] for p in phases if p["step_memory_bytes"] is not None]
     fits = [p["h100"]["fits"] for p in phases]
+    tpu = [p["tpu"] for p in phases if "tpu" in p]
     return {"algorithm": cfg.algorithm, "phases": phases, "units": sum(p["units"] for p in phases),
+            **({"tpu": {"topology": tpu[0]["topology"], "run_s": sum(t["run_s"] for t in tpu),
+                        "memory_bytes": max(t["memory_bytes"] for t in tpu)}} if tpu else {}),
             "step_memory_bytes": max(mems) if mems else None,
             "flops": sum(p["flops_per_unit"] * p["units"] for p in phases),
             "run_s_here": sum(here) if all(h is not None for h in here) else None,
@@ -135,11 +149,16 @@ def _total(cfg, method, phases: list[dict]) -> dict:
             "not_rehearsed": None if method.trains_student else "the job's own work after its phases (nothing trained)"}
 
 
-def rehearse(cfg, workdir: str | None = None, execute: bool = True, repeats: int = 2, trace_only: bool = False) -> dict:
+def rehearse(cfg, workdir: str | None = None, execute: bool = True, repeats: int = 2, trace_only: bool = False,
+             topology_name: str | None = None) -> dict:
     """Build, compile and (``execute``) run one unit of every phase of ``cfg``; the report as a dict:
     a single-phase run's (:func:`rehearse_phase`), or a job's with ``phases`` (each with its
     ``phase`` name) and the sums over them. ``trace_only``: FLOPs, parameters and shapes from the
-    traced step alone, nothing compiled or run (no memory or times): a sweep over many configs."""
+    traced step alone, nothing compiled or run (no memory or times): a sweep over many configs.
+    ``topology_name`` (a TPU slice, ``v5e:2x2``): every unit compiled for that slice instead of
+    here (:mod:`jka.check.topology`), nothing run."""
+    tpu = topology.tpu_slice(topology_name) if topology_name else None  # no libtpu: one line, before any work
+    trace_only = trace_only or tpu is not None
     execute = execute and not trace_only
     method = run.check(cfg, workdir)
     memo, draw = {}, not trace_only
@@ -150,13 +169,13 @@ def rehearse(cfg, workdir: str | None = None, execute: bool = True, repeats: int
         found = dict(zip(map(id, teachers), found))
         if not method.is_job:
             phase = Phase(method, cfg, os.path.join(tmp, "run"), teachers)
-            return rehearse_phase(phase, execute, repeats, memo, found, trace_only, export=False)
+            return rehearse_phase(phase, execute, repeats, memo, found, trace_only, export=False, tpu=tpu)
         reports = []
 
         def visit(phase):  # each phase after the one before it, from its (random) exported model
             try:
                 reports.append({"phase": phase.name, **rehearse_phase(phase, execute, repeats, memo, found, trace_only,
-                                                                      export=not phase.final)})
+                                                                      export=not phase.final, tpu=tpu)})
             except UserError as err:
                 raise type(err)(f"phase {phase.name}: {err}") from None
             return {"step": reports[-1]["units"], "eval": {}}

@@ -42,17 +42,31 @@ def _phase_lines(r: dict, indent: str) -> list[str]:
             f"{'the run' if indent == '  ' else 'the phase'} ≥ {human(h['run_s'], 's')}; fits in 80 GB: {_fits(h['fits'])}"]
 
 
+def _tpu_lines(t: dict, indent: str) -> list[str]:
+    """The unit compiled for a TPU slice (:mod:`jka.check.topology`), per device."""
+    return [f"{indent}{t['topology']} ({t['devices']} × {t['device']}, compiled here in {t['compile_s']} s), per device: "
+            f"memory {human(t['memory_bytes'], 'B')} of {human(t['hbm_bytes'], 'B')} (fits: {_fits(t['fits'])}), "
+            f"{human(t['flops'], 'FLOP')}, {human(t['bytes_accessed'], 'B')} accessed",
+            f"{indent}roofline {human(t['roofline_s'], 's')} per unit ({t['bound']}-bound: FLOPs "
+            f"{human(t['compute_s'], 's')}, bytes {human(t['memory_s'], 's')}), MFU at most {t['mfu_bound']:.0%}; "
+            f"the {'run' if indent == '  ' else 'phase'} ≥ {human(t['run_s'], 's')} on the slice"]
+
+
 def format_report(r: dict) -> str:
     if "phases" not in r:
         return "\n".join([f"jka check: {r['algorithm']}, {r['units']} units, batch {r['batch']}, images "
-                          f"{r['image_shape']} ({r['data']})"] + _phase_lines(r, "  "))
+                          f"{r['image_shape']} ({r['data']})"] + _phase_lines(r, "  ")
+                         + (_tpu_lines(r["tpu"], "  ") if "tpu" in r else []))
     lines = [f"jka check: {r['algorithm']}, a job of {len(r['phases'])} phases, {r['units']} units in all"]
     for p in r["phases"]:
         lines.append(f"  phase {p['phase']}: {p['algorithm']}, {p['units']} units, batch {p['batch']}, images "
                      f"{p['image_shape']} ({p['data']})")
-        lines += _phase_lines(p, "    ")
+        lines += _phase_lines(p, "    ") + (_tpu_lines(p["tpu"], "    ") if "tpu" in p else [])
     h = r["h100"]
     lines.append(f"  the whole job: {human(r['flops'], 'FLOP')}; here {human(r['run_s_here'], 's')}; {H100['name']} "
                  f"≥ {human(h['run_s'], 's')}; largest step memory {human(r['step_memory_bytes'], 'B')}, fits in "
                  f"80 GB: {_fits(h['fits'])}" + (f"; not rehearsed: {r['not_rehearsed']}" if r["not_rehearsed"] else ""))
+    if "tpu" in r:
+        lines.append(f"  on {r['tpu']['topology']}: the whole job ≥ {human(r['tpu']['run_s'], 's')}, largest memory per "
+                     f"device {human(r['tpu']['memory_bytes'], 'B')}")
     return "\n".join(lines)

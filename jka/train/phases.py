@@ -32,9 +32,10 @@ class Phase:
     name: str = ""
     final: bool = False
 
-    def build(self):
-        """(program, mesh); the batch size is checked against the mesh first."""
-        mesh = mesh_lib.make_mesh(**self.cfg.train.get("mesh", {}))
+    def build(self, devices=None):
+        """(program, mesh) on ``devices`` (default: this process's); the batch size is checked against
+        the mesh first."""
+        mesh = mesh_lib.make_mesh(**self.cfg.train.get("mesh", {}), devices=devices)
         mesh_lib.check_batch(int(self.cfg.data.batch_size), mesh)
         return self.method.program(self.cfg, list(self.teachers), mesh, self.options), mesh
 

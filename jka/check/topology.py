@@ -1,0 +1,177 @@
+"""``jka check --topology NAME``: a phase compiled for a TPU slice on any host, without the TPU.
+
+The TPU compiler (libtpu, ``pip install 'jka[tpu]'``) describes a slice (``v5e:2x2``, ``v4:2x2x1``,
+``v5p:2x2x1``, ``v6e:4x4``) and compiles for its devices ahead of time (deviceless, as MaxText's
+``train_compile`` does): the step is lowered from the shapes of its state, teachers and batch, sharded
+over the slice as ``jka train`` would shard it there, and compiled. The compiled program says per
+device what the step needs in memory, its FLOPs and the bytes it reads and writes after the TPU
+compiler's fusion; with the chip's data-sheet peaks (:data:`CHIPS`) that gives the roofline time of a
+step, ``max(FLOPs / peak, bytes / bandwidth)``, the model FLOP utilisation that bound allows, and
+the run projected on the slice (a lower bound: real steps also wait on latency and collectives).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import time
+
+import jax
+import numpy as np
+from jax.experimental import topologies
+
+from jka.errors import UserError
+from jka.train import loop, mesh as mesh_lib
+
+GiB = 1 << 30
+
+
+@dataclasses.dataclass(frozen=True)
+class Chip:
+    """One TPU chip's data-sheet figures: dense bf16 peak (FLOP/s), HBM capacity and bandwidth."""
+
+    peak_flops: float
+    hbm_bytes: float
+    hbm_bandwidth: float
+
+
+CHIPS = {  # by jax's device_kind
+    "TPU v3": Chip(123e12, 32 * GiB, 900e9),
+    "TPU v4": Chip(275e12, 32 * GiB, 1228e9),
+    "TPU v5 lite": Chip(197e12, 16 * GiB, 819e9),   # v5e
+    "TPU v5": Chip(459e12, 95 * GiB, 2765e9),       # v5p
+    "TPU v6 lite": Chip(918e12, 32 * GiB, 1640e9),  # v6e (Trillium)
+}
+EXAMPLES = "v5e:2x2, v4:2x2x1, v5p:2x2x1, v6e:4x4"
+
+
+@dataclasses.dataclass(frozen=True)
+class Slice:
+    """A TPU slice's devices and one device's share of its chip (v3/v4 show each chip's two cores as
+    two devices, which share the chip's peak, HBM and bandwidth)."""
+
+    name: str
+    devices: list
+    kind: str
+    chips: int
+    device: Chip
+
+
+def _quiet_libtpu() -> None:
+    """libtpu looks for the TPU VM it runs on and prints pages of warnings when there is none; the
+    slice is named explicitly, so tell it it is alone."""
+    os.environ.setdefault("TPU_WORKER_HOSTNAMES", "localhost")
+    os.environ.setdefault("TPU_ACCELERATOR_TYPE", "v5litepod-4")
+    os.environ.setdefault("TPU_SKIP_MDS_QUERY", "1")
+
+
+def tpu_slice(name: str) -> Slice:
+    """The devices of the TPU slice ``name`` (one line when libtpu is missing or the name unknown)."""
+    _quiet_libtpu()
+
+    try:
+        desc = topologies.get_topology_desc(topology_name=name, platform="tpu")
+    except RuntimeError as err:
+        if "not installed" in str(err):
+            raise UserError("jka check --topology compiles for a TPU slice with the TPU compiler, which is not "
+                            "installed: pip install 'jka[tpu]' (it runs on any host, no TPU needed)") from None
+        raise UserError(f"--topology {name!r} is not a TPU slice the TPU compiler knows ({_first(err)}); "
+                        f"name one such as {EXAMPLES}") from None
+    except Exception as err:  # noqa: BLE001 - libtpu's errors for a malformed name
+        raise UserError(f"--topology {name!r} is not a TPU slice the TPU compiler knows ({_first(err)}); "
+                        f"name one such as {EXAMPLES}") from None
+    devices = list(desc.devices)
+    kind = devices[0].device_kind
+    if kind not in CHIPS:
+        raise UserError(f"jka has no data-sheet figures for {kind!r} (--topology {name}); it knows "
+                        f"{', '.join(CHIPS)}")
+    chips = len({tuple(d.coords) for d in devices})
+    share = chips / len(devices)
+    c = CHIPS[kind]
+    return Slice(name, devices, kind, chips, Chip(c.peak_flops * share, c.hbm_bytes * share, c.hbm_bandwidth * share))
+
+
+def _first(err: Exception) -> str:
+    return " ".join(str(err).split())[:160]
+
+
+def _shapes(tree, shardings):
+    return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(np.shape(a), a.dtype, sharding=s), tree, shardings)
+
+
+TOO_BIG = "use a larger slice, a smaller data.batch_size, or split the state (train.mesh.model, train.shard.state)"
+
+
+def compile_unit(program, mesh, cfg, where: str = ""):
+    """(the step compiled for ``mesh``'s devices from shapes alone, seconds it took); ``where`` names
+    the slice in the one line that says a unit does not fit it."""
+    shard = cfg.train.get("shard", {})
+    min_size = int(shard.get("min_size", 1 << 14))
+    batch = program.batches.host_batch(0)
+    state = jax.eval_shape(program.init, jax.random.PRNGKey(0), batch)
+    teachers = [t.variables for t in program.teachers]
+    state_sh = mesh_lib.param_shardings(state, mesh, bool(shard.get("state", False)), min_size)
+    teacher_sh = mesh_lib.param_shardings(teachers, mesh, bool(shard.get("teachers", True)), min_size)
+    batch_sh = jax.tree.map(lambda _: mesh_lib.data_sharding(mesh), batch)
+    step = loop.compile_step(program, mesh, state_sh, teacher_sh)
+    t0 = time.perf_counter()
+    try:
+        compiled = step.lower(_shapes(state, state_sh), _shapes(teachers, teacher_sh), _shapes(batch, batch_sh)).compile()
+    except Exception as err:  # noqa: BLE001 - XlaRuntimeError: running out of memory is the user's to fix
+        if "RESOURCE_EXHAUSTED" in str(err) or "memory" in str(err).lower():
+            raise UserError(f"one unit does not fit the memory of a {mesh.devices.flat[0].device_kind} of {where} "
+                            f"({_first(err)}): {TOO_BIG}") from None
+        raise
+    return compiled, round(time.perf_counter() - t0, 1)
+
+
+FUSION = re.compile(r"^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=\s*(\S.*?)\s+fusion\((.*?)\),\s*kind=(\w+)")
+ARRAY = re.compile(r"\b(pred|[suf]\d+|bf16)\[([\d,]*)\]")
+ITEMSIZE = {"pred": 1, "bf16": 2}
+
+
+def _bytes(types: str) -> int:
+    total = 0
+    for dtype, dims in ARRAY.findall(types):
+        size = ITEMSIZE.get(dtype) or max(1, int(re.sub(r"\D", "", dtype) or 32) // 8)
+        total += size * int(np.prod([int(d) for d in dims.split(",") if d], dtype=np.int64))
+    return total
+
+
+def fusions(hlo_text: str) -> list[dict]:
+    """Every fusion of the compiled module's text: name, kind and the bytes of its output and operand
+    types (each operand read once: the traffic of a one-pass kernel), largest first."""
+    out = []
+    for line in hlo_text.splitlines():
+        m = FUSION.match(line)
+        if m:
+            name, out_type, operands, kind = m.groups()
+            out.append({"name": name, "kind": kind, "bytes": _bytes(out_type) + _bytes(operands)})
+    return sorted(out, key=lambda f: -f["bytes"])
+
+
+def cost(compiled, sl: Slice, units: int, largest: int = 8) -> dict:
+    """Per device: memory, FLOPs and bytes accessed (XLA's count after fusion), the roofline step time,
+    the MFU it allows, the run of ``units`` steps projected on the slice, and the fusions (how many,
+    the ``largest`` by bytes)."""
+    analysis = compiled.cost_analysis()
+    analysis = analysis[0] if isinstance(analysis, (list, tuple)) else analysis
+    flops, accessed = float(analysis.get("flops", 0.0)), float(analysis.get("bytes accessed", 0.0))
+    m = compiled.memory_analysis()
+    memory = int(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes - m.alias_size_in_bytes)
+    compute_s, memory_s = flops / sl.device.peak_flops, accessed / sl.device.hbm_bandwidth
+    step_s = max(compute_s, memory_s, 1e-12)
+    return {"topology": sl.name, "device": sl.kind, "devices": len(sl.devices), "chips": sl.chips,
+            "memory_bytes": memory, "hbm_bytes": sl.device.hbm_bytes, "fits": memory <= sl.device.hbm_bytes,
+            "flops": flops, "bytes_accessed": accessed, "compute_s": compute_s, "memory_s": memory_s,
+            "roofline_s": step_s, "bound": "compute" if compute_s >= memory_s else "memory",
+            "mfu_bound": compute_s / step_s, "run_s": units * step_s,
+            **_fusion_summary(compiled, largest)}
+
+
+def _fusion_summary(compiled, largest: int) -> dict:
+    try:
+        found = fusions(compiled.as_text())
+    except Exception:  # noqa: BLE001 - a backend without the module's text
+        return {}
+    return {"fusions": len(found), "fusion_bytes": sum(f["bytes"] for f in found), "largest_fusions": found[:largest]}
