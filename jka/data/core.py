@@ -112,25 +112,27 @@ class Batches:
 
 
 class Prefetch:
-    """``batches.device_batch`` with the host batches of the next steps (below ``stop``) read ahead,
-    so reading and decoding overlap the device's work. The batches are the same: ``host_batch`` is
-    a pure function of the step.
+    """``batches.device_batch`` with the batches of the next steps (below ``stop``) read ahead and put
+    on the devices (``sharding``), so reading, decoding and the copy overlap the device's work. The
+    batches are the same: ``host_batch`` is a pure function of the step.
 
-    ``workers=0`` reads ``depth`` steps ahead on one thread. ``workers=N`` reads the next ``N``
-    steps in ``N`` worker processes (``data.read_workers``: decoding a dataset read on demand is
-    CPU work that one thread cannot keep up with); each worker gets the batches object once and
-    runs no jax. Data held in memory always uses the thread.
+    ``workers=0`` reads ``depth`` steps ahead on one thread, which also puts them on the devices.
+    ``workers=N`` reads the next ``N`` steps in ``N`` worker processes (``data.read_workers``:
+    decoding a dataset read on demand is CPU work that one thread cannot keep up with); each worker
+    gets the batches object once and runs no jax. Data held in memory always uses the thread.
     """
 
-    def __init__(self, batches, stop: int, depth: int = 2, workers: int = 0):
+    def __init__(self, batches, stop: int, depth: int = 2, workers: int = 0, sharding=None):
         import concurrent.futures as cf
 
         if workers < 0:
             raise ConfigError(f"data.read_workers={workers}; use 0 (one reader thread) or a number of processes")
         if workers and not getattr(getattr(batches, "ds", None), "reads_on_demand", False):
             workers = 0  # data held in memory: slicing it is cheap, and workers would each copy it
-        self.batches, self.stop = batches, stop
+        self.batches, self.stop, self.sharding = batches, stop, sharding
         self.pending: dict = {}
+        # the reader thread puts batches on the devices too; reader processes cannot (they run no jax)
+        self.on_device = workers == 0 and sharding is not None
         if workers > 0:
             import multiprocessing
 
@@ -138,18 +140,27 @@ class Prefetch:
             self.pool = cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                                initializer=_worker_init, initargs=(batches,))
         else:
-            self.depth, self.read = depth, batches.host_batch
+            self.depth, self.read = depth, self._device_batch if self.on_device else batches.host_batch
             self.pool = cf.ThreadPoolExecutor(1, thread_name_prefix="jka-data")
 
-    def host_batch(self, step: int) -> dict:
+    def _device_batch(self, step: int) -> dict:
+        return to_global(self.batches.host_batch(step), self.sharding)
+
+    def _fetch(self, step: int) -> dict:
         for s in range(step, min(step + self.depth + 1, self.stop)):
             if s not in self.pending:
                 self.pending[s] = self.pool.submit(self.read, s)
         future = self.pending.pop(step, None)
-        return future.result() if future is not None else self.batches.host_batch(step)
+        return future.result() if future is not None else self.read(step)
 
-    def device_batch(self, step: int, sharding) -> dict:
-        return to_global(self.host_batch(step), sharding)
+    def host_batch(self, step: int) -> dict:
+        """Batch ``step``'s host arrays, the next ones read meanwhile (a Prefetch without a sharding)."""
+        return self._fetch(step)
+
+    def device_batch(self, step: int) -> dict:
+        """Batch ``step`` on the devices (``sharding``); the next ones are read (and put there) meanwhile."""
+        batch = self._fetch(step)
+        return batch if self.on_device else to_global(batch, self.sharding)
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)

@@ -31,7 +31,7 @@ from jka.train.export import export_model, load_model, to_host
 from jka.train.distributed import barrier
 from jka.train.metrics import MetricWriter, to_python
 from jka.train.program import EvalContext, Program
-from jka.train.progress import Progress, all_finite
+from jka.train.progress import Progress, add, all_finite
 from jka.train.teachers import check_fit
 
 log = logging.getLogger("jka")
@@ -112,17 +112,28 @@ def evaluate_latest(program: Program, cfg, workdir: str, mesh) -> dict:
     return out
 
 
-def compile_step(program: Program, mesh, state_sharding=None, teacher_sharding=None):
+def compile_step(program: Program, mesh, state_sharding=None, teacher_sharding=None, accumulate: bool = False):
     """The program's step, jitted once: state donated, batch split over the mesh.
 
     State and teachers are replicated unless shardings are given (``mesh_lib.fsdp_sharding``);
-    the new state keeps the state's sharding, the metrics are replicated.
+    the new state keeps the state's sharding, the metrics are replicated. With ``accumulate`` the
+    step also takes the logging interval's sums of the metrics and returns them with this step's
+    added (``(state, teacher_vars, batch, sums) -> (state, metrics, sums)``, the sums donated): the
+    loop dispatches one program per step.
     """
     repl, dshard = mesh_lib.replicated(mesh), mesh_lib.data_sharding(mesh)
     state_sharding = repl if state_sharding is None else state_sharding
     teacher_sharding = repl if teacher_sharding is None else teacher_sharding
-    return jax.jit(program.step, donate_argnums=(0,), in_shardings=(state_sharding, teacher_sharding, dshard),
-                   out_shardings=(state_sharding, repl))
+    if not accumulate:
+        return jax.jit(program.step, donate_argnums=(0,), in_shardings=(state_sharding, teacher_sharding, dshard),
+                       out_shardings=(state_sharding, repl))
+
+    def step(state, teacher_vars, batch, sums):
+        state, metrics = program.step(state, teacher_vars, batch)
+        return state, metrics, add(sums, metrics)
+
+    return jax.jit(step, donate_argnums=(0, 3), in_shardings=(state_sharding, teacher_sharding, dshard, repl),
+                   out_shardings=(state_sharding, repl, repl))
 
 
 def compilations(jitted) -> int | None:
@@ -153,7 +164,8 @@ def fit(program: Program, cfg, workdir: str, mesh) -> dict:
         raise UserError(f"{ckpt.directory} holds a checkpoint at step {start}, beyond train.steps={total}; "
                         f"set train.steps >= {start} to continue it, or train in another --workdir")
     dshard = mesh_lib.data_sharding(mesh)
-    step_fn = compile_step(program, mesh, run.state_sharding, run.teacher_sharding)
+    step_fn = compile_step(program, mesh, run.state_sharding, run.teacher_sharding, accumulate=True)
+    metric_shapes = jax.eval_shape(program.step, state, teacher_vars, run.batches.device_batch(start, dshard))[1]
     eval_every = int(cfg.train.get("eval_every", 0))
     ckpt_every = int(cfg.train.get("checkpoint_every", 0))
     writer = MetricWriter(workdir, after=start)
@@ -161,16 +173,17 @@ def fit(program: Program, cfg, workdir: str, mesh) -> dict:
     log.info("%s in %s: steps %d -> %d, %d process(es), %d %s device(s), mesh %s, batch %d%s", program.name,
              workdir, start, total, jax.process_count(), jax.device_count(), jax.devices()[0].platform,
              dict(mesh.shape), int(cfg.data.batch_size), f" (resumed at step {start})" if start else "")
-    progress = Progress(program.name, program.learning_rate, cfg, start, total, writer, mesh, run.progress)
+    progress = Progress(program.name, program.learning_rate, cfg, start, total, writer, mesh, metric_shapes,
+                        run.progress)
     last_good = ckpt.latest_step()
     metrics = {}
-    feed = Prefetch(run.batches, stop=total, workers=int(cfg.data.get("read_workers", 0) or 0))
+    feed = Prefetch(run.batches, stop=total, workers=int(cfg.data.get("read_workers", 0) or 0), sharding=dshard)
     try:
         with preemption.watch():
             for step in range(start, total):
-                state, metrics = step_fn(state, teacher_vars, feed.device_batch(step, dshard))
+                state, metrics, sums = step_fn(state, teacher_vars, feed.device_batch(step), progress.sums)
                 done = step + 1
-                row = progress.step(done, metrics)
+                row = progress.step(done, metrics, sums)
                 if row is not None and not all_finite(row):
                     raise TrainingDiverged(
                         f"the mean loss of steps {done - int(cfg.train.log_every) + 1}-{done} became "

@@ -5,8 +5,10 @@ the step, the mean of every metric over the interval, the learning rate, steps/s
 measured without the first step (which includes compilation; its time is logged on its own), and
 the time left. The same row goes to ``metrics.jsonl``. On a terminal a tqdm bar runs as well.
 
-The interval's running sums live on the device (no host sync per step) and are saved with each
-checkpoint, so a resumed run logs exactly the means an uninterrupted one would.
+The interval's running sums live on the device and are added to inside the compiled step itself
+(:func:`jka.train.loop.compile_step` with ``accumulate``: no second program per step, no host sync);
+they are saved with each checkpoint, so a resumed run logs exactly the means an uninterrupted one
+would.
 """
 from __future__ import annotations
 
@@ -27,12 +29,8 @@ from jka.train.metrics import to_python
 log = logging.getLogger("jka")
 
 
-def _as_sums(tree):
-    return jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), tree)
-
-
-@jax.jit
-def _add(sums, metrics):
+def add(sums, metrics):
+    """The interval's sums with one step's metrics added (inside the compiled step)."""
     return jax.tree.map(lambda s, m: s + jnp.asarray(m, jnp.float32), sums, metrics)
 
 
@@ -46,15 +44,19 @@ def duration(seconds: float) -> str:
 
 class Progress:
     """The interval means, rates and log lines of one run (``name``; ``learning_rate(step)``) from
-    ``start`` to ``total``."""
+    ``start`` to ``total``. ``metrics``: the shapes of a step's metrics; :attr:`sums` is what the next
+    step adds to (a fresh zero tree at each interval's start)."""
 
-    def __init__(self, name: str, learning_rate, cfg, start: int, total: int, writer, mesh, saved: dict | None = None):
+    def __init__(self, name: str, learning_rate, cfg, start: int, total: int, writer, mesh, metrics,
+                 saved: dict | None = None):
         self.name, self.learning_rate, self.total, self.writer = name, learning_rate, total, writer
         self.batch_size = int(cfg.data.batch_size)
         self.log_every = int(cfg.train.log_every)
-        self.sums, self.count = None, 0
+        replicated = mesh_lib.replicated(mesh)
+        self.zeros = lambda: jax.device_put(jax.tree.map(lambda m: np.zeros(m.shape, np.float32), metrics), replicated)
+        self.sums, self.count = self.zeros(), 0
         if saved and saved.get("count"):
-            self.sums = jax.device_put(_as_sums(saved["sums"]), mesh_lib.replicated(mesh))
+            self.sums = jax.device_put(jax.tree.map(lambda a: np.asarray(a, np.float32), saved["sums"]), replicated)
             self.count = int(saved["count"])
         self.began = time.perf_counter()
         self.mark = None  # (time, step) once the first step (and its compilation) is done
@@ -63,9 +65,10 @@ class Progress:
         tty = bool(cfg.train.get("progress", True)) and sys.stderr.isatty() and jax.process_index() == 0
         self.bar = tqdm(total=total, initial=start, disable=not tty, desc=name, dynamic_ncols=True, leave=False)
 
-    def step(self, done: int, metrics) -> dict | None:
-        """Count step ``done``'s metrics; at a logging boundary, log and return the interval's row."""
-        self.sums = _as_sums(metrics) if self.sums is None else _add(self.sums, metrics)
+    def step(self, done: int, metrics, sums) -> dict | None:
+        """Count step ``done`` (``sums``: the interval's sums it returned); at a logging boundary, log
+        and return the interval's row."""
+        self.sums = sums
         self.count += 1
         if self.mark is None:
             jax.block_until_ready(metrics)
@@ -80,7 +83,7 @@ class Progress:
 
     def flush(self, done: int) -> dict:
         row = to_python(jax.tree.map(lambda s: s / self.count, self.sums))
-        self.sums, self.count = None, 0
+        self.sums, self.count = self.zeros(), 0
         now = time.perf_counter()
         then, at = self.mark
         rate = (done - at) / max(now - then - self.paused, 1e-9) if done > at else None
@@ -100,7 +103,7 @@ class Progress:
 
     def snapshot(self) -> dict:
         """The open interval (saved with a checkpoint)."""
-        return {"count": self.count, "sums": to_python(self.sums) if self.sums is not None else None}
+        return {"count": self.count, "sums": to_python(self.sums) if self.count else None}
 
     @contextlib.contextmanager
     def pause(self):
