@@ -165,7 +165,9 @@ def fit(program: Program, cfg, workdir: str, mesh) -> dict:
                         f"set train.steps >= {start} to continue it, or train in another --workdir")
     dshard = mesh_lib.data_sharding(mesh)
     step_fn = compile_step(program, mesh, run.state_sharding, run.teacher_sharding, accumulate=True)
-    metric_shapes = jax.eval_shape(program.step, state, teacher_vars, run.batches.device_batch(start, dshard))[1]
+    feed = Prefetch(run.batches, stop=total, workers=int(cfg.data.get("read_workers", 0) or 0), sharding=dshard)
+    batch = feed.device_batch(start)  # read once: it also gives the shapes of the step's metrics
+    metric_shapes = jax.eval_shape(program.step, state, teacher_vars, batch)[1]
     eval_every = int(cfg.train.get("eval_every", 0))
     ckpt_every = int(cfg.train.get("checkpoint_every", 0))
     writer = MetricWriter(workdir, after=start)
@@ -177,11 +179,10 @@ def fit(program: Program, cfg, workdir: str, mesh) -> dict:
                         run.progress)
     last_good = ckpt.latest_step()
     metrics = {}
-    feed = Prefetch(run.batches, stop=total, workers=int(cfg.data.get("read_workers", 0) or 0), sharding=dshard)
     try:
         with preemption.watch():
             for step in range(start, total):
-                state, metrics, sums = step_fn(state, teacher_vars, feed.device_batch(step), progress.sums)
+                state, metrics, sums = step_fn(state, teacher_vars, batch, progress.sums)
                 done = step + 1
                 row = progress.step(done, metrics, sums)
                 if row is not None and not all_finite(row):
@@ -203,6 +204,7 @@ def fit(program: Program, cfg, workdir: str, mesh) -> dict:
                     raise preemption.Preempted(
                         f"stopped by {preemption.signal_name()} at step {done} of {total}; the checkpoint is "
                         f"saved in {ckpt.directory}: rerun the same command to resume")
+                batch = feed.device_batch(done)
     except BaseException:
         ckpt.close()  # let an in-flight async save finish, so the last good checkpoint is on disk
         raise
