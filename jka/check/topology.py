@@ -21,6 +21,7 @@ import numpy as np
 from jax.experimental import topologies
 
 from jka.errors import UserError
+from jka.models.layers import fold_batch_norm
 from jka.train import loop, mesh as mesh_lib
 
 GiB = 1 << 30
@@ -71,13 +72,13 @@ def tpu_slice(name: str) -> Slice:
 
     try:
         desc = topologies.get_topology_desc(topology_name=name, platform="tpu")
-    except RuntimeError as err:
+    except Exception as err:  # noqa: BLE001 - RuntimeError without libtpu, libtpu's own errors otherwise
+        if "lockfile" in str(err):
+            raise UserError("another process holds the TPU compiler (libtpu runs in one process at a time): wait for "
+                            "it, or remove /tmp/libtpu_lockfile if that process is gone") from None
         if "not installed" in str(err):
             raise UserError("jka check --topology compiles for a TPU slice with the TPU compiler, which is not "
                             "installed: pip install 'jka[tpu]' (it runs on any host, no TPU needed)") from None
-        raise UserError(f"--topology {name!r} is not a TPU slice the TPU compiler knows ({_first(err)}); "
-                        f"name one such as {EXAMPLES}") from None
-    except Exception as err:  # noqa: BLE001 - libtpu's errors for a malformed name
         raise UserError(f"--topology {name!r} is not a TPU slice the TPU compiler knows ({_first(err)}); "
                         f"name one such as {EXAMPLES}") from None
     devices = list(desc.devices)
@@ -109,7 +110,7 @@ def compile_unit(program, mesh, cfg, where: str = ""):
     min_size = int(shard.get("min_size", 1 << 14))
     batch = program.batches.host_batch(0)
     state = jax.eval_shape(program.init, jax.random.PRNGKey(0), batch)
-    teachers = [t.variables for t in program.teachers]
+    teachers = [fold_batch_norm(t.module, t.variables, program.data.image_shape) for t in program.teachers]  # as fit
     state_sh = mesh_lib.param_shardings(state, mesh, bool(shard.get("state", False)), min_size)
     teacher_sh = mesh_lib.param_shardings(teachers, mesh, bool(shard.get("teachers", True)), min_size)
     batch_sh = jax.tree.map(lambda _: mesh_lib.data_sharding(mesh), batch)
@@ -125,29 +126,39 @@ def compile_unit(program, mesh, cfg, where: str = ""):
     return compiled, round(time.perf_counter() - t0, 1)
 
 
-FUSION = re.compile(r"^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=\s*(\S.*?)\s+fusion\((.*?)\),\s*kind=(\w+)")
+INSTRUCTION = re.compile(r"^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=\s*(\(.*?\)|\S+)\s+([\w\-]+)\((.*?)\)(.*)$")
 ARRAY = re.compile(r"\b(pred|[suf]\d+|bf16)\[([\d,]*)\]")
-ITEMSIZE = {"pred": 1, "bf16": 2}
+KERNELS = ("fusion", "convolution", "custom-call", "copy", "reduce", "all-reduce", "dot", "transpose")
 
 
 def _bytes(types: str) -> int:
     total = 0
     for dtype, dims in ARRAY.findall(types):
-        size = ITEMSIZE.get(dtype) or max(1, int(re.sub(r"\D", "", dtype) or 32) // 8)
+        size = 2 if dtype == "bf16" else 1 if dtype == "pred" else max(1, int(dtype[1:]) // 8)
         total += size * int(np.prod([int(d) for d in dims.split(",") if d], dtype=np.int64))
     return total
 
 
 def fusions(hlo_text: str) -> list[dict]:
-    """Every fusion of the compiled module's text: name, kind and the bytes of its output and operand
-    types (each operand read once: the traffic of a one-pass kernel), largest first."""
-    out = []
+    """Every kernel of the compiled module's top-level computations (fusions, convolutions, custom
+    calls, copies, reductions): name, op (a fusion's kind) and the bytes of its output and operands
+    (each operand read once: the traffic of a one-pass kernel), largest first."""
+    types, kernels, top = {}, [], False
     for line in hlo_text.splitlines():
-        m = FUSION.match(line)
-        if m:
-            name, out_type, operands, kind = m.groups()
-            out.append({"name": name, "kind": kind, "bytes": _bytes(out_type) + _bytes(operands)})
-    return sorted(out, key=lambda f: -f["bytes"])
+        if not line.startswith(" "):  # a computation's header or end: fused computations are inside kernels
+            top = line.startswith("ENTRY") or (line.startswith("%") and not line.startswith(("%fused", "%wrapped")))
+            continue
+        m = INSTRUCTION.match(line)
+        if not m:
+            continue
+        name, out_type, op, operands, rest = m.groups()
+        types[name] = out_type
+        if top and op in KERNELS:
+            kind = re.search(r"kind=(\w+)", rest) if op == "fusion" else None
+            used = dict.fromkeys(re.findall(r"%([\w.\-]+)", operands))
+            kernels.append({"name": name, "op": kind.group(1) if kind else op,
+                            "bytes": _bytes(out_type) + sum(_bytes(types.get(u, "")) for u in used)})
+    return sorted(kernels, key=lambda k: -k["bytes"])
 
 
 def cost(compiled, sl: Slice, units: int, largest: int = 8) -> dict:
@@ -174,4 +185,5 @@ def _fusion_summary(compiled, largest: int) -> dict:
         found = fusions(compiled.as_text())
     except Exception:  # noqa: BLE001 - a backend without the module's text
         return {}
-    return {"fusions": len(found), "fusion_bytes": sum(f["bytes"] for f in found), "largest_fusions": found[:largest]}
+    return {"fusions": sum(f["op"].startswith("k") for f in found), "kernels": len(found),
+            "kernel_bytes": sum(f["bytes"] for f in found), "largest_kernels": found[:largest]}

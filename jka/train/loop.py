@@ -24,6 +24,7 @@ import jax.numpy as jnp
 from jka import paths
 from jka.data.core import Prefetch
 from jka.errors import ConfigError, UserError
+from jka.models.layers import fold_batch_norm
 from jka.train import mesh as mesh_lib
 from jka.train import preemption
 from jka.train.checkpoint import Checkpointer
@@ -85,7 +86,8 @@ def prepare(program: Program, cfg, workdir: str, mesh) -> Run:
         state = program.start_from(state, *load_model(init_from))
     state_sh = mesh_lib.param_shardings(state, mesh, bool(shard.get("state", False)), min_size)
     state = jax.device_put(state, state_sh)
-    teacher_vars = [t.variables for t in program.teachers]
+    # frozen teachers: their BatchNorms folded into their convolutions once, here, not in every step
+    teacher_vars = [fold_batch_norm(t.module, t.variables, program.data.image_shape) for t in program.teachers]
     teacher_sh = mesh_lib.param_shardings(teacher_vars, mesh, bool(shard.get("teachers", True)), min_size)
     teacher_vars = jax.device_put(teacher_vars, teacher_sh)
 
