@@ -34,7 +34,7 @@ from jka.errors import UserError
 from jka.train.distributed import maybe_initialize
 from jka.train.loop import TrainingDiverged
 from jka.train.preemption import EXIT_CODE as PREEMPTED_EXIT_CODE, Preempted
-from jka.train.workdir import CONFIG_FILE, check_output_file, read_config
+from jka.train.workdir import CONFIG_FILE, check_named, check_output_dir, check_output_file, read_config
 from jka.transfer import plots
 from jka.transfer.study import compare_zoo, ranking_table, write_outputs
 from jka.transfer.zoo import check_probe, load_probe, load_zoo_dir
@@ -70,6 +70,7 @@ def _eval(args):
 
 def recorded_config(workdir: str):
     """The config a workdir's run recorded in ``config.json``."""
+    check_named(workdir)
     if not paths.isdir(workdir):
         raise UserError(f"workdir {workdir!r} does not exist; train first with `jka train CONFIG --workdir {workdir}`")
     saved = read_config(workdir)
@@ -96,6 +97,7 @@ def _convert(args):
 
 def _transfer(args):
     plots.require()  # the pictures come last: refuse before the zoo is trained or scored
+    check_output_dir(args.out)  # the results are written last
     if not os.path.isdir(args.zoo):
         zoo = run.zoo_of(run.load(args.zoo, ()), args.workdir or args.out)
     else:

@@ -26,7 +26,7 @@ from jka.train import loop, mesh as mesh_lib, preemption, schema
 from jka.train.export import has_model
 from jka.train.phases import Phase, evaluate_phase, finished, run_phase
 from jka.train.teachers import compute_dtype, load_teacher
-from jka.train.workdir import check_config, check_writable, lock, write_config
+from jka.train.workdir import check_config, check_named, check_writable, lock, write_config
 from jka.transfer.zoo import zoo_model
 
 
@@ -227,6 +227,7 @@ def prepare(cfg, workdir: str):
 def evaluate(cfg, workdir: str) -> dict:
     """Evaluate the latest checkpoint of the run in ``workdir`` (a job: its final phase)."""
     method = check(cfg, workdir)
+    check_named(workdir)
     if not paths.isdir(workdir):
         raise UserError(f"workdir {workdir!r} does not exist; train first with `jka train CONFIG --workdir {workdir}`")
     if method.is_job and not method.trains_student:

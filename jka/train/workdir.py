@@ -37,12 +37,26 @@ OPERATIONAL = ("train.progress", "train.log_every", "train.eval_every", "train.c
                "train.keep_checkpoints", "data.read_workers", "data.in_memory", "data.data_dir")
 
 
-def check_writable(workdir: str, create: bool = True) -> None:
-    """Refuse a workdir that is a file or is not writable (``create``: make it first)."""
-    paths.check_supported(workdir, "--workdir")
+def check_writable(workdir: str, create: bool = True, flag: str = "--workdir") -> None:
+    """Refuse a workdir (or output directory) that is empty, a file or not writable (``create``: make
+    it first)."""
+    check_named(workdir, flag)
+    paths.check_supported(workdir, flag)
     if paths.isfile(workdir):
-        raise UserError(f"--workdir {workdir} is a file, not a directory; pass a directory path")
-    _probe(workdir, "--workdir", create, "pass a writable directory")
+        raise UserError(f"{flag} {workdir} is a file, not a directory; pass a directory path")
+    _probe(workdir, flag, create, "pass a writable directory")
+
+
+def check_output_dir(path: str, flag: str = "--out") -> None:
+    """Refuse an output directory that is empty, a file, or an existing directory not writable;
+    nothing is created (the results are written last)."""
+    check_writable(path, create=False, flag=flag) if paths.exists(path) else check_named(path, flag)
+
+
+def check_named(workdir, flag: str = "--workdir") -> None:
+    """Refuse an empty or blank directory path (it would mean the current directory)."""
+    if not str(workdir or "").strip():
+        raise UserError(f"{flag} is empty; name the directory, e.g. {flag} runs/kd")
 
 
 def _probe(directory: str, flag: str, create: bool, what_to_do: str) -> None:
@@ -173,9 +187,12 @@ def read_config(workdir: str) -> dict | None:
     if not paths.isfile(path):
         return None
     try:
-        return paths.read_json(path)
+        saved = paths.read_json(path)
     except ValueError as err:
         raise UserError(f"{path} is not valid JSON ({err}); delete it to record the config anew") from None
+    if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict):
+        raise UserError(f"{path} is not the config.json of a jka run; move it away or use another --workdir")
+    return saved
 
 
 def check_config(cfg, workdir: str, allow_changed=()) -> list[str]:
@@ -183,6 +200,9 @@ def check_config(cfg, workdir: str, allow_changed=()) -> list[str]:
     a difference not named in ``allow_changed`` (a key or a section above it) is refused."""
     old = read_config(workdir)
     if old is None:
+        return []
+    if not trained(workdir):
+        log.info("%s holds the config of a run that never trained a step: it is replaced", workdir)
         return []
     before, after = flatten(plain(old.get("config", {}))), flatten(plain(cfg))
     diffs = differences(old.get("config", {}), cfg)
@@ -197,6 +217,19 @@ def check_config(cfg, workdir: str, allow_changed=()) -> list[str]:
     for k in diffs:
         log.info("config change allowed: %s %r -> %r", k, before.get(k, UNSET), after.get(k, UNSET))
     return diffs
+
+
+def trained(workdir: str) -> bool:
+    """Whether a run in ``workdir`` got anywhere: a checkpoint, an exported model or a summary in it or
+    in a phase's directory below it (a remote workdir is assumed to have)."""
+    if paths.is_remote(workdir):
+        return True
+    for root, dirs, files in os.walk(workdir):
+        if "summary.json" in files or "model.json" in files:
+            return True
+        if os.path.basename(root) == "checkpoints" and (dirs or files):
+            return True
+    return False
 
 
 def write_config(cfg, workdir: str, source: str | None = None) -> None:

@@ -275,3 +275,15 @@ def test_transfer_refuses_a_damaged_zoo_model(tmp_path, capsys, damage, needle):
     before = snapshot(zoo)
     line = refused(capsys, ["transfer", "--zoo", zoo, "--probe", "digits", "--out", tmp_path / "out"], needle)
     assert m1 in line and snapshot(zoo) == before and not (tmp_path / "out").exists()
+
+
+def test_transfer_out_that_is_a_file_is_refused_before_scoring(tmp_path, capsys, monkeypatch):
+    """--out naming an existing file used to fail after the whole comparison, its results lost."""
+    import jka.cli
+
+    out = tmp_path / "results.json"
+    out.write_text("keep me")
+    monkeypatch.setattr(jka.cli, "compare_zoo", lambda *a, **k: pytest.fail("scored before --out was checked"))
+    refused(capsys, ["transfer", "--zoo", _zoo(tmp_path / "zoo"), "--probe", "digits", "--out", out],
+            "--out " + str(out) + " is a file, not a directory")
+    assert out.read_text() == "keep me"

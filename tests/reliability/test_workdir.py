@@ -176,3 +176,38 @@ def test_bucket_workdir_without_its_file_system_package_is_one_line(monkeypatch,
     assert _train("gs://some-bucket/run") == 2
     _one_error(capsys, "writing to gs:// needs gcsfs; pip install 'jka[gcs]'")
     assert not os.path.exists("gs:")
+
+
+def test_a_config_json_of_a_run_that_never_trained_does_not_bind_the_workdir(tmp_path, capsys):
+    """A run refused (or stopped) before its first step leaves only config.json: the corrected command
+    trains there; once a step is checkpointed the config binds the workdir."""
+    done, fresh = tmp_path / "done", tmp_path / "fresh"
+    assert _train(done, "seed=1") == 0
+    fresh.mkdir()
+    (fresh / "config.json").write_bytes((done / "config.json").read_bytes())  # seed=1, nothing trained
+    assert _train(fresh, "seed=2") == 0
+    assert json.load(open(fresh / "config.json"))["config"]["seed"] == 2
+    capsys.readouterr()
+    assert _train(fresh, "seed=3") == 2  # now it has trained: bound
+    _one_error(capsys, "holds a run of another config: seed was 2, now 3")
+
+
+def test_a_foreign_config_json_is_one_line_for_train_and_eval(tmp_path, capsys):
+    w = tmp_path / "foreign"
+    w.mkdir()
+    (w / "config.json").write_text(json.dumps({"name": "not jka", "lr": 0.1}))
+    before = _files(w)
+    assert _train(w) == 2
+    _one_error(capsys, "is not the config.json of a jka run")
+    assert main(["eval", "--workdir", str(w)]) == 2
+    _one_error(capsys, "is not the config.json of a jka run")
+    assert _files(w) == before
+
+
+def test_an_empty_workdir_path_is_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for args in (["train", *TEACHER, "--workdir", ""], ["train", *TEACHER, "--workdir", "  "],
+                 ["eval", "--workdir", ""], ["eval", "digits/teacher", "--workdir", ""]):
+        assert main(args) == 2, args
+        _one_error(capsys, "--workdir is empty")
+    assert os.listdir(tmp_path) == []
