@@ -25,7 +25,7 @@ import time
 import jax
 
 from jka import run
-from jka.check import rehearse
+from jka.check import rehearse, topology
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 BF16 = ["train.dtype='bfloat16'"]
@@ -41,6 +41,9 @@ SUITE = {
     "cfl_224": ("amalgamation/cars_aircraft:method=cfl", []),
     "ffl": ("distill/cifar100_ffl", []),
 }
+
+
+_current = [""]  # the family being compiled (names its HLO file)
 
 
 def versions() -> dict:
@@ -66,8 +69,8 @@ def measure(family: str, topology_name: str) -> dict:
             "xla_flops_per_device": t["flops"], "bytes_accessed_per_device": t["bytes_accessed"],
             "memory_bytes_per_device": t["memory_bytes"], "roofline_s": t["roofline_s"], "bound": t["bound"],
             "compute_s": t["compute_s"], "memory_s": t["memory_s"], "mfu_bound": t["mfu_bound"],
-            "fusions": t.get("fusions"), "fusion_bytes": t.get("fusion_bytes"),
-            "largest_fusions": t.get("largest_fusions"), "compile_s": t["compile_s"],
+            "fusions": t.get("fusions"), "kernels": t.get("kernels"), "kernel_bytes": t.get("kernel_bytes"),
+            "largest_kernels": t.get("largest_kernels"), "compile_s": t["compile_s"],
             "wall_s": round(time.perf_counter() - t0, 1)}
 
 
@@ -77,7 +80,19 @@ def main(argv=None) -> int:
     p.add_argument("--label", default="now", help="what state of the code this is (before, after, ...)")
     p.add_argument("--only", default=",".join(SUITE), help=f"comma-separated families of {list(SUITE)}")
     p.add_argument("--json", default=None)
+    p.add_argument("--hlo-dir", default=None, help="also write each family's compiled HLO text here "
+                   "(FAMILY.hlo; benchmarks.step_floor reads it)")
     args = p.parse_args(argv)
+    if args.hlo_dir:
+        os.makedirs(args.hlo_dir, exist_ok=True)
+        compile_unit = topology.compile_unit
+
+        def keeping_text(program, mesh, cfg, where=""):
+            compiled, seconds = compile_unit(program, mesh, cfg, where)
+            with open(os.path.join(args.hlo_dir, f"{_current[0]}.hlo"), "w") as f:
+                f.write(compiled.as_text())
+            return compiled, seconds
+        topology.compile_unit = keeping_text
     path = args.json or os.path.join(RESULTS, f"compiled_cost_{args.topology.replace(':', '_')}_{args.label}.json")
     out = json.load(open(path)) if os.path.exists(path) else {
         "what": "per-device cost of each family's step compiled for a TPU slice on a CPU host (deviceless AOT): "
@@ -87,6 +102,7 @@ def main(argv=None) -> int:
     for family in [f.strip() for f in args.only.split(",") if f.strip()]:
         if family in out["families"]:
             continue
+        _current[:] = [family]
         out["families"][family] = row = measure(family, args.topology)
         print(f"{family}: {row['bytes_accessed_per_device'] / 1e9:.3g} GB, {row['xla_flops_per_device'] / 1e12:.3g} "
               f"TFLOP per device, roofline {row['roofline_s'] * 1e3:.3g} ms ({row['bound']}-bound, MFU <= "

@@ -138,7 +138,9 @@ def build_jax_step(args):
     images, labels = random_images(args)
     batch = jax.device_put({"image": images, "label": labels}, dshard)
     state = jax.device_put(program.init(jax.random.PRNGKey(0), {"image": images[:1], "label": labels[:1]}), repl)
-    teacher_vars = jax.device_put([t.variables for t in teachers], repl)
+    # the teachers' BatchNorms folded once, as jka.train.loop.prepare does
+    teacher_vars = jax.device_put([layers.fold_batch_norm(t.module, t.variables, images.shape[1:])
+                                   for t in teachers], repl)
     step_fn = jax.jit(program.step, donate_argnums=(0,), in_shardings=(repl, repl, dshard),
                       out_shardings=(repl, repl))  # as in jka.train.loop.fit
     return step_fn, state, (teacher_vars, batch)
@@ -146,7 +148,8 @@ def build_jax_step(args):
 
 def time_step(step_fn, state, rest: tuple, batch: int, steps: int, warmup: int) -> dict:
     """Compile ``step_fn(state, *rest) -> (state, metrics)``, run ``warmup`` untimed steps, then time
-    ``steps`` steps one by one (each synchronised); ``summarise`` the median."""
+    ``steps`` steps one by one (each synchronised; ``summarise`` the median), then ``steps`` more back
+    to back with one synchronisation (``chained_ms_per_step``, as the training loop runs)."""
     t0 = time.perf_counter()
     traced = step_fn.trace(state, *rest)  # traced once: its jaxpr gives the FLOPs, its lowering the program
     compiled = traced.lower().compile()
@@ -163,9 +166,15 @@ def time_step(step_fn, state, rest: tuple, batch: int, steps: int, warmup: int) 
         state, metrics = compiled(state, *rest)
         jax.block_until_ready(state)
         times.append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    for _ in range(steps):  # as the loop runs: dispatched back to back, one synchronisation at the end
+        state, metrics = compiled(state, *rest)
+    jax.block_until_ready(state)
+    chained_ms = 1e3 * (time.perf_counter() - t0) / steps
     loss = float(metrics["loss"]) if "loss" in metrics else None
     return summarise(times, batch, flops, compile_s, warmup_s,
                      _peak_jax_memory(jax.devices()[0]), flops_source="jaxpr", xla_flops=_flops(compiled),
+                     chained_ms_per_step=chained_ms,
                      final_loss=loss,
                      devices=jax.device_count())
 
@@ -216,8 +225,14 @@ def time_torch(call, synchronize, device, batch: int, steps: int, warmup: int, f
         loss = call()
         synchronize()
         times.append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    for _ in range(steps):  # back to back, one synchronisation at the end
+        loss = call()
+    synchronize()
+    chained_ms = 1e3 * (time.perf_counter() - t0) / steps
     peak = int(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else None
     return summarise(times, batch, flops, compile_s, warmup_s, peak, final_loss=float(loss.detach()),
+                     chained_ms_per_step=chained_ms, torch_threads=torch.get_num_threads(),
                      torch_device=str(device), **extra)
 
 

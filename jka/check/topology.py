@@ -129,6 +129,7 @@ def compile_unit(program, mesh, cfg, where: str = ""):
 INSTRUCTION = re.compile(r"^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=\s*(\(.*?\)|\S+)\s+([\w\-]+)\((.*?)\)(.*)$")
 ARRAY = re.compile(r"\b(pred|[suf]\d+|bf16)\[([\d,]*)\]")
 KERNELS = ("fusion", "convolution", "custom-call", "copy", "reduce", "all-reduce", "dot", "transpose")
+NO_TRAFFIC = ("ConcatBitcast", "AllocateBuffer")  # TPU custom calls that rename or reserve memory, moving nothing
 
 
 def _bytes(types: str) -> int:
@@ -141,7 +142,7 @@ def _bytes(types: str) -> int:
 
 def fusions(hlo_text: str) -> list[dict]:
     """Every kernel of the compiled module's top-level computations (fusions, convolutions, custom
-    calls, copies, reductions): name, op (a fusion's kind) and the bytes of its output and operands
+    calls but those in :data:`NO_TRAFFIC`, copies, reductions): name, op (a fusion's kind) and the bytes of its output and operands
     (each operand read once: the traffic of a one-pass kernel), largest first."""
     types, kernels, top = {}, [], False
     for line in hlo_text.splitlines():
@@ -153,7 +154,7 @@ def fusions(hlo_text: str) -> list[dict]:
             continue
         name, out_type, op, operands, rest = m.groups()
         types[name] = out_type
-        if top and op in KERNELS:
+        if top and op in KERNELS and not any(f'"{t}"' in rest for t in NO_TRAFFIC):
             kind = re.search(r"kind=(\w+)", rest) if op == "fusion" else None
             used = dict.fromkeys(re.findall(r"%([\w.\-]+)", operands))
             kernels.append({"name": name, "op": kind.group(1) if kind else op,

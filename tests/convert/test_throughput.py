@@ -15,7 +15,8 @@ from benchmarks import throughput  # noqa: E402
 
 TOP_LEVEL = {"device", "task", "batch", "jax_version", "config", "jax", "torch", "torch_compile",
              "speedup_vs_torch_eager", "speedup_vs_torch_compile"}
-PER_FRAMEWORK = {"img_per_s", "ms_per_step", "compile_s", "warmup_s", "peak_mem_bytes", "flops_per_step", "tflops"}
+PER_FRAMEWORK = {"img_per_s", "ms_per_step", "chained_ms_per_step", "compile_s", "warmup_s", "peak_mem_bytes",
+                 "flops_per_step", "tflops"}
 
 
 def test_harness_writes_both_frameworks(tmp_path, capsys):
@@ -55,3 +56,18 @@ def test_results_are_recorded_only_on_an_accelerator():
         assert path.startswith(throughput.RESULTS_DIR) and "kd_cifar_resnet34-cifar_resnet18_b256" in path
     else:
         assert path is None
+
+
+def test_cpu_side_by_side_interleaves_processes_and_summarises_both_timings(tmp_path, capsys):
+    from benchmarks import cpu_side_by_side
+
+    out = tmp_path / "sbs.json"
+    assert cpu_side_by_side.main(["--teacher", "small_cnn", "--student", "small_cnn", "--num-classes", "10",
+                                  "--image-size", "8", "--batch", "4", "--steps", "2", "--warmup", "1",
+                                  "--repeats", "1", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert [r["framework"] for r in result["rows"]] == ["jax", "torch"]
+    for key in ("ms_per_step", "chained_ms_per_step"):
+        s = result["summary"][key]
+        assert s["jka_speedup"] == pytest.approx(s["torch_ms"] / s["jax_ms"])
+    assert result["rows"][1]["torch_threads"] >= 1 and len(result["rows"][0]["load_before"]) == 3
