@@ -213,6 +213,11 @@ def convert_state_dict(state: Mapping[str, np.ndarray], arch: str, num_classes: 
                if p not in filled[c] and (c, p) not in misshaped_paths]
     if missing or unexpected or misshaped:
         raise UserError(mismatch_message(where, arch, num_classes, kwargs, missing, unexpected, misshaped))
+    broken = [key for key, value in state.items() if np.issubdtype(np.asarray(value).dtype, np.floating)
+              and not np.isfinite(np.asarray(value, np.float32)).all()]
+    if broken:
+        raise UserError(f"{where} holds NaN or inf values in {len(broken)} tensor(s) ({', '.join(broken[:3])}): "
+                        "it is not a usable trained network; convert a checkpoint saved before training diverged")
     variables: dict = {"params": {}, "batch_stats": {}}
     for coll, leaves in filled.items():
         for path, value in leaves.items():

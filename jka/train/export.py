@@ -174,6 +174,10 @@ def load_model(path: str) -> tuple[dict, dict[str, Any]]:
             "`jka train CONFIG --workdir DIR` or convert one with `jka convert`")
     info = read_info(meta_path)
     variables = _read_variables(vars_path)
+    broken = [jax.tree_util.keystr(k) for k, v in jax.tree_util.tree_leaves_with_path(variables)
+              if np.issubdtype(np.asarray(v).dtype, np.floating) and not np.isfinite(np.asarray(v, np.float32)).all()]
+    if broken:
+        raise _damaged(vars_path, f"holds NaN or inf values in {len(broken)} array(s) ({', '.join(broken[:3])})")
     if info["arch"] in models.available():
         if not isinstance(variables.get("params"), dict):
             raise _damaged(vars_path, f"holds no 'params' (only {sorted(variables)})")

@@ -287,3 +287,16 @@ def test_transfer_out_that_is_a_file_is_refused_before_scoring(tmp_path, capsys,
     refused(capsys, ["transfer", "--zoo", _zoo(tmp_path / "zoo"), "--probe", "digits", "--out", out],
             "--out " + str(out) + " is a file, not a directory")
     assert out.read_text() == "keep me"
+
+
+def test_convert_refuses_a_checkpoint_with_nan_weights(tmp_path, capsys):
+    """A diverged checkpoint used to convert silently and then fail as a teacher, blaming the lr."""
+    torch = pytest.importorskip("torch")
+    from tests.convert.twins import random_twin
+
+    state = random_twin("small_cnn", 5, in_channels=1).state_dict()
+    state["linear.weight"][0, 0] = float("nan")
+    src, out = tmp_path / "diverged.pt", tmp_path / "out"
+    torch.save(state, src)
+    refused(capsys, convert_argv(src, out), "holds NaN or inf values in 1 tensor(s) (linear.weight)")
+    assert not out.exists()

@@ -98,6 +98,16 @@ def kd_argv(teacher_a, teacher_b, workdir) -> list:
 
 # -- damaged teachers through `jka train` ----------------------------------------------------------
 V = random_variables
+
+
+def nan_variables():
+    """A diverged network's variables: one NaN in a kernel."""
+    tree = V()
+    kernel = np.array(tree["params"]["linear"]["kernel"])
+    kernel[0, 0] = np.nan
+    return {**tree, "params": {**tree["params"], "linear": {**tree["params"]["linear"], "kernel": kernel}}}
+
+
 DAMAGES = {  # name: (how teacher b is damaged, what the one line says)
     "json_truncated": (lambda d: truncate(d, "model.json", 20), "model.json: not valid JSON"),
     "json_not_utf8": (lambda d: write(d, "model.json", b"\xff\xfe\x00garbage"), "model.json: not valid JSON"),
@@ -134,6 +144,8 @@ DAMAGES = {  # name: (how teacher b is damaged, what the one line says)
                                "batch_stats/bn1/mean is missing but small_cnn"),
     "variables_extra_leaf": (lambda d: write_variables(d, {**V(), "params": {**V()["params"], "x": {"k": np.ones(3)}}}),
                              "params/x/k (shape (3,)) has no place in the architecture"),
+    "variables_nan": (lambda d: write_variables(d, nan_variables()),
+                      "holds NaN or inf values in 1 array(s) (['params']['linear']['kernel'])"),
     "generator_as_teacher": (lambda d: edit_json(d, arch="dfa_dual_blocks"),
                              "is a 'dfa_dual_blocks', not a classifier"),
 }
