@@ -58,6 +58,37 @@ def _stopped_step(workdir):
     return max(steps)
 
 
+def _catches_sigterm(pid: int) -> bool:
+    """Whether process ``pid`` has a handler installed for SIGTERM (Linux: /proc's SigCgt mask)."""
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) >> (signal.SIGTERM - 1) & 1)
+    return False
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads the signal mask from /proc (Linux)")
+def test_sigterm_before_the_run_starts_exits_75_and_the_rerun_trains(tmp_path):
+    """A SIGTERM while jka still imports jax (SLURM stopping a job that has just started) used to end
+    in 143, which the sbatch script does not requeue."""
+    log_path, work = tmp_path / "run.log", tmp_path / "run"
+    with open(log_path, "w") as log:
+        proc = _start(_cli(work, 20), _env(1), log)
+        t0 = time.time()
+        while not _catches_sigterm(proc.pid):
+            assert proc.poll() is None and time.time() - t0 < 60, open(log_path).read()[-3000:]
+            time.sleep(0.001)
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=300)
+    lines = open(log_path).read().splitlines()
+    assert rc == 75, (rc, lines[-20:])
+    assert [ln for ln in lines if ln.startswith("jka:")] == [
+        "jka: stopped by SIGTERM before training started; run the same command again"], lines[-20:]
+    assert not (work / "jka.lock").exists()
+    again = subprocess.run(_cli(work, 20), cwd=REPO, env=_env(1), capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.load(open(work / "summary.json"))["step"] == 20
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_at_a_random_step_then_rerun_equals_uninterrupted(tmp_path, sig):
     steps, env = 600, _env(1)
