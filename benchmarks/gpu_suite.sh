@@ -7,12 +7,14 @@
 #   bash benchmarks/gpu_suite.sh datafree    # KD b1024 again, then DFAD and CMI's round, jka vs PyTorch
 #   bash benchmarks/gpu_suite.sh bridge      # torchvision checkpoints convert within 1e-4; one-stage GAN at CIFAR size
 #   bash benchmarks/gpu_suite.sh diagnose    # KD b1024: per-kernel profile without command buffers, HLO, XLA flag variants
+#   bash benchmarks/gpu_suite.sh strong      # KD b1024 against the strongest PyTorch (tuned eager, max-autotune), under
+#                                            # jka's default XLA flags and with command buffers taking convolutions
 #
 # Each benchmark writes its JSON under benchmarks/results/ (see benchmarks/README.md) and its log
 # under LOGDIR (default /tmp/jka_bench). A benchmark that fails or runs past its time limit does not
 # stop the others. Run from the repository root on a machine with a GPU and torch installed.
 set -u
-group=${1:?usage: bash benchmarks/gpu_suite.sh kd|families|profile|datafree|bridge|diagnose [LOGDIR]}
+group=${1:?usage: bash benchmarks/gpu_suite.sh kd|families|profile|datafree|bridge|diagnose|strong [LOGDIR]}
 log=${2:-/tmp/jka_bench}
 mkdir -p "$log" benchmarks/results
 export PYTHONUNBUFFERED=1
@@ -64,6 +66,14 @@ case "$group" in
     timeout 90 "$py" -m pytest -q -rs -p no:cacheprovider tests/convert/test_convert.py -k torchvision 2>&1 | tail -n 8
     bench onestage_gan32 130 -m benchmarks.onestage --only gan32 --batch 256 --steps 30 \
       --json benchmarks/results/onestage_gan32_b256_${kind:-unknown}.json
+    ;;
+  strong)
+    # jka vs cudnn.benchmark + channels_last + bf16 + the folded bf16 teacher, eager and max-autotune
+    # (writes speedup_vs_torch_tuned_eager / _compile and mfu); about 7 minutes on an H100
+    bench kd_b1024_strong 300 -m benchmarks.throughput --task kd --batch 1024 --steps 30 --dtype bfloat16 \
+      --torch-compile on --torch-tuned
+    XLA_FLAGS="--xla_gpu_enable_command_buffer=+CONVOLUTION" bench kd_b1024_cmdbuf_conv 90 -m benchmarks.throughput \
+      --task kd --batch 1024 --steps 30 --dtype bfloat16 --framework jax --json "$log/kd_cmdbuf_conv.json"
     ;;
   diagnose)
     # With CUDA command buffers off every fusion is its own kernel in the trace, so the profile names

@@ -179,7 +179,8 @@ def time_step(step_fn, state, rest: tuple, batch: int, steps: int, warmup: int) 
                      devices=jax.device_count())
 
 
-def bench_torch(args, compiled: bool, flops: float | None = None, flops_source: str | None = None) -> dict:
+def bench_torch(args, compiled: bool, flops: float | None = None, flops_source: str | None = None,
+                tuned: bool = False) -> dict:
     import torch
 
     from benchmarks.torch_steps import StepConfig, TorchStep, flops_per_step
@@ -190,7 +191,7 @@ def bench_torch(args, compiled: bool, flops: float | None = None, flops_source: 
                      num_classes=args.num_classes, lr=0.1, momentum=0.9, weight_decay=5e-4,
                      total_steps=args.steps + args.warmup, T=4.0, alpha=1.0, beta=1.0,
                      mean=CIFAR_MEAN, std=CIFAR_STD, bf16=args.dtype == "bfloat16")
-    step = TorchStep(cfg, device, compiled=compiled)
+    step = TorchStep(cfg, device, compiled=compiled, tuned=tuned)
     images, labels = random_images(args)
     images = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().to(device)  # NCHW uint8 on device
     labels = torch.from_numpy(labels).long().to(device)
@@ -277,8 +278,21 @@ def run(args) -> dict:
                     result["torch_compile"] = bench_torch(args, True, flops, source)
                 except Exception as err:  # noqa: BLE001 - inductor missing/failing must not end the run
                     result["torch_compile"] = {"skipped": f"torch.compile failed: {type(err).__name__}: {err}"[:500]}
+        if getattr(args, "torch_tuned", False) and "torch_version" in result:
+            flops, source = result["torch"]["flops_per_step"], result["torch"]["flops_source"]
+            result["torch_tuned"] = bench_torch(args, False, flops, source, tuned=True)
+            if "skipped" in (result["torch_compile"] or {}):
+                result["torch_tuned_compile"] = {"skipped": result["torch_compile"]["skipped"]}
+            else:
+                try:
+                    result["torch_tuned_compile"] = bench_torch(args, True, flops, source, tuned=True)
+                except Exception as err:  # noqa: BLE001 - as above
+                    result["torch_tuned_compile"] = {"skipped": f"torch.compile failed: {type(err).__name__}: {err}"[:500]}
+            result["speedup_vs_torch_tuned_eager"] = speedup(result["jax"], result["torch_tuned"])
+            result["speedup_vs_torch_tuned_compile"] = speedup(result["jax"], result.get("torch_tuned_compile"))
     result["speedup_vs_torch_eager"] = speedup(result["jax"], result["torch"])
     result["speedup_vs_torch_compile"] = speedup(result["jax"], result["torch_compile"])
+    result["mfu"] = (result["jax"] or {}).get("mfu")
     return result
 
 
@@ -302,19 +316,20 @@ def write_json(result: dict, path: str) -> str:
 
 def format_table(result: dict) -> str:
     rows = [f"{result['task']} step, batch {result['batch']}, {result['config']['dtype']} on {result['device']}"]
-    for name in ("jax", "torch", "torch_compile"):
+    for name in ("jax", "torch", "torch_compile", "torch_tuned", "torch_tuned_compile"):
         r = result.get(name)
         if not r:
             continue
         if "skipped" in r:
-            rows.append(f"  {name:14s} skipped: {r['skipped']}")
+            rows.append(f"  {name:19s} skipped: {r['skipped']}")
             continue
         tf = f"{r['tflops']:.3f}" if r.get("tflops") else "n/a"
         mem = f"{r['peak_mem_bytes'] / 2**20:.0f} MiB" if r.get("peak_mem_bytes") else "n/a"
         mfu = f"  MFU {100 * r['mfu']:.1f}%" if r.get("mfu") else ""
-        rows.append(f"  {name:14s} {r['img_per_s']:10.1f} img/s  {r['ms_per_step']:9.2f} ms/step  "
+        rows.append(f"  {name:19s} {r['img_per_s']:10.1f} img/s  {r['ms_per_step']:9.2f} ms/step  "
                     f"compile {r['compile_s']:.1f}s  warm-up {r['warmup_s']:.1f}s  {tf} TFLOP/s{mfu}  peak {mem}")
-    for key in ("speedup_vs_torch_eager", "speedup_vs_torch_compile"):
+    for key in ("speedup_vs_torch_eager", "speedup_vs_torch_compile", "speedup_vs_torch_tuned_eager",
+                "speedup_vs_torch_tuned_compile"):
         if result.get(key) is not None:
             rows.append(f"  {key} = {result[key]:.2f}x")
     return "\n".join(rows)
@@ -335,6 +350,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-classes", type=int, default=100)
     p.add_argument("--torch-compile", choices=("auto", "on", "off"), default="auto",
                    help="auto: torch.compile on CUDA only (inductor on a small CPU takes minutes)")
+    p.add_argument("--torch-tuned", action="store_true",
+                   help="also time the strongest PyTorch: cudnn.benchmark, the teacher folded and in bf16, "
+                        "torch.compile(mode='max-autotune') (rows torch_tuned, torch_tuned_compile)")
     p.add_argument("--no-fold-bn", dest="fold_bn", action="store_false",
                    help="run the teacher's inference BatchNorms as separate passes instead of folding them into "
                         "the convolutions (jka.models.layers.conv_bn), to measure what folding gains")

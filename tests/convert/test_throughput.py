@@ -71,3 +71,33 @@ def test_cpu_side_by_side_interleaves_processes_and_summarises_both_timings(tmp_
         s = result["summary"][key]
         assert s["jka_speedup"] == pytest.approx(s["torch_ms"] / s["jax_ms"])
     assert result["rows"][1]["torch_threads"] >= 1 and len(result["rows"][0]["load_before"]) == 3
+
+
+def test_tuned_pytorch_rows_fold_the_teacher_and_write_their_speedups(tmp_path):
+    """--torch-tuned adds the strongest PyTorch (the teacher's BatchNorms folded by torch.fx, kept
+    in bf16 when asked) and its speedup fields; the folded teacher computes the same logits."""
+    torch = pytest.importorskip("torch")
+    from benchmarks.torch_steps import folded
+    from jka.convert.torch_models import torch_create
+
+    teacher = torch_create("cifar_resnet18", 10).eval()
+    for m in teacher.modules():  # non-trivial running statistics
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(teacher)(x)[0], teacher(x)[0], rtol=1e-4, atol=1e-4)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded(teacher).modules())
+
+    out = tmp_path / "tuned.json"
+    assert throughput.main(["--task", "kd", "--teacher", "small_cnn", "--student", "small_cnn", "--batch", "8",
+                            "--steps", "2", "--warmup", "1", "--image-size", "8", "--num-classes", "10",
+                            "--dtype", "bfloat16", "--framework", "both", "--torch-compile", "off",
+                            "--torch-tuned", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert PER_FRAMEWORK <= set(result["torch_tuned"])
+    assert result["speedup_vs_torch_tuned_eager"] == pytest.approx(
+        result["jax"]["img_per_s"] / result["torch_tuned"]["img_per_s"])
+    assert "skipped" in result["torch_tuned_compile"] and result["speedup_vs_torch_tuned_compile"] is None
+    assert "mfu" in result and math.isfinite(result["torch_tuned"]["final_loss"])
