@@ -1,7 +1,8 @@
-"""jka vs PyTorch on this machine's CPU, interleaved: ``benchmarks.throughput`` run for each framework
-in turn, several times, each in its own process.
+"""jka vs PyTorch on this machine's CPU, interleaved: ``benchmarks.throughput`` (``--task kd|supervised``)
+or ``benchmarks.datafree_torch`` (``--task dfad``: the unit of the shipped CIFAR DFAD config) run for
+each framework in turn, several times, each in its own process.
 
-    python -m benchmarks.cpu_side_by_side [--task kd] [--batch 64] [--steps 10] [--repeats 3] [--json OUT]
+    python -m benchmarks.cpu_side_by_side [--task kd|supervised|dfad] [--batch 64] [--steps 10] [--repeats 3]
 
 One process per framework and repeat (jax, torch, jax, torch, ...), so neither warms the other's
 caches or threads and a change in the machine's load hits both sides alike. Each row keeps the load
@@ -24,16 +25,21 @@ import tempfile
 
 import jax
 
+DATAFREE = ("dfad",)  # benchmarks.datafree_torch's units with a PyTorch side doing jka's config's work
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
 def one(framework: str, args) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "row.json")
-        cmd = [sys.executable, "-m", "benchmarks.throughput", "--task", args.task, "--teacher", args.teacher,
-               "--student", args.student, "--batch", str(args.batch), "--steps", str(args.steps), "--warmup",
-               str(args.warmup), "--dtype", "float32", "--framework", framework, "--torch-compile", "off",
-               "--num-classes", str(args.num_classes), "--image-size", str(args.image_size), "--json", out]
+        common = ["--batch", str(args.batch), "--steps", str(args.steps), "--warmup", str(args.warmup), "--dtype",
+                  "float32", "--framework", framework, "--torch-compile", "off", "--image-size", str(args.image_size),
+                  "--json", out]
+        if args.task in DATAFREE:  # the shipped CIFAR config's unit (its own models)
+            cmd = [sys.executable, "-m", "benchmarks.datafree_torch", "--only", args.task, *common]
+        else:
+            cmd = [sys.executable, "-m", "benchmarks.throughput", "--task", args.task, "--teacher", args.teacher,
+                   "--student", args.student, "--num-classes", str(args.num_classes), *common]
         load = os.getloadavg()
         env = {**os.environ, "JAX_PLATFORMS": "cpu"}
         done = subprocess.run(cmd, capture_output=True, text=True, env=env,
@@ -41,7 +47,11 @@ def one(framework: str, args) -> dict:
         if done.returncode != 0:
             raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
         result = json.load(open(out))
-    row = result["jax" if framework == "jax" else "torch"]
+    if args.task in DATAFREE:
+        result = result["families"][args.task]
+        row = result["jka" if framework == "jax" else "torch"]
+    else:
+        row = result["jax" if framework == "jax" else "torch"]
     keep = ("img_per_s", "ms_per_step", "chained_ms_per_step", "compile_s", "flops_per_step", "torch_threads")
     return {"framework": framework, "load_before": [round(x, 2) for x in load],
             **{k: row.get(k) for k in keep if k in row}}
@@ -49,7 +59,7 @@ def one(framework: str, args) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.cpu_side_by_side", description=__doc__.split("\n\n")[0])
-    p.add_argument("--task", choices=("kd", "supervised"), default="kd")
+    p.add_argument("--task", choices=("kd", "supervised", *DATAFREE), default="kd")
     p.add_argument("--teacher", default="cifar_resnet34")
     p.add_argument("--student", default="cifar_resnet18")
     p.add_argument("--num-classes", type=int, default=100)
@@ -77,6 +87,8 @@ def main(argv=None) -> int:
            "date": datetime.date.today().isoformat(), "device": f"cpu ({platform.processor() or platform.machine()}, "
            f"{os.cpu_count()} cores)", "jax_version": jax.__version__, "task": args.task, "batch": args.batch,
            "config": {"teacher": args.teacher if args.task == "kd" else None, "student": args.student,
+                      "datafree_config": "datafree/cifar10:method=dfad,pair=resnet34_resnet18"
+                      if args.task in DATAFREE else None,
                       "num_classes": args.num_classes, "image_size": args.image_size, "steps": args.steps, "warmup": args.warmup},
            "summary": summary, "rows": rows}
     try:

@@ -85,16 +85,23 @@ class TorchDataFree:
 
 
 class TorchDFAD(TorchDataFree):
-    unit = "1 generator step + 5 student steps (DFAD, two-stage)"
 
     def __init__(self, args, device, compiled: bool):
         super().__init__(args, device, compiled)
         from jka.convert.torch_models import torch_create
 
+        from jka import run
+        from jka.convert.torch_models import Generator
+
         torch = self.torch
-        self.nz = 256
-        self.gen = torch_create("generator", 10, nz=self.nz, ngf=64, img_size=self.size).to(device).train()
-        self.opt_g = torch.optim.Adam(self.gen.parameters(), lr=1e-3, betas=(0.5, 0.999), **self.fused)
+        # the generator and its optimizer as jka's shipped config has them
+        c = run.load("datafree/cifar10:method=dfad,pair=resnet34_resnet18", ()).dfad
+        start_mult = {"small": 2, "generator": 4, "large": 8}[c.generator]
+        self.nz, self.kd_steps = int(c.nz), int(c.kd_steps)
+        self.unit = f"{int(c.g_steps)} generator step + {self.kd_steps} student steps (DFAD, two-stage)"
+        self.gen = Generator(nz=self.nz, ngf=int(c.ngf), img_size=self.size, start_mult=start_mult).to(device).train()
+        self.opt_g = torch.optim.Adam(self.gen.parameters(), lr=c.g_optim.lr, betas=(c.g_optim.b1, c.g_optim.b2),
+                                      **self.fused)
         self.g_loss = self.compile(self._g_loss)
         self.s_loss = self.compile(self._s_loss)
 
@@ -121,7 +128,7 @@ class TorchDFAD(TorchDataFree):
         loss.backward()
         self.opt_g.step()
         self.student.requires_grad_(True)
-        for _ in range(5):
+        for _ in range(self.kd_steps):
             loss = self.s_loss(torch.randn(self.batch, self.nz, device=self.device))
             self.opt_s.zero_grad(set_to_none=True)
             loss.backward()
@@ -295,6 +302,8 @@ def main(argv=None) -> int:
     p.add_argument("--image-size", type=int, default=None, help="override 32 (CPU smoke runs)")
     p.add_argument("--iterations", type=int, default=None,
                    help="CMI synthesis iterations and student steps per round (default: the config's 200 and 400)")
+    p.add_argument("--framework", choices=("jax", "torch", "both"), default="both",
+                   help="which sides to time (benchmarks.cpu_side_by_side runs each in its own process)")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     args.dtype = args.dtype or ("bfloat16" if has_accelerator() else "float32")
@@ -314,6 +323,9 @@ def main(argv=None) -> int:
     for name in names:
         r = result["families"][name] = {}
         for side in ("jka", "torch", "torch_compile"):
+            if side not in {"both": (side,), "jax": ("jka",), "torch": ("torch", "torch_compile")}[args.framework]:
+                r[side] = {"skipped": f"--framework {args.framework}"}
+                continue
             if side == "torch_compile" and not use_compile:
                 r[side] = {"skipped": "off (--torch-compile auto compiles only on CUDA)"}
                 continue

@@ -330,7 +330,7 @@ class Generator(nn.Module):
     ×2 up, conv3×3, BN, LeakyReLU, [conv3×3, BN, LeakyReLU for the large one,] conv3×3 → nc, sigmoid.
 
     ``start_mult=4`` is :class:`jka.models.generators.Generator` (4ngf → 2ngf → ngf → nc),
-    ``start_mult=8`` its ``LargeGenerator``. ``forward(z)`` returns the images (NCHW, in [0, 1]).
+    ``start_mult=8`` its ``LargeGenerator``, ``start_mult=2`` its ``SmallGenerator`` (2ngf → 2ngf → ngf). ``forward(z)`` returns the images (NCHW, in [0, 1]).
     """
 
     def __init__(self, nz=256, ngf=64, img_size=32, nc=3, start_mult=4):
@@ -338,7 +338,7 @@ class Generator(nn.Module):
         self.init_size = img_size // 4
         c0 = start_mult * ngf
         self.l1 = nn.Sequential(nn.Linear(nz, c0 * self.init_size ** 2))
-        chans = [c0 // 2, c0 // 4] + ([c0 // 8] if start_mult == 8 else [])
+        chans = [m * ngf for m in {2: (2, 1), 4: (2, 1), 8: (4, 2, 1)}[start_mult]]  # as jka's generators
         layers, prev = [nn.BatchNorm2d(c0)], c0
         for i, c in enumerate(chans):
             if i < 2:
