@@ -64,6 +64,8 @@ def _quiet_libtpu() -> None:
     os.environ.setdefault("TPU_WORKER_HOSTNAMES", "localhost")
     os.environ.setdefault("TPU_ACCELERATOR_TYPE", "v5litepod-4")
     os.environ.setdefault("TPU_SKIP_MDS_QUERY", "1")
+    # compiling loads no TPU: several processes may hold libtpu (its lock file guards a real chip)
+    os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
 
 
 def tpu_slice(name: str) -> Slice:
