@@ -85,11 +85,8 @@ class TorchDataFree:
 
 
 class TorchDFAD(TorchDataFree):
-
     def __init__(self, args, device, compiled: bool):
         super().__init__(args, device, compiled)
-        from jka.convert.torch_models import torch_create
-
         from jka import run
         from jka.convert.torch_models import Generator
 

@@ -20,6 +20,8 @@ import sys
 import tempfile
 import time
 
+from benchmarks.throughput import write_json
+
 
 def commit(path: str) -> str:
     return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=path, capture_output=True,
@@ -62,8 +64,7 @@ def main(argv=None) -> int:
            "config": args.config, "steps": args.steps, "overrides": args.set, "cpus": os.cpu_count(),
            "runs": {f"{c} ({commit(c)})": r for c, r in runs.items()}}
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=1)
+        write_json(out, args.json)
     return 0
 
 

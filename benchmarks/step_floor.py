@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks.throughput import write_json
 from jka import models
 from jka.check.topology import fusions
 
@@ -96,8 +97,7 @@ def main(argv=None) -> int:
         print(f"{label}: {len(kernels)} kernels, {one_pass / 1e9:.2f} GB if each reads its operands once = "
               f"{one_pass / row['total_bytes']:.2f}x the floor")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(row, f, indent=1)
+        write_json(row, args.json)
     return 0
 
 
