@@ -84,7 +84,7 @@ def bench_family(family: str, args, overrides: dict | None = None) -> dict:
     batch = batches.device_batch(0, mesh_lib.data_sharding(mesh))
     repl = mesh_lib.replicated(mesh)
     state = jax.device_put(program.init(jax.random.PRNGKey(0), batches.host_batch(0)), repl)
-    teacher_vars = jax.device_put([t.variables for t in teachers], repl)
+    teacher_vars = jax.device_put(loop.teacher_variables(program), repl)  # folded once, as the loop does
     step_fn = loop.compile_step(program, mesh)
     out = time_step(step_fn, state, (teacher_vars, batch), args.batch, args.steps, args.warmup)
     out.update(config=SUITE[family][0], overrides={**SUITE[family][3], **(overrides or {})},

@@ -117,6 +117,7 @@ def bench_jax(args) -> dict:
 def build_jax_step(args):
     """jka's jitted step for ``args`` (as ``jka.train.loop`` builds it), its state and its other inputs."""
     from jka import methods, models
+    from jka.train import loop
     from jka.train import mesh as mesh_lib
     from jka.train.teachers import Teacher
 
@@ -138,9 +139,7 @@ def build_jax_step(args):
     images, labels = random_images(args)
     batch = jax.device_put({"image": images, "label": labels}, dshard)
     state = jax.device_put(program.init(jax.random.PRNGKey(0), {"image": images[:1], "label": labels[:1]}), repl)
-    # the teachers' BatchNorms folded once, as jka.train.loop.prepare does
-    teacher_vars = jax.device_put([layers.fold_batch_norm(t.module, t.variables, images.shape[1:])
-                                   for t in teachers], repl)
+    teacher_vars = jax.device_put(loop.teacher_variables(program), repl)  # folded once, as the loop does
     step_fn = jax.jit(program.step, donate_argnums=(0,), in_shardings=(repl, repl, dshard),
                       out_shardings=(repl, repl))  # as in jka.train.loop.fit
     return step_fn, state, (teacher_vars, batch)

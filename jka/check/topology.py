@@ -21,7 +21,6 @@ import numpy as np
 from jax.experimental import topologies
 
 from jka.errors import UserError
-from jka.models.layers import fold_batch_norm
 from jka.train import loop, mesh as mesh_lib
 
 GiB = 1 << 30
@@ -112,7 +111,7 @@ def compile_unit(program, mesh, cfg, where: str = ""):
     min_size = int(shard.get("min_size", 1 << 14))
     batch = program.batches.host_batch(0)
     state = jax.eval_shape(program.init, jax.random.PRNGKey(0), batch)
-    teachers = [fold_batch_norm(t.module, t.variables, program.data.image_shape) for t in program.teachers]  # as fit
+    teachers = loop.teacher_variables(program)
     state_sh = mesh_lib.param_shardings(state, mesh, bool(shard.get("state", False)), min_size)
     teacher_sh = mesh_lib.param_shardings(teachers, mesh, bool(shard.get("teachers", True)), min_size)
     batch_sh = jax.tree.map(lambda _: mesh_lib.data_sharding(mesh), batch)

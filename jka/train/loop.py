@@ -65,6 +65,12 @@ class Run:
     progress: dict = dataclasses.field(default_factory=dict)  # the open logging interval at `start`
 
 
+def teacher_variables(program: Program) -> list:
+    """The frozen teachers' variables as a run uses them: their BatchNorms folded into their
+    convolutions once, here, not in every step (:func:`jka.models.layers.fold_batch_norm`)."""
+    return [fold_batch_norm(t.module, t.variables, program.data.image_shape) for t in program.teachers]
+
+
 def prepare(program: Program, cfg, workdir: str, mesh) -> Run:
     """Batches, the state (resume > ``train.init_from`` > fresh) and shardings of ``program``'s run."""
     paths.makedirs(workdir)
@@ -86,8 +92,7 @@ def prepare(program: Program, cfg, workdir: str, mesh) -> Run:
         state = program.start_from(state, *load_model(init_from))
     state_sh = mesh_lib.param_shardings(state, mesh, bool(shard.get("state", False)), min_size)
     state = jax.device_put(state, state_sh)
-    # frozen teachers: their BatchNorms folded into their convolutions once, here, not in every step
-    teacher_vars = [fold_batch_norm(t.module, t.variables, program.data.image_shape) for t in program.teachers]
+    teacher_vars = teacher_variables(program)
     teacher_sh = mesh_lib.param_shardings(teacher_vars, mesh, bool(shard.get("teachers", True)), min_size)
     teacher_vars = jax.device_put(teacher_vars, teacher_sh)
 
