@@ -201,11 +201,11 @@ def check_config(cfg, workdir: str, allow_changed=()) -> list[str]:
     old = read_config(workdir)
     if old is None:
         return []
-    if not trained(workdir):
+    diffs = differences(old["config"], cfg)
+    if diffs and not trained(workdir):  # the walk only when it decides something
         log.info("%s holds the config of a run that never trained a step: it is replaced", workdir)
         return []
-    before, after = flatten(plain(old.get("config", {}))), flatten(plain(cfg))
-    diffs = differences(old.get("config", {}), cfg)
+    before, after = flatten(plain(old["config"])), flatten(plain(cfg))
     refused = [k for k in diffs if not any(k == a or k.startswith(a + ".") for a in allow_changed)]
     if refused:
         k = refused[0]
