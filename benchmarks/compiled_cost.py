@@ -43,7 +43,17 @@ SUITE = {
 }
 
 
-_current = [""]  # the family being compiled (names its HLO file)
+_COMPILE_UNIT = topology.compile_unit
+
+
+def _keeping_text(path: str):
+    """``topology.compile_unit`` that also writes the compiled HLO text to ``path``."""
+    def compile_unit(program, mesh, cfg, where=""):
+        compiled, seconds = _COMPILE_UNIT(program, mesh, cfg, where)
+        with open(path, "w") as f:
+            f.write(compiled.as_text())
+        return compiled, seconds
+    return compile_unit
 
 
 def versions() -> dict:
@@ -85,14 +95,6 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.hlo_dir:
         os.makedirs(args.hlo_dir, exist_ok=True)
-        compile_unit = topology.compile_unit
-
-        def keeping_text(program, mesh, cfg, where=""):
-            compiled, seconds = compile_unit(program, mesh, cfg, where)
-            with open(os.path.join(args.hlo_dir, f"{_current[0]}.hlo"), "w") as f:
-                f.write(compiled.as_text())
-            return compiled, seconds
-        topology.compile_unit = keeping_text
     path = args.json or os.path.join(RESULTS, f"compiled_cost_{args.topology.replace(':', '_')}_{args.label}.json")
     out = json.load(open(path)) if os.path.exists(path) else {
         "what": "per-device cost of each family's step compiled for a TPU slice on a CPU host (deviceless AOT): "
@@ -102,7 +104,8 @@ def main(argv=None) -> int:
     for family in [f.strip() for f in args.only.split(",") if f.strip()]:
         if family in out["families"]:
             continue
-        _current[:] = [family]
+        if args.hlo_dir:
+            topology.compile_unit = _keeping_text(os.path.join(args.hlo_dir, f"{family}.hlo"))
         out["families"][family] = row = measure(family, args.topology)
         print(f"{family}: {row['bytes_accessed_per_device'] / 1e9:.3g} GB, {row['xla_flops_per_device'] / 1e12:.3g} "
               f"TFLOP per device, roofline {row['roofline_s'] * 1e3:.3g} ms ({row['bound']}-bound, MFU <= "
