@@ -177,7 +177,7 @@ def fit(program: Program, cfg, workdir: str, mesh) -> dict:
     metric_shapes = jax.eval_shape(program.step, state, teacher_vars, batch)[1]
     eval_every = int(cfg.train.get("eval_every", 0))
     ckpt_every = int(cfg.train.get("checkpoint_every", 0))
-    writer = MetricWriter(workdir, after=start)
+    writer = MetricWriter(workdir, after=start, final=start == total)
     evaluate = lambda s, step: program.evaluate(s, EvalContext(mesh, workdir, writer, step))  # noqa: E731
     log.info("%s in %s: steps %d -> %d, %d process(es), %d %s device(s), mesh %s, batch %d%s", program.name,
              workdir, start, total, jax.process_count(), jax.device_count(), jax.devices()[0].platform,
@@ -185,7 +185,7 @@ def fit(program: Program, cfg, workdir: str, mesh) -> dict:
     progress = Progress(program.name, program.learning_rate, cfg, start, total, writer, mesh, metric_shapes,
                         run.progress)
     last_good = ckpt.latest_step()
-    metrics = {}
+    metrics = run.progress.get("last", {})  # a run stopped after its final checkpoint: that step's metrics
     try:
         with preemption.watch():
             for step in range(start, total):
@@ -219,7 +219,7 @@ def fit(program: Program, cfg, workdir: str, mesh) -> dict:
         feed.close()
         progress.close()
 
-    _save(ckpt, total, state, last_good, progress.snapshot())
+    _save(ckpt, total, state, last_good, {**progress.snapshot(), "last": to_python(metrics)})
     ckpt.close()
     final = evaluate(state, total)
     writer.write(total, "eval", final)

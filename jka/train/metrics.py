@@ -21,25 +21,27 @@ def to_python(tree):
 
 class MetricWriter:
     """Rows ``{"step": N, "train/loss": ...}``. A run resumed at step ``after`` first drops the
-    rows an interrupted run wrote past its checkpoint, so no step appears twice."""
+    rows an interrupted run wrote past its checkpoint, so no step appears twice (``final``: the run
+    resumes at its last step, whose evaluation it writes again: the earlier one is dropped too)."""
 
-    def __init__(self, workdir: str, enabled: bool = True, after: int | None = None):
+    def __init__(self, workdir: str, enabled: bool = True, after: int | None = None, final: bool = False):
         self.enabled = enabled and jax.process_index() == 0
         self.path = os.path.join(workdir, "metrics.jsonl")
         self.tb = None
         if self.enabled:
             paths.makedirs(workdir)
             if after is not None and paths.isfile(self.path):
-                self._truncate(after)
+                self._truncate(after, final)
             try:
                 from tensorboardX import SummaryWriter  # optional
                 self.tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
             except ImportError:
                 self.tb = None
 
-    def _truncate(self, after: int) -> None:
+    def _truncate(self, after: int, final: bool) -> None:
         rows = paths.read_text(self.path).splitlines(keepends=True)
-        keep = [r for r in rows if r.strip() and json.loads(r).get("step", 0) <= after]
+        keep = [r for r in rows if r.strip() and (step := json.loads(r).get("step", 0)) <= after
+                and not (final and step == after and any(k.startswith("eval/") for k in json.loads(r)))]
         if len(keep) != len(rows):
             paths.write(self.path, "".join(keep))
 

@@ -65,6 +65,29 @@ def test_a_killed_run_resumes_without_repeating_metrics_rows(full, tmp_path, mon
     _same_as(full, cut)
 
 
+def test_a_run_killed_between_its_final_checkpoint_and_its_export_reruns_to_the_same_summary(full, tmp_path,
+                                                                                              monkeypatch):
+    from jka.train import loop
+
+    def dies(*args, **kwargs):
+        raise _Killed()
+
+    cut = tmp_path / "cut"
+    monkeypatch.setattr(loop, "export_model", dies)  # the final checkpoint is on disk, nothing after it
+    with pytest.raises(_Killed):
+        _train(cut)
+    monkeypatch.undo()
+    assert (cut / "checkpoints" / "20").is_dir() and not (cut / "summary.json").exists()
+    assert _train(cut) == 0
+    summary, expected = (json.load(open(w / "summary.json")) for w in (cut, full))
+    assert summary.pop("step_compilations") == 0  # the rerun ran no step: nothing was compiled
+    expected.pop("step_compilations")
+    assert summary["train"] and summary == expected  # the last step's metrics were kept with the checkpoint
+    assert _rows(full) == _rows(cut)
+    assert open(cut / "model" / "variables.msgpack", "rb").read() == open(full / "model" / "variables.msgpack",
+                                                                           "rb").read()
+
+
 def _damage(checkpoint_dir, how):
     if how == "truncated data":
         files = [f for f in glob.glob(f"{checkpoint_dir}/state/**/d/*", recursive=True) if os.path.isfile(f)]
