@@ -30,7 +30,7 @@ from jka import paths, run
 from jka.check import format_report, rehearse
 from jka.convert.bridge import convert
 from jka.demo import run_demo
-from jka.errors import UserError
+from jka.errors import QuietResourceFaults, UserError, resource_fault, unraisable_hook
 from jka.train.distributed import maybe_initialize
 from jka.train.loop import TrainingDiverged
 from jka.train.preemption import EXIT_CODE as PREEMPTED_EXIT_CODE, Preempted
@@ -241,6 +241,12 @@ def _setup_logging():
         logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False
+    if not getattr(sys.unraisablehook, "jka", False):
+        sys.unraisablehook = unraisable_hook(sys.unraisablehook)
+    for name in ("absl", "asyncio"):  # orbax reports a failed save from its threads, traceback and all
+        library = logging.getLogger(name)
+        if not any(isinstance(f, QuietResourceFaults) for f in library.filters):
+            library.addFilter(QuietResourceFaults())
 
 
 def main(argv=None) -> int:
@@ -265,6 +271,12 @@ def main(argv=None) -> int:
     except Preempted as err:
         print(f"jka: {err}", file=sys.stderr)
         return PREEMPTED_EXIT_CODE
+    except Exception as err:  # noqa: BLE001 - a full disk or exhausted memory, in its library's words
+        line = resource_fault(err)
+        if line is None:
+            raise
+        print(f"jka: error: {line}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("jka: interrupted (a second Ctrl-C): no checkpoint was saved for the steps since the last one",
               file=sys.stderr)

@@ -1,0 +1,69 @@
+"""Faults of the machine's resources, from the user's side: a disk that fills up mid-run, memory that
+cannot hold the data or the compiled step."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+from tests.helpers import error_lines
+from tests.reliability.test_checkpoints import TEACHER, _rows
+
+# `jka train` as the console script runs it, except that the disk fills up (a file written until
+# the device refuses more) right after the checkpoint of step 5 is on disk.
+FILLS_THE_DISK = """
+import os, sys
+from jka.train import checkpoint
+filler, sys.argv = sys.argv[1], ["jka"] + sys.argv[2:]
+save = checkpoint.Checkpointer.save
+def save_then_fill(self, step, state, progress=None):
+    save(self, step, state, progress)
+    if step == 5:
+        self.manager.wait_until_finished()
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+        try:
+            for _ in range(1024):  # 64 MB at most: more than the 16 MB disk holds
+                os.write(fd, bytes(1 << 16))
+        except OSError:
+            pass
+        os.close(fd)
+checkpoint.Checkpointer.save = save_then_fill
+from jka.entry import main
+sys.exit(main())
+"""
+
+
+def _jka(*args, program=("-m", "jka")):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    return subprocess.run([sys.executable, *program, *args], cwd=REPO, capture_output=True, text=True, env=env)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 16 MB tmpfs of its own (skipped where this process may not mount one)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)], capture_output=True).returncode:
+        pytest.skip("mounting a tmpfs is not allowed here")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_is_one_line_and_the_rerun_resumes_equal_to_an_uninterrupted_run(small_disk, tmp_path):
+    full, cut, filler = tmp_path / "full", small_disk / "run", small_disk / "filler"
+    assert os.path.ismount(small_disk)
+    assert _jka("train", *TEACHER, "--workdir", str(full)).returncode == 0
+    out = _jka(str(filler), "train", *TEACHER, "--workdir", str(cut), program=("-c", FILLS_THE_DISK))
+    assert out.returncode == 2, out.stderr
+    err = error_lines(out.stderr)
+    assert len(err) == 1 and "the disk is full" in err[0] and "rerun the same command" in err[0], out.stderr
+    assert "Traceback" not in out.stderr and len(out.stderr.splitlines()) < 12, out.stderr
+    assert not (cut / "jka.lock").exists() and (cut / "checkpoints" / "5").is_dir()
+    os.remove(filler)  # the space is back
+    again = _jka("train", *TEACHER, "--workdir", str(cut))
+    assert again.returncode == 0, again.stderr
+    assert "resumed at step 5" in again.stderr
+    assert json.load(open(full / "summary.json")) == json.load(open(cut / "summary.json"))
+    assert _rows(full) == _rows(cut)
