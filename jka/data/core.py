@@ -65,17 +65,18 @@ class Batches:
     order of an uninterrupted run. Epochs are exact permutations of the dataset.
 
     In a multi-process run each process materialises only its own slice of the global batch, and
-    :meth:`device_batch` assembles the global array sharded over the mesh.
+    :meth:`device_batch` assembles the global array sharded over the mesh. ``with_index`` adds each
+    sample's row in the dataset (``'index'``, int32), for methods that keep a per-sample memory.
     """
 
     def __init__(self, ds: ArrayDataset, batch_size: int, seed: int, shuffle: bool = True,
-                 with_labels: bool = True):
+                 with_labels: bool = True, with_index: bool = False):
         if batch_size > len(ds):
             raise ConfigError(
                 f"batch size {batch_size} is larger than the dataset ({len(ds)} samples); lower data.batch_size"
             )
         self.ds, self.batch_size, self.seed, self.shuffle = ds, batch_size, seed, shuffle
-        self.with_labels = with_labels
+        self.with_labels, self.with_index = with_labels, with_index
         self._perm_cache: dict[int, np.ndarray] = {}
         # Fixed here, so reader processes (Prefetch workers, which run no jax) slice the same rows.
         self.process = (jax.process_index(), jax.process_count())
@@ -101,10 +102,13 @@ class Batches:
         return self._perm(epoch)[start:start + self.batch_size]
 
     def host_batch(self, step: int) -> dict:
-        images, labels = self.ds.take(process_slice(self.indices(step), *self.process))  # this process's rows
+        rows = process_slice(self.indices(step), *self.process)  # this process's rows
+        images, labels = self.ds.take(rows)
         batch = {"image": images}
         if self.with_labels:
             batch["label"] = labels.astype(np.int32)
+        if self.with_index:
+            batch["index"] = np.asarray(rows, np.int32)
         return batch
 
     def device_batch(self, step: int, sharding) -> dict:

@@ -103,9 +103,11 @@ def preparer(cfg, data: Split, dtype) -> Callable:
     return prepare
 
 
-def batches(cfg, data: Split, with_labels: bool):
-    """Step-indexed batches of the training set (batch k is a pure function of (seed, k))."""
-    return Batches(data.train, int(cfg.data.batch_size), int(cfg.seed), with_labels=with_labels)
+def batches(cfg, data: Split, with_labels: bool, with_index: bool = False):
+    """Step-indexed batches of the training set (batch k is a pure function of (seed, k)); ``with_index``:
+    each sample's row in ``data.train`` too (``'index'``)."""
+    return Batches(data.train, int(cfg.data.batch_size), int(cfg.seed), with_labels=with_labels,
+                   with_index=with_index)
 
 
 def student_state(net: Net, sample: Callable, optim, steps: int, extra: Callable | None = None) -> Callable:
