@@ -13,7 +13,7 @@ from jka.methods.amalgamation import adaptive, branching, cfl, dense_supervised,
 from jka.methods.api import Method
 from jka.methods.datafree import cmi, dafl, deepinversion, dfad, dfq, gan, zskt
 from jka.methods.datafree.amalgamation import job as datafree_amalgamation
-from jka.methods.distill import dist, ffl, netgraft, zoo
+from jka.methods.distill import dist, dkd, ffl, netgraft, reviewkd, zoo
 
 METHODS: dict[str, Method] = {m.name: m for m in (
     # from labels
@@ -23,6 +23,8 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     kd.METHOD,
     zoo.METHOD,
     dist.METHOD,
+    dkd.METHOD,
+    reviewkd.METHOD,
     ffl.METHOD,
     netgraft.METHOD,
     layerwise.METHOD,

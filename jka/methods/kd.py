@@ -2,7 +2,8 @@
 
 With K teachers over disjoint class subsets, the student predicts their union in teacher order
 and learns ``kd(s, concat_k t_k, T)`` with no labels. With ``beta > 0`` (one teacher over the
-student's classes) it is the classic ``α kd(s, t, T) + β CE(s, y)``.
+student's classes) it is the classic ``α kd(s, t, T) + β CE(s, y)``. ``logit_std``: both sides of kd
+are standardised per sample first (:func:`jka.losses.standardize`).
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import jax.numpy as jnp
 from jka import losses
 from jka.methods import common
 from jka.methods.api import Method, need_teachers
-from jka.settings import number, setting
+from jka.settings import BOOL, number, setting
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,6 +22,8 @@ class Settings:
     T: float = setting(4.0, number(0, low_open=True), "temperature of kd(s, t, T)")
     alpha: float = setting(1.0, number(0), "weight of the kd term")
     beta: float = setting(0.0, number(0), "weight of CE on labels (0: no label is read)")
+    logit_std: bool = setting(False, BOOL, "standardise the student's and the concatenated teachers' logits per "
+                                           "sample before kd (Sun et al., CVPR 2024)")
 
 
 def teacher_logits(teachers, teacher_vars, x):
@@ -36,7 +39,7 @@ def build(ctx):
     def loss(params, batch_stats, teacher_vars, x, batch, rng, step):
         t = teacher_logits(teachers, teacher_vars, x)
         logits, _, new_bs = net.forward(params, batch_stats, x, train=True)
-        l_kd = losses.kd(logits, t, s.T)
+        l_kd = losses.kd(*losses.standardized(s.logit_std, logits, t), s.T)
         metrics, total = {"kd": l_kd}, s.alpha * l_kd
         if s.beta > 0:
             metrics["ce"] = ce = losses.cross_entropy(logits, batch["label"])

@@ -16,7 +16,8 @@ ft 0.9907, svd 0.9926 — all within 1.7 points (9 of 540 images): the task is t
 from jka.configs.common import config, digits_teacher
 from jka.methods.distill.terms import TERMS
 
-CHOICES = {"method": list(TERMS) + ["dist", "scratch"]}
+CHOICES = {"method": list(TERMS) + ["dist", "dkd", "reviewkd", "kd_ls", "scratch"]}
+OWN_METHODS = {"dist": {}, "dkd": {"warmup_epochs": 2.0}, "reviewkd": {"warmup_epochs": 2.0}}
 
 
 def get_config(method: str = "kd"):
@@ -25,7 +26,12 @@ def get_config(method: str = "kd"):
     else:
         teacher = digits_teacher(None, 600, width=2.0)
         teacher.train.progress = False
-        cfg = config("dist") if method == "dist" else config("distill", distill=dict(method=method, T=4.0))
+        if method in OWN_METHODS:
+            cfg = config(method, **{method: OWN_METHODS[method]})
+        elif method == "kd_ls":   # KD + logit standardisation at the reference's base T 2 and KD weight 9
+            cfg = config("distill", distill=dict(method="kd", T=2.0, alpha=9.0, beta=0.1, logit_std=True))
+        else:
+            cfg = config("distill", distill=dict(method=method, T=4.0))
         cfg.teachers = [dict(workdir="teacher", config=teacher)]
     cfg.model.kwargs = dict(width=0.5)
     cfg.train.steps = 400
