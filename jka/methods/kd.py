@@ -31,6 +31,17 @@ def teacher_logits(teachers, teacher_vars, x):
     return jnp.concatenate([t(v, x)[0] for t, v in zip(teachers, teacher_vars)], axis=-1)
 
 
+def objective(s: Settings, logits, t, labels=None):
+    """``α·kd(s, t, T) + β·CE(s, y)`` (standardised logits in kd with ``logit_std``) and its parts; labels
+    read only when ``β > 0``."""
+    l_kd = losses.kd(*losses.standardized(s.logit_std, logits, t), s.T)
+    metrics, total = {"kd": l_kd}, s.alpha * l_kd
+    if s.beta > 0:
+        metrics["ce"] = ce = losses.cross_entropy(logits, labels)
+        total = total + s.beta * ce
+    return total, metrics
+
+
 def build(ctx):
     s, teachers = ctx.settings, ctx.teachers
     data = common.split(ctx.cfg, common.disjoint_union(teachers, "kd"))
@@ -39,11 +50,7 @@ def build(ctx):
     def loss(params, batch_stats, teacher_vars, x, batch, rng, step):
         t = teacher_logits(teachers, teacher_vars, x)
         logits, _, new_bs = net.forward(params, batch_stats, x, train=True)
-        l_kd = losses.kd(*losses.standardized(s.logit_std, logits, t), s.T)
-        metrics, total = {"kd": l_kd}, s.alpha * l_kd
-        if s.beta > 0:
-            metrics["ce"] = ce = losses.cross_entropy(logits, batch["label"])
-            total = total + s.beta * ce
+        total, metrics = objective(s, logits, t, batch.get("label"))
         return total, ({"student": new_bs}, metrics)
 
     return common.classifier(ctx, "kd", data, net, loss, uses_labels=s.beta > 0)

@@ -29,8 +29,9 @@ def adaptive_avg_pool(x, out: int):
 
 
 def hcl(fs_list, ft_list):
-    """``Σ_pairs [mse(F_s, F_t) + Σ_{l<H} w_l·mse(pool_l F_s, pool_l F_t)] / (1 + Σ w_l)``, ``w`` = ½, ¼, ⅛
-    over the levels 4, 2, 1 that are smaller than the map (``H`` its height); maps of the same shape."""
+    """``Σ_pairs [mse(F_s, F_t) + Σ_{l<H} w_l·mse(pool_l F_s, pool_l F_t)] / (1 + Σ w_l)`` over the levels
+    4, 2, 1 smaller than the map (``H`` its height), ``w`` = ½, ¼, ⅛ in the order they are used (a 4×4 map:
+    ½ at 2×2, ¼ at 1×1; a 1×1 map: its MSE alone); maps of the same shape."""
     total = 0.0
     for fs, ft in zip(fs_list, ft_list):
         fs, ft = f32(fs), f32(ft)
