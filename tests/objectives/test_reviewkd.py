@@ -90,17 +90,18 @@ def setup():
     shapes = jax.eval_shape(program.init, jax.random.PRNGKey(0), batch)
     v = ref.numpy_fill({"params": shapes.params, "batch_stats": shapes.batch_stats}, 4)
     x = preparer(cfg, parts.data, parts.net.module.dtype)(None, batch["image"], augment=False)
-    loss, (_, metrics) = reviewkd.loss(parts, settings, teacher, v["params"], v["batch_stats"], [tv], x, batch, 0.5)
+    loss_of = lambda params: reviewkd.loss(parts, settings, teacher, params, v["batch_stats"], [tv], x, batch, 0.5)  # noqa: E731
+    (loss, (_, metrics)), grads = jax.jit(jax.value_and_grad(loss_of, has_aux=True))(v["params"])
     (s, s_feats), _ = parts.net.module.apply({"params": v["params"]["student"],
                                               "batch_stats": v["batch_stats"]["student"]},
                                              x, train=True, mutable=["batch_stats"])
     _, t_feats = t_module.apply(tv, x, train=False)
     aux = jax.tree.map(np.asarray, v["params"]["aux"])
-    return parts, settings, float(loss), metrics, s, s_feats, t_feats, aux, np.asarray(batch["label"])
+    return parts, settings, float(loss), metrics, s, s_feats, t_feats, aux, np.asarray(batch["label"]), grads
 
 
 def test_reviewkd_total_equals_numpy(setup):
-    parts, settings, loss, metrics, s, s_feats, t_feats, aux, y = setup
+    parts, settings, loss, metrics, s, s_feats, t_feats, aux, y, _ = setup
     assert (settings.weight, settings.ce, parts.s_names, parts.review.mid) == (1.0, 1.0, ["block1", "block2", "block3"], 64)
     fused = _abf_stack_np(aux, _levels_np(s_feats))
     hcl = hcl_np(fused, _levels_np(t_feats))
@@ -109,6 +110,13 @@ def test_reviewkd_total_equals_numpy(setup):
     # the checks above would fail with another level weighting or without the pooled level
     for wrong in (hcl_np(fused, _levels_np(t_feats), (0.5, 0.5, 0.5)), hcl_np(fused[:3], _levels_np(t_feats)[:3])):
         assert abs(wrong - hcl) > 10 * RTOL * hcl
+
+
+def test_every_student_and_abf_weight_has_a_gradient(setup):
+    grads = setup[-1]
+    assert set(grads) == {"student", "aux"} and set(grads["aux"]) == {f"abf{i}" for i in range(4)}
+    assert "att" not in grads["aux"]["abf3"] and "att" in grads["aux"]["abf0"]  # the deepest level is not fused
+    assert all(bool(np.any(np.asarray(g) != 0)) for g in jax.tree.leaves(grads))
 
 
 @pytest.mark.parametrize("size,out", [(7, 4), (8, 2), (5, 1), (3, 2)])

@@ -125,7 +125,7 @@ def parts(ctx) -> Parts:
     data = common.split(ctx.cfg, teacher.classes)
     net = common.student_net(ctx, len(data.classes))
     s_shapes, (t_shapes,) = common.feature_shapes(net, [teacher], data.image_shape, ctx.dtype)
-    s_names, t_names = select_stages("stages", s_shapes, t_shapes, s.student_stages, s.teacher_stages)
+    s_names, t_names = select_stages("stages", s_shapes, t_shapes, s.student_stages, s.teacher_stages, "reviewkd")
     review = Review(tuple(level_shapes(t_shapes, t_names, s.pooled)),
                     min(MAX_MID, level_shapes(s_shapes, s_names, s.pooled)[-1][-1]))
     return Parts(net, data, review, s_names, t_names, s.pooled)

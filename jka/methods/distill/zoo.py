@@ -56,18 +56,19 @@ def stage_names(feats) -> list[str]:
     return sorted((k for k in feats if k not in ("pooled", "stem")), key=_natural)
 
 
-def select_stages(where: str, s_feats, t_feats, s_override=None, t_override=None):
-    """(student names, teacher names) that the term of kind ``where`` compares, pairwise."""
+def select_stages(where: str, s_feats, t_feats, s_override=None, t_override=None, section: str = "distill"):
+    """(student names, teacher names) that the term of kind ``where`` compares, pairwise (``section``: whose
+    ``student_stages``/``teacher_stages`` the errors name)."""
     if where == "none":
         return [], []
     if s_override or t_override:
         if not (s_override and t_override) or len(s_override) != len(t_override):
-            raise ConfigError("set distill.student_stages and distill.teacher_stages together, "
+            raise ConfigError(f"set {section}.student_stages and {section}.teacher_stages together, "
                               "with the same number of names")
         for names, feats, who in ((s_override, s_feats, "student"), (t_override, t_feats, "teacher")):
             for n in names:
                 if n not in feats:
-                    raise ConfigError(f"distill.{who}_stages: the {who} has no feature {n!r}; "
+                    raise ConfigError(f"{section}.{who}_stages: the {who} has no feature {n!r}; "
                                       f"it has {', '.join(sorted(feats))}")
         return list(s_override), list(t_override)
     if where == "pooled":
