@@ -18,10 +18,10 @@ def test_dkd_has_the_papers_defaults_and_a_digits_variant():
 
 
 def test_kd_ls_variant_is_the_reference_kd_with_logit_standardisation():
-    """KD+LS of the reference scripts: base temperature 2, KD weight 9, CE 0.1."""
+    """KD+LS of the reference scripts: base temperature 2, KD weight 9, CE 1."""
     cfg = run.load("distill/digits:method=kd_ls")
     s = methods.get("distill").read(cfg)
-    assert (s.method, s.T, s.logit_std) == ("kd", 2.0, True) and zoo.weights(s) == (9.0, 0.1, 0.0)
+    assert (s.method, s.T, s.logit_std) == ("kd", 2.0, True) and zoo.weights(s) == (9.0, 1.0, 0.0)
 
 
 def test_logit_std_is_off_by_default_everywhere():
