@@ -21,10 +21,12 @@ def kl_rows(log_p, log_q):
 
 def standardize(z, eps: float = 1e-7):
     """Logit standardisation (Sun et al., CVPR 2024): ``(z − mean(z)) / (std(z) + eps)`` over the class axis,
-    with the unbiased (n − 1) standard deviation, as the reference code (``torch.std``)."""
+    with the unbiased (n − 1) standard deviation, as the reference code (``torch.std``). A constant row
+    maps to zeros with a zero (not NaN) gradient."""
     z = _f32(z)
     centred = z - z.mean(axis=-1, keepdims=True)
-    std = jnp.sqrt(jnp.sum(jnp.square(centred), axis=-1, keepdims=True) / (z.shape[-1] - 1))
+    var = jnp.sum(jnp.square(centred), axis=-1, keepdims=True) / (z.shape[-1] - 1)
+    std = jnp.where(var > 0, jnp.sqrt(jnp.where(var > 0, var, 1.0)), 0.0)
     return centred / (std + eps)
 
 

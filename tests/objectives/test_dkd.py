@@ -9,6 +9,7 @@ DKD and DIST (CE keeps the raw logits).
 """
 from types import SimpleNamespace
 
+import jax
 import numpy as np
 import pytest
 
@@ -87,6 +88,9 @@ def test_standardize_equals_numpy():
     z = np.asarray(losses.standardize(t * 5 + 3))   # invariant to a shift and a positive scale of a row
     np.testing.assert_allclose(z, ref.standardize(t), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(z.std(-1, ddof=1), 1.0, rtol=1e-5)
+    flat = np.full((2, 10), 3.0, np.float32)   # a constant row: zeros, and a finite gradient
+    assert not np.any(np.asarray(losses.standardize(flat)))
+    assert np.all(np.isfinite(np.asarray(jax.grad(lambda z: losses.standardize(z)[:, 0].sum())(flat))))
 
 
 @pytest.mark.parametrize("logit_std", [False, True])
