@@ -19,6 +19,22 @@ def kl_rows(log_p, log_q):
     return jnp.sum(jnp.exp(log_p) * (log_p - log_q), axis=-1)
 
 
+def standardize(z, eps: float = 1e-7):
+    """Logit standardisation (Sun et al., CVPR 2024): ``(z − mean(z)) / (std(z) + eps)`` over the class axis,
+    with the unbiased (n − 1) standard deviation, as the reference code (``torch.std``). A constant row
+    maps to zeros with a zero (not NaN) gradient."""
+    z = _f32(z)
+    centred = z - z.mean(axis=-1, keepdims=True)
+    var = jnp.sum(jnp.square(centred), axis=-1, keepdims=True) / (z.shape[-1] - 1)
+    std = jnp.where(var > 0, jnp.sqrt(jnp.where(var > 0, var, 1.0)), 0.0)
+    return centred / (std + eps)
+
+
+def standardized(on: bool, *logits):
+    """``logits`` each standardised (:func:`standardize`) when ``on``, else unchanged (a tuple either way)."""
+    return tuple(standardize(z) if on else z for z in logits)
+
+
 def kd(s, t, T: float = 1.0):
     """``T² · KL(σ(t/T) ‖ σ(s/T))``, summed over classes, mean over every other axis."""
     s, t = _f32(s), _f32(t)

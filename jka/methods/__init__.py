@@ -13,7 +13,7 @@ from jka.methods.amalgamation import adaptive, branching, cfl, dense_supervised,
 from jka.methods.api import Method
 from jka.methods.datafree import cmi, dafl, deepinversion, dfad, dfq, gan, zskt
 from jka.methods.datafree.amalgamation import job as datafree_amalgamation
-from jka.methods.distill import crd, dist, ffl, netgraft, zoo
+from jka.methods.distill import crd, dist, dkd, ffl, netgraft, reviewkd, zoo
 
 METHODS: dict[str, Method] = {m.name: m for m in (
     # from labels
@@ -24,6 +24,8 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     zoo.METHOD,
     dist.METHOD,
     crd.METHOD,
+    dkd.METHOD,
+    reviewkd.METHOD,
     ffl.METHOD,
     netgraft.METHOD,
     layerwise.METHOD,

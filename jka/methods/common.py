@@ -9,6 +9,7 @@ import dataclasses
 from typing import Any, Callable, Sequence
 
 import jax
+import jax.numpy as jnp
 
 from jka import models
 from jka.data import Batches, load_split, select_classes
@@ -108,6 +109,20 @@ def batches(cfg, data: Split, with_labels: bool, with_index: bool = False):
     each sample's row in ``data.train`` too (``'index'``)."""
     return Batches(data.train, int(cfg.data.batch_size), int(cfg.seed), with_labels=with_labels,
                    with_index=with_index)
+
+
+def epoch_warmup(cfg, data: Split, epochs: float) -> Callable:
+    """``weight(step)`` = min(e / ``epochs``, 1) for the 1-based epoch e of loop step ``step`` (an epoch:
+    the training images over ``data.batch_size``, the remainder dropped): the reference ramp of DKD and
+    ReviewKD, constant within an epoch. 1 from the start when ``epochs`` is 0."""
+    per_epoch = max(1, len(data.train) // int(cfg.data.batch_size))
+
+    def weight(step):
+        if epochs <= 0:
+            return jnp.float32(1.0)
+        return jnp.minimum((jnp.asarray(step) // per_epoch + 1).astype(jnp.float32) / epochs, 1.0)
+
+    return weight
 
 
 def student_state(net: Net, sample: Callable, optim, steps: int, extra: Callable | None = None) -> Callable:

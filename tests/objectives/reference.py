@@ -36,6 +36,12 @@ def kl_rows(p, q):
     return np.sum(np.where(p > 0, p * (np.log(np.where(p > 0, p, 1.0)) - np.log(q)), 0.0), axis=-1)
 
 
+def standardize(z):
+    """Logit standardisation (Sun et al., CVPR 2024): (z − mean z) / (std z + 1e-7) per row, unbiased std."""
+    z = f64(z)
+    return (z - z.mean(-1, keepdims=True)) / (z.std(-1, ddof=1, keepdims=True) + 1e-7)
+
+
 def kd(s, t, T):
     """docs/methods.md: T² · KL(σ(t/T) ‖ σ(s/T)), summed over classes, mean over every other axis."""
     return T * T * kl_rows(softmax(f64(t) / T), softmax(f64(s) / T)).mean()

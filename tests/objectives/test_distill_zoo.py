@@ -26,8 +26,9 @@ PAPER_DEFAULTS = {"kd": (0.9, 0.1, 0.0), "hint": (0.9, 0.1, 100.0), "at": (1.0, 
                  "nst": (0.9, 0.1, 50.0), "svd": (0.9, 0.1, 10.0)}
 
 
-def _setup(method):
-    cfg = run.load("distill/digits", [f"distill.method={method}", "data.batch_size=8", "train.progress=False"])
+def _setup(method, *overrides):
+    cfg = run.load("distill/digits", [f"distill.method={method}", "data.batch_size=8", "train.progress=False",
+                                      *overrides])
     module = models.create("small_cnn", 10, width=0.5)   # untrained: the formula, not the values, is tested
     tv = ref.numpy_init(module, (1, 8, 8, 1), 3, train=False)
     teacher = Teacher("small_cnn", module, tv, list(range(10)), {"width": 0.5})
@@ -72,6 +73,14 @@ def test_kd_alone_total():
     want = 0.9 * ref.kd(s, t, 4.0) + 0.1 * ref.ce(s, y)
     np.testing.assert_allclose(float(metrics["kd"]), ref.kd(s, t, 4.0), rtol=RTOL, atol=ATOL)
     np.testing.assert_allclose(loss, want, rtol=RTOL)
+
+
+def test_kd_alone_total_with_logit_standardisation():
+    parts, _, loss, metrics, s, _, t, _, y = _setup("kd", "distill.logit_std=True", "distill.T=2.0")
+    l_kd = ref.kd(ref.standardize(s), ref.standardize(t), 2.0)
+    assert abs(l_kd - ref.kd(s, t, 2.0)) > 1e-2 * l_kd   # standardising changes the term here
+    np.testing.assert_allclose(float(metrics["kd"]), l_kd, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(loss, 0.9 * l_kd + 0.1 * ref.ce(s, y), rtol=RTOL)
 
 
 def test_attention_transfer_total():

@@ -8,6 +8,7 @@ from jka.losses.distill.attention import attention
 from jka.losses.distill.cc import cc
 from jka.losses.distill.fsp import fsp
 from jka.losses.distill.ft import ft
+from jka.losses.distill.hcl import hcl
 from jka.losses.distill.nst import nst
 from jka.losses.distill.pkt import pkt
 from jka.losses.distill.rkd import rkd
@@ -15,4 +16,4 @@ from jka.losses.distill.sp import sp
 from jka.losses.distill.svd import svd
 from jka.losses.distill.vid import vid
 
-__all__ = ["attention", "cc", "fsp", "ft", "nst", "pkt", "rkd", "sp", "svd", "vid"]
+__all__ = ["attention", "cc", "fsp", "ft", "hcl", "nst", "pkt", "rkd", "sp", "svd", "vid"]

@@ -9,6 +9,7 @@ measured by Pearson correlation ρ, which ignores shifts and scales. With ``P = 
     L     = ce·CE(s, y) + T²·(β·inter + γ·intra)
 
 Defaults are the paper's CIFAR setting: β = γ = 2, T = 4, CE weight 1 (ImageNet: 1, 1, T = 1).
+``logit_std`` standardises both logits per sample first (Sun et al., CVPR 2024).
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import jax.numpy as jnp
 from jka import losses
 from jka.methods import common
 from jka.methods.api import Method, need_teachers
-from jka.settings import number, setting
+from jka.settings import BOOL, number, setting
 
 EPS = 1e-8
 
@@ -31,6 +32,7 @@ class Settings:
     beta: float = setting(2.0, number(0), "weight of the inter-class relation (per sample)")
     gamma: float = setting(2.0, number(0), "weight of the intra-class relation (per class)")
     ce: float = setting(1.0, number(0), "weight of CE on labels (0: no label is read)")
+    logit_std: bool = setting(False, BOOL, "standardise both logits per sample before the softmaxes (Sun et al.)")
 
 
 def pearson_rows(a, b):
@@ -49,7 +51,7 @@ def dist_terms(s, t, T: float):
 
 def objective(s: Settings, logits, t, labels=None):
     """``ce·CE(s, y) + T²·(β·inter + γ·intra)`` and its parts (labels read only when ``ce > 0``)."""
-    inter, intra = dist_terms(logits, t, s.T)
+    inter, intra = dist_terms(*losses.standardized(s.logit_std, logits, t), s.T)
     total = s.T ** 2 * (s.beta * inter + s.gamma * intra)
     metrics = {"inter": inter, "intra": intra}
     if s.ce > 0:

@@ -38,6 +38,7 @@ class Settings:
     student_stages: Optional[list] = setting(None, STAGES, "student features the term compares")
     teacher_stages: Optional[list] = setting(None, STAGES, "teacher features, pairwise with student_stages")
     cc_normalise: bool = setting(False, BOOL, "CC on L2-normalised embeddings (jka's variant)")
+    logit_std: bool = setting(False, BOOL, "standardise both logits per sample before kd (Sun et al., CVPR 2024)")
 
 
 def weights(s: Settings) -> tuple:
@@ -55,18 +56,19 @@ def stage_names(feats) -> list[str]:
     return sorted((k for k in feats if k not in ("pooled", "stem")), key=_natural)
 
 
-def select_stages(where: str, s_feats, t_feats, s_override=None, t_override=None):
-    """(student names, teacher names) that the term of kind ``where`` compares, pairwise."""
+def select_stages(where: str, s_feats, t_feats, s_override=None, t_override=None, section: str = "distill"):
+    """(student names, teacher names) that the term of kind ``where`` compares, pairwise (``section``: whose
+    ``student_stages``/``teacher_stages`` the errors name)."""
     if where == "none":
         return [], []
     if s_override or t_override:
         if not (s_override and t_override) or len(s_override) != len(t_override):
-            raise ConfigError("set distill.student_stages and distill.teacher_stages together, "
+            raise ConfigError(f"set {section}.student_stages and {section}.teacher_stages together, "
                               "with the same number of names")
         for names, feats, who in ((s_override, s_feats, "student"), (t_override, t_feats, "teacher")):
             for n in names:
                 if n not in feats:
-                    raise ConfigError(f"distill.{who}_stages: the {who} has no feature {n!r}; "
+                    raise ConfigError(f"{section}.{who}_stages: the {who} has no feature {n!r}; "
                                       f"it has {', '.join(sorted(feats))}")
         return list(s_override), list(t_override)
     if where == "pooled":
@@ -87,7 +89,7 @@ def select_stages(where: str, s_feats, t_feats, s_override=None, t_override=None
 
 class Parts(NamedTuple):
     """A built zoo run: the student, its data, the term with its weights (α, β, γ), the stages it
-    compares and its module (the ``'aux'`` part)."""
+    compares, its module (the ``'aux'`` part) and whether kd standardises the logits."""
 
     net: common.Net
     data: Split
@@ -96,6 +98,7 @@ class Parts(NamedTuple):
     s_names: list
     t_names: list
     module: Any
+    logit_std: bool = False
 
 
 def parts(ctx) -> Parts:
@@ -110,7 +113,7 @@ def parts(ctx) -> Parts:
     s_shapes, (t_shapes,) = common.feature_shapes(net, [teacher], data.image_shape, ctx.dtype)
     s_names, t_names = select_stages(term.where, s_shapes, t_shapes, s.student_stages, s.teacher_stages)
     module = terms.build_extra(term.name, [t_shapes[n].shape[1:] for n in t_names], s.cc_normalise)
-    return Parts(net, data, term, weights(s), s_names, t_names, module)
+    return Parts(net, data, term, weights(s), s_names, t_names, module, s.logit_std)
 
 
 def loss(p: Parts, T: float, teacher, params, batch_stats, teacher_vars, x, batch):
@@ -122,7 +125,7 @@ def loss(p: Parts, T: float, teacher, params, batch_stats, teacher_vars, x, batc
     fs, ft = [s_feats[n] for n in p.s_names], [t_feats[n] for n in p.t_names]
     out, upd = p.module.apply({"params": params["aux"], "batch_stats": batch_stats["aux"]}, fs, ft,
                               train=True, mutable=["batch_stats"])
-    l_kd = losses.kd(logits, t, T)
+    l_kd = losses.kd(*losses.standardized(p.logit_std, logits, t), T)
     metrics = {"kd": l_kd}
     if p.term.fn is not None:
         metrics[f"extra_{p.term.name}"] = out["extra"]
