@@ -35,7 +35,9 @@ def installed(tmp_path_factory):
     site = _run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip()
     with open(os.path.join(site, "borrowed_deps.pth"), "w") as f:  # this environment's dependencies
         f.write(sysconfig.get_paths()["purelib"] + "\n")
-    _run([py, "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(tmp / "dist" / wheel)])
+    # no PYTHONPATH: a checkout on it holds jka.egg-info (written by the build), which pip takes for jka installed
+    _run([py, "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(tmp / "dist" / wheel)],
+         env={**os.environ, "PYTHONPATH": ""})
     home = tmp / "elsewhere"
     home.mkdir()
     return str(env_dir / "bin"), home, str(tmp / "dist" / wheel)

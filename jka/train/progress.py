@@ -108,7 +108,7 @@ class Progress:
         """The rates of an interval of ``rate`` steps/s: img/s, TFLOP/s and MFU where known."""
         out = {"steps_per_s": rate, "img_per_s": rate * self.batch_size}
         if self.flops:
-            out["tflops"] = rate * self.flops / 1e12
+            out["tflop_per_s"] = rate * self.flops / 1e12
             if self.peak:
                 out["mfu"] = rate * self.flops / self.peak
         return out
@@ -133,8 +133,8 @@ class Progress:
 def speed_text(speed: dict) -> str:
     """``12.3 steps/s 788 img/s 0.45 TFLOP/s MFU 31.2%`` (what :meth:`Progress.speed` gives)."""
     text = f"{speed['steps_per_s']:.1f} steps/s {speed['img_per_s']:.0f} img/s"
-    if "tflops" in speed:
-        text += f" {speed['tflops']:.3g} TFLOP/s"
+    if "tflop_per_s" in speed:
+        text += f" {speed['tflop_per_s']:.3g} TFLOP/s"
     if "mfu" in speed:
         text += f" MFU {100 * speed['mfu']:.1f}%"
     return text

@@ -67,7 +67,7 @@ def test_a_second_run_reads_the_cache_the_first_wrote_and_rows_carry_tflops_and_
     assert not os.path.exists(tmp_path / "a" / "metrics.jsonl")  # the writers named, and no other
     for step in (2, 4):
         row = rows[step]
-        assert row["train/tflops"] == pytest.approx(row["train/steps_per_s"] * per_step / 1e12, rel=1e-6)
+        assert row["train/tflop_per_s"] == pytest.approx(row["train/steps_per_s"] * per_step / 1e12, rel=1e-6)
         assert row["train/mfu"] == pytest.approx(row["train/steps_per_s"] * per_step / (2e9 * first["devices"]),
                                                  rel=1e-6)
 
