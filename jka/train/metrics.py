@@ -27,6 +27,7 @@ import numpy as np
 
 from jka import paths
 from jka.errors import ConfigError
+from jka.train.workdir import flatten, plain
 
 
 def to_python(tree):
@@ -47,7 +48,7 @@ class Writer(Protocol):
         """One picture, a uint8 H×W×C array (C = 1, 3 or 4)."""
 
     def hyperparameters(self, values: dict) -> None:
-        """The run's config, flattened (``{"optim.lr": 0.1, ...}``), once at the start."""
+        """The run's config, flattened (``{"optim.lr": 0.1, "teachers.0.workdir": ...}``), at the start."""
 
     def flush(self) -> None: ...
 
@@ -202,17 +203,6 @@ def check_writers(names) -> None:
                               f"pip install 'jka[{extra}]', or remove it from train.writers")
 
 
-def flatten(tree, prefix: str = "") -> dict:
-    """A nested config as ``{"a.b": value}`` (lists kept as values)."""
-    out = {}
-    for k, v in tree.items():
-        if hasattr(v, "items"):
-            out.update(flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = list(v) if isinstance(v, tuple) else v
-    return out
-
-
 class MetricWriter:
     """Every writer of ``names`` (``train.writers``) behind one object; the no-op on every process
     but 0 (or with ``enabled=False``). ``after``: the step a run resumes at."""
@@ -246,7 +236,7 @@ class MetricWriter:
     def hyperparameters(self, config) -> None:
         """The run's config (a nested dict or ConfigDict), flattened, to every writer."""
         if self.writers:
-            values = flatten(config)
+            values = flatten(plain(config))
             for w in self.writers:
                 w.hyperparameters(values)
 

@@ -89,7 +89,7 @@ def test_the_config_goes_to_tensorboard_as_text(tmp_path):
     w.close()
     (text,) = [v for _, v in _values(str(tmp_path / "tensorboard")) if v.tag.startswith("config")]
     shown = text.tensor.string_val[0].decode()
-    assert json.loads(shown.strip("`\n")) == {"optim.lr": 0.5, "data.classes": [1, 2]}
+    assert json.loads(shown.strip("`\n")) == {"optim.lr": 0.5, "data.classes.0": 1, "data.classes.1": 2}
 
 
 def test_save_grid_sends_the_same_grid(tmp_path):
