@@ -1,4 +1,4 @@
-"""The ``jka`` command: thin wrappers that parse, build and call the library.
+"""The ``jka`` command: the code each subcommand runs (its arguments are parsed by :mod:`jka.parser`).
 
     jka configs [NAME]                                 the shipped configs and their variants; one config's values
     jka train CONFIG [key=value ...] --workdir DIR     train or resume (exit 2: bad input; 3: diverged;
