@@ -23,7 +23,7 @@ import jax
 import numpy as np
 
 from jka.check.standin import with_stand_in_data
-from jka.train.flops import jaxpr_flops
+from jka.train.flops import jaxpr_flops, peak_flops
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
@@ -69,14 +69,10 @@ def synthetic_program(method, cfg, teachers, mesh=None):
     return with_stand_in_data(method).program(cfg, teachers, mesh)
 
 
-# Dense bf16 peak of the accelerators MFU is reported for (TFLOP/s, from the vendors' data sheets).
-PEAK_BF16_TFLOPS = {"nvidia h100 80gb hbm3": 989.0, "nvidia h200": 989.0, "nvidia a100-sxm4-80gb": 312.0,
-                    "nvidia a100-sxm4-40gb": 312.0, "tpu v4": 275.0, "tpu v5 lite": 197.0, "tpu v5p": 459.0}
-
-
 def peak_tflops() -> float | None:
-    kind = (getattr(jax.devices()[0], "device_kind", "") or "").lower()
-    return PEAK_BF16_TFLOPS.get(kind)
+    """The device's dense bf16 peak in TFLOP/s (:data:`jka.train.flops.PEAK_BF16_FLOPS`)."""
+    peak = peak_flops()
+    return peak / 1e12 if peak else None
 
 
 def _flops(compiled) -> float | None:

@@ -5,9 +5,15 @@ the config. A SIGTERM in that window (SLURM's or a scheduler's stop) ends in one
 requeue code 75, the same as a stop during training, not 143: the scheduler requeues the job and
 the rerun starts (or resumes) as if nothing had happened. Once a run starts, :mod:`jka.train.preemption`
 takes SIGTERM over and stops at a step boundary with a checkpoint.
+
+The command line is parsed first, by :mod:`jka.parser` (the standard library only): ``jka --help``,
+``jka CMD --help`` and a usage error answer without importing jax, flax or tfds. Only a command that
+runs imports :mod:`jka.cli` (and with it jax); it parses the same arguments again.
 """
 import signal
 import sys
+
+from jka.parser import parse
 
 EXIT_CODE = 75  # jka.train.preemption.EXIT_CODE, not imported: that module imports jax
 
@@ -21,9 +27,10 @@ def _stop(signum, frame):
     raise StoppedEarly(EXIT_CODE)
 
 
-def main() -> int:
+def main(argv=None) -> int:
     if hasattr(signal, "SIGTERM"):
         signal.signal(signal.SIGTERM, _stop)
+    parse(argv)  # --help, --version and usage errors end here, before any heavy import
     from jka.cli import main as cli_main
 
-    return cli_main()
+    return cli_main(argv)

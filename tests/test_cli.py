@@ -59,6 +59,31 @@ def test_console_entry_point_runs_as_module(tmp_path):
     assert json.loads(ev.stdout)["eval"]["accuracy"] == pytest.approx(summary["eval"]["accuracy"])
 
 
+HEAVY = ("jax", "flax", "optax", "orbax", "tensorflow_datasets", "torch", "ml_collections")
+# `jka ARGS` in a fresh process, then its exit code and which of HEAVY it imported, on stderr's last line
+WHAT_LOADED = f"""
+import sys
+from jka import entry
+try:
+    code = entry.main(sys.argv[1:])
+except SystemExit as stop:
+    code = stop.code
+print("exit", code, "loaded", sorted({{m.split(".")[0] for m in sys.modules}} & set({HEAVY!r})), file=sys.stderr)
+"""
+
+
+def _loaded(argv):
+    out = subprocess.run([sys.executable, "-c", WHAT_LOADED, *argv], capture_output=True, text=True, cwd=REPO)
+    return out.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("argv, code", [(["--help"], 0), (["train", "--help"], 0), (["check", "--help"], 0),
+                                        (["--version"], 0), (["train"], 2), (["bogus"], 2)])
+def test_help_version_and_usage_errors_import_no_jax_flax_or_tfds(argv, code):
+    """What `jka --help` costs is the parser: the heavy packages wait until a command runs."""
+    assert _loaded(argv) == f"exit {code} loaded []"
+
+
 def test_override_into_a_missing_list_entry():
     with pytest.raises(ConfigError, match="teachers.0.*has 0 entries"):
         run.load(TEACHER, ["teachers.0.workdir=x"])

@@ -1,5 +1,5 @@
 """The tree's architecture holds: imports run one way (models, losses, data → train → convert,
-transfer → methods → configs, run → demo, check → cli → entry), no import cycle among jka's modules, no jka
+transfer → methods → configs, run → demo, check, parser → cli → entry), no import cycle among jka's modules, no jka
 import hidden inside a function, and no method file over 400 lines."""
 import ast
 import glob
@@ -11,7 +11,7 @@ PKG = os.path.join(REPO, "jka")
 # A layer may import from itself and from lower ranks, never from a different layer of its own rank
 # or above; the base modules (errors, config, paths) are importable from everywhere.
 RANK = {"models": 1, "losses": 1, "data": 1, "train": 2, "convert": 3, "transfer": 3, "methods": 4,
-        "configs": 5, "run": 5, "demo": 6, "check": 6, "cli": 7, "entry": 8}
+        "configs": 5, "run": 5, "demo": 6, "check": 6, "parser": 6, "cli": 7, "entry": 8}
 BASE = {"errors", "config", "paths", "settings", "__init__", "__main__"}
 
 

@@ -70,10 +70,21 @@ def _tfds_missing_message(name: str, split: str, data_dir, err: Exception) -> st
             f"--data_dir DIR` (or copy a prepared DIR here), then set data.data_dir=DIR")
 
 
+def _tfds(name: str, key: str):
+    """The ``tensorflow_datasets`` module (slow to import: only when a tfds dataset is named); an
+    optional dependency, so its absence is one line that says what to install."""
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError:
+        raise ConfigError(f"{key}={name!r} is read through tensorflow-datasets, which is not installed: "
+                          "pip install 'jka[tfds]' (the embedded 'digits' need nothing more)") from None
+    return tfds
+
+
 def check_tfds_name(name: str, data_dir=None, key: str = "data.name") -> None:
     """Refuse a dataset name tfds does not know (no builder of that name, nothing of that name
     prepared in ``data_dir``) with its close matches, before anything is read or written."""
-    import tensorflow_datasets as tfds  # slow to import: only when a tfds dataset is named
+    tfds = _tfds(name, key)
 
     base = str(name).split(":")[0].split("/")[0]  # "cifar10:3.0.2", "imagenet2012_subset/10pct"
     known = tfds.list_builders(with_community_datasets=False)
@@ -109,8 +120,7 @@ def tfds_split(name: str, split: str, data_dir: str | None = None, image_size: i
     (a :class:`jka.data.records.RecordDataset`: each process reads only the rows of its slices);
     None (or "auto") loads it when its images take at most ``AUTO_IN_MEMORY_BYTES``.
     """
-    import tensorflow_datasets as tfds  # slow to import: only when a tfds dataset is read
-
+    tfds = _tfds(name, "data.name")
     if in_memory not in (True, False, None, "auto"):
         raise ConfigError(f"data.in_memory must be True, False or None (auto), not {in_memory!r}")
     check_tfds_name(name, data_dir)

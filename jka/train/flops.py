@@ -65,6 +65,19 @@ def jaxpr_flops(jaxpr) -> float:
     return total
 
 
+# Dense bf16 peak of one device (FLOP/s, the vendors' data sheets), by jax's device_kind in lower case:
+# what MFU is reported against (a float32 run too: the matrix units' peak is the ceiling either way).
+PEAK_BF16_FLOPS = {"nvidia h100 80gb hbm3": 989e12, "nvidia h200": 989e12, "nvidia a100-sxm4-80gb": 312e12,
+                   "nvidia a100-sxm4-40gb": 312e12, "tpu v4": 275e12, "tpu v5 lite": 197e12, "tpu v5p": 459e12,
+                   "tpu v5": 459e12, "tpu v6 lite": 918e12}
+
+
+def peak_flops(device=None) -> float | None:
+    """The dense bf16 peak of ``device`` (default: the first device), None where it is not known (CPUs)."""
+    device = jax.devices()[0] if device is None else device
+    return PEAK_BF16_FLOPS.get((getattr(device, "device_kind", "") or "").lower())
+
+
 def step_flops(fn, *args) -> float:
     """FLOPs of one call ``fn(*args)`` (``fn`` may be jitted; nothing is run or compiled)."""
     return jaxpr_flops(jax.make_jaxpr(fn)(*args).jaxpr)

@@ -25,11 +25,13 @@ from jka import paths
 from jka.data.core import Prefetch
 from jka.errors import ConfigError, UserError
 from jka.models.layers import fold_batch_norm
+from jka.train import compile_cache
 from jka.train import mesh as mesh_lib
 from jka.train import preemption
 from jka.train.checkpoint import Checkpointer
 from jka.train.export import export_model, load_model, to_host
 from jka.train.distributed import barrier
+from jka.train.flops import jaxpr_flops, peak_flops
 from jka.train.metrics import MetricWriter, to_python
 from jka.train.program import EvalContext, Program
 from jka.train.progress import Progress, add, all_finite
@@ -74,6 +76,7 @@ def teacher_variables(program: Program) -> list:
 def prepare(program: Program, cfg, workdir: str, mesh) -> Run:
     """Batches, the state (resume > ``train.init_from`` > fresh) and shardings of ``program``'s run."""
     paths.makedirs(workdir)
+    compile_cache.use(cfg.train.get("compile_cache", "auto"), workdir)
     seed = int(cfg.seed)
     for teacher in program.teachers:  # an RGB teacher on 1-channel data: one line, not a trace error
         check_fit(teacher, program.data.image_shape)
@@ -177,13 +180,15 @@ def fit(program: Program, cfg, workdir: str, mesh) -> dict:
     metric_shapes = jax.eval_shape(program.step, state, teacher_vars, batch)[1]
     eval_every = int(cfg.train.get("eval_every", 0))
     ckpt_every = int(cfg.train.get("checkpoint_every", 0))
-    writer = MetricWriter(workdir, after=start, final=start == total)
+    writer = MetricWriter(workdir, after=start, names=cfg.train.get("writers", None), final=start == total)
+    writer.hyperparameters(cfg)
     evaluate = lambda s, step: program.evaluate(s, EvalContext(mesh, workdir, writer, step))  # noqa: E731
     log.info("%s in %s: steps %d -> %d, %d process(es), %d %s device(s), mesh %s, batch %d%s", program.name,
              workdir, start, total, jax.process_count(), jax.device_count(), jax.devices()[0].platform,
              dict(mesh.shape), int(cfg.data.batch_size), f" (resumed at step {start})" if start else "")
     progress = Progress(program.name, program.learning_rate, cfg, start, total, writer, mesh, metric_shapes,
                         run.progress)
+    progress.flops, progress.peak = _flops(step_fn, state, teacher_vars, batch, progress.sums), _peak()
     last_good = ckpt.latest_step()
     metrics = run.progress.get("last", {})  # a run stopped after its final checkpoint: that step's metrics
     try:
@@ -243,6 +248,22 @@ def fit(program: Program, cfg, workdir: str, mesh) -> dict:
     }
     write_summary(workdir, summary)
     return summary
+
+
+def _flops(step_fn, state, teacher_vars, batch, sums) -> float | None:
+    """FLOPs of one step, counted from the jitted step's own trace (the call that compiles it reuses
+    that trace, so nothing is traced twice); None where it cannot be counted."""
+    try:
+        return jaxpr_flops(step_fn.trace(state, teacher_vars, batch, sums).jaxpr.jaxpr) or None
+    except Exception as err:  # noqa: BLE001 - the rates are shown without FLOPs, the run goes on
+        log.warning("the step's FLOPs could not be counted (%s): no TFLOP/s or MFU in the progress lines", err)
+        return None
+
+
+def _peak() -> float | None:
+    """The peak FLOP/s of all the run's devices (None when the device's peak is not known)."""
+    peak = peak_flops()
+    return peak * jax.device_count() if peak else None
 
 
 def _kept(last_good, ckpt) -> str:

@@ -2,8 +2,10 @@
 
 Every ``train.log_every`` steps process 0 logs one line through :mod:`logging` (logger ``jka``):
 the step, the mean of every metric over the interval, the learning rate, steps/s and img/s
-measured without the first step (which includes compilation; its time is logged on its own), and
-the time left. The same row goes to ``metrics.jsonl``. On a terminal a tqdm bar runs as well.
+measured without the first step (which includes compilation; its time is logged on its own), the
+achieved TFLOP/s (the step's FLOPs, :mod:`jka.train.flops`, × steps/s) and, on a device whose peak is
+known (:data:`jka.train.flops.PEAK_BF16_FLOPS`), the MFU (TFLOP/s over the peak of all the devices),
+and the time left. The same row goes to the run's metric writers. On a terminal a tqdm bar runs as well.
 
 The interval's running sums live on the device and are added to inside the compiled step itself
 (:func:`jka.train.loop.compile_step` with ``accumulate``: no second program per step, no host sync);
@@ -45,7 +47,8 @@ def duration(seconds: float) -> str:
 class Progress:
     """The interval means, rates and log lines of one run (``name``; ``learning_rate(step)``) from
     ``start`` to ``total``. ``metrics``: the shapes of a step's metrics; :attr:`sums` is what the next
-    step adds to (a fresh zero tree at each interval's start)."""
+    step adds to (a fresh zero tree at each interval's start). :attr:`flops`: one step's FLOPs (None: not
+    counted); :attr:`peak`: the peak FLOP/s of all the devices together (None: unknown, no MFU)."""
 
     def __init__(self, name: str, learning_rate, cfg, start: int, total: int, writer, mesh, metrics,
                  saved: dict | None = None):
@@ -62,6 +65,8 @@ class Progress:
         self.mark = None  # (time, step) once the first step (and its compilation) is done
         self.paused = 0.0
         self.compile_s = None
+        self.flops: float | None = None
+        self.peak: float | None = None
         tty = bool(cfg.train.get("progress", True)) and sys.stderr.isatty() and jax.process_index() == 0
         self.bar = tqdm(total=total, initial=start, disable=not tty, desc=name, dynamic_ncols=True, leave=False)
 
@@ -89,17 +94,24 @@ class Progress:
         rate = (done - at) / max(now - then - self.paused, 1e-9) if done > at else None
         self.mark, self.paused = (now, done), 0.0
         row["lr"] = self.learning_rate(done)
-        if rate is not None:
-            row.update(steps_per_s=rate, img_per_s=rate * self.batch_size)
+        speed = self.speed(rate) if rate is not None else {}
+        row.update(speed)
         self.writer.write(done, "train", row)
-        shown = " ".join(f"{k} {_fmt(v)}" for k, v in row.items() if isinstance(v, (int, float))
-                         and not k.endswith("_per_s"))
-        speed = (f" | {rate:.1f} steps/s {rate * self.batch_size:.0f} img/s | ETA "
-                 f"{duration((self.total - done) / rate)}") if rate else ""
-        log.info("%s step %d/%d: %s%s", self.name, done, self.total, shown, speed)
+        shown = " ".join(f"{k} {_fmt(v)}" for k, v in row.items() if isinstance(v, (int, float)) and k not in speed)
+        tail = f" | {speed_text(speed)} | ETA {duration((self.total - done) / rate)}" if rate else ""
+        log.info("%s step %d/%d: %s%s", self.name, done, self.total, shown, tail)
         if "loss" in row:
             self.bar.set_postfix(loss=f"{row['loss']:.4f}", **({"step_s": f"{rate:.1f}"} if rate else {}))
         return row
+
+    def speed(self, rate: float) -> dict:
+        """The rates of an interval of ``rate`` steps/s: img/s, TFLOP/s and MFU where known."""
+        out = {"steps_per_s": rate, "img_per_s": rate * self.batch_size}
+        if self.flops:
+            out["tflop_per_s"] = rate * self.flops / 1e12
+            if self.peak:
+                out["mfu"] = rate * self.flops / self.peak
+        return out
 
     def snapshot(self) -> dict:
         """The open interval (saved with a checkpoint)."""
@@ -116,6 +128,16 @@ class Progress:
 
     def close(self):
         self.bar.close()
+
+
+def speed_text(speed: dict) -> str:
+    """``12.3 steps/s 788 img/s 0.45 TFLOP/s MFU 31.2%`` (what :meth:`Progress.speed` gives)."""
+    text = f"{speed['steps_per_s']:.1f} steps/s {speed['img_per_s']:.0f} img/s"
+    if "tflop_per_s" in speed:
+        text += f" {speed['tflop_per_s']:.3g} TFLOP/s"
+    if "mfu" in speed:
+        text += f" MFU {100 * speed['mfu']:.1f}%"
+    return text
 
 
 def all_finite(row: dict) -> bool:

@@ -11,7 +11,8 @@ from jka import models
 from jka.config import brief
 from jka.data.sources import check_names
 from jka.errors import ConfigError
-from jka.settings import ANY, BOOL, TEXT, Rule, choice, integer, is_dict, is_int, optional, read, setting
+from jka.settings import ANY, BOOL, TEXT, Rule, choice, integer, is_dict, is_int, optional, read, sequence, setting
+from jka.train.metrics import WRITERS, check_writers
 from jka.train.state import Optim
 from jka.train.teachers import DTYPES
 
@@ -89,6 +90,12 @@ class Train:
     init_from: str = setting("", Rule(lambda v: isinstance(v, str), "a path (or '' for none)"),
                              "start from this exported model unless the run has a checkpoint")
     shard: Shard = setting(Shard())
+    writers: Optional[list] = setting(None, optional(sequence(choice("writer", WRITERS)), "None (jsonl, and "
+                                      "tensorboard when tensorboardX is installed)"),
+                                      "where metrics go: a list from " + ", ".join(WRITERS))
+    compile_cache: str = setting("auto", Rule(lambda v: isinstance(v, str), "'auto', a directory, or '' (off)"),
+                                 "jax's persistent compilation cache: 'auto' is <the workdir's parent>/.jax_cache "
+                                 "(a local workdir; $JAX_COMPILATION_CACHE_DIR wins), a directory, or '' for none")
 
 
 TEACHER_KEYS = {"workdir": "an exported model, or where to train it", "classes": "dataset classes of its outputs",
@@ -147,4 +154,5 @@ def check(cfg, section: str | None) -> Base:
     kwargs = {**RUN_FILLS.get(base.model.name, lambda _: {})(n), **base.model.kwargs}
     models.check_kwargs(base.model.name, kwargs, num_classes=n)
     check_names(cfg.data)
+    check_writers(base.train.writers)
     return base

@@ -96,6 +96,13 @@ def test_misspelled_tfds_name_is_refused_with_close_matches_and_no_download(tmp_
     assert "data.name='cifar01'" in line and "close matches: cifar10" in line
 
 
+def test_a_tfds_dataset_without_tensorflow_datasets_installed_is_one_line_naming_the_extra(tmp_path, capsys):
+    with mock.patch.dict("sys.modules", {"tensorflow_datasets": None}):  # `import` raises ImportError
+        line = refused(capsys, tmp_path, TEACHER, *TINY, "data.name=cifar10")
+        run.validate(run.load(TEACHER, TINY))  # the digits need no tfds
+    assert "data.name='cifar10'" in line and "pip install 'jka[tfds]'" in line
+
+
 def test_tfds_name_check_accepts_known_and_prepared_names(tmp_path):
     check_tfds_name("cifar10")
     check_tfds_name("cifar10:3.0.2")

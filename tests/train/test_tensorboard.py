@@ -6,6 +6,7 @@ uint32 masked CRC of them) of ``Event`` protocol buffers; it is parsed here with
 ``event_pb2`` so that the test needs no TensorFlow or TensorBoard."""
 import glob
 import io
+import json
 import os
 import struct
 
@@ -18,7 +19,7 @@ from PIL import Image  # noqa: E402
 from tensorboardX.proto import event_pb2  # noqa: E402
 
 from jka.data.images import grid, save_grid  # noqa: E402
-from jka.train.metrics import MetricWriter  # noqa: E402
+from jka.train.metrics import JsonlWriter, MetricWriter, TensorBoardWriter  # noqa: E402
 
 
 def _records(path):
@@ -55,7 +56,7 @@ def test_scalar_and_image_round_trip(tmp_path):
     rng = np.random.default_rng(0)
     picture = rng.integers(0, 256, (13, 21, 3), dtype=np.uint8)
     w = MetricWriter(str(tmp_path))
-    assert w.tb is not None
+    assert [type(x) for x in w.writers] == [JsonlWriter, TensorBoardWriter]  # train.writers=None, tensorboardX here
     w.write(7, "train", {"loss": 0.25, "note": "not a number"})
     w.image(7, "samples/test", picture)
     w.close()
@@ -73,13 +74,22 @@ def test_scalar_and_image_round_trip(tmp_path):
 
 def test_image_checks_its_input_and_is_off_when_disabled(tmp_path):
     w = MetricWriter(str(tmp_path / "off"), enabled=False)
-    assert w.tb is None
+    assert w.writers == []
     w.image(0, "x", np.zeros((4, 4, 3), np.uint8))  # no TensorBoard: nothing happens
     assert not os.path.exists(tmp_path / "off" / "tensorboard")
     with pytest.raises(ValueError, match="uint8"):
         w.image(0, "x", np.zeros((4, 4, 3), np.float32))
     with pytest.raises(ValueError, match="HxWxC"):
         w.image(0, "x", np.zeros((2, 4, 4, 3), np.uint8))
+
+
+def test_the_config_goes_to_tensorboard_as_text(tmp_path):
+    w = MetricWriter(str(tmp_path), names=["tensorboard"])
+    w.hyperparameters({"optim": {"lr": 0.5}, "data": {"classes": (1, 2)}})
+    w.close()
+    (text,) = [v for _, v in _values(str(tmp_path / "tensorboard")) if v.tag.startswith("config")]
+    shown = text.tensor.string_val[0].decode()
+    assert json.loads(shown.strip("`\n")) == {"optim.lr": 0.5, "data.classes.0": 1, "data.classes.1": 2}
 
 
 def test_save_grid_sends_the_same_grid(tmp_path):

@@ -10,7 +10,8 @@ import pytest
 from jka import models
 from jka.errors import UserError
 from jka.train.export import export_model
-from jka.cli import build_parser
+from jka.cli import COMMANDS
+from jka.parser import build_parser
 
 
 def _export_tiny_zoo(root):
@@ -37,7 +38,7 @@ def test_cli_writes_json_and_two_pictures(tmp_path, capsys, method):
     probe = tmp_path / "probe.npy"
     np.save(probe, (np.random.default_rng(0).uniform(0, 255, (12, 8, 8))).astype(np.uint8))
     args = _parse(["transfer", "--zoo", str(zoo), "--probe", str(probe), "--method", method, "--out", str(out)])
-    args.fn(args)
+    COMMANDS[args.command](args)
     data = json.loads((out / "transfer.json").read_text())
     assert data["names"] == ["m0", "m1", "m2"]
     m = np.asarray(data["matrix"])
@@ -56,8 +57,8 @@ def test_cli_user_errors(tmp_path):
     args = _parse(["transfer", "--zoo", str(tmp_path / "none"), "--probe", "digits", "--out", str(tmp_path)])
     # not a directory: read as a config (a path or a shipped name) whose transfer_study.zoo is the zoo
     with pytest.raises(UserError, match="is neither a file nor a config shipped with jka"):
-        args.fn(args)
+        COMMANDS[args.command](args)
     _export_tiny_zoo(str(tmp_path / "zoo"))
     args = _parse(["transfer", "--zoo", str(tmp_path / "zoo"), "--probe", "cifar", "--out", str(tmp_path)])
     with pytest.raises(UserError, match="probe"):
-        args.fn(args)
+        COMMANDS[args.command](args)
