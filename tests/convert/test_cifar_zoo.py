@@ -22,12 +22,12 @@ ZOO = {"resnet8": "resnet8", "resnet14": "resnet14", "resnet20": "resnet20", "re
        "vgg13": "vgg13_bn", "vgg16": "vgg16_bn", "vgg19": "vgg19_bn", "MobileNetV2": "mobile_half",
        "mobile_half": "mobile_half", "ShuffleV1": "shufflev1", "ShuffleV2": "shufflev2"}
 NUM_CLASSES = 100
-# compared numerically: every structure (n = 1 and n = 18 blocks a stage, the x4 widths, the bottleneck,
-# each VGG block length, the three mobile students); the other depths share that code and have
-# their keys and shapes checked (resnet56: the same code as resnet110).
-NUMERIC = ["resnet8", "resnet110", "resnet8x4", "resnet32x4", "ResNet50", "vgg8", "vgg13", "vgg19",
-           "MobileNetV2", "ShuffleV1", "ShuffleV2"]
-KEYS_ONLY = ["resnet14", "resnet20", "resnet32", "resnet44", "resnet56", "vgg11", "vgg16"]
+# compared numerically: every structure (16-wide stages of 18 blocks; the x4 widths with one block a stage
+# and a downsample in stage 1; the bottleneck; VGG blocks of one conv and of several; the three mobile
+# students); the other depths and VGGs run the same code and have their keys and shapes checked.
+NUMERIC = ["resnet110", "resnet8x4", "ResNet50", "vgg8", "vgg13", "MobileNetV2", "ShuffleV1", "ShuffleV2"]
+KEYS_ONLY = ["resnet8", "resnet14", "resnet20", "resnet32", "resnet44", "resnet56", "resnet32x4", "vgg11", "vgg16",
+             "vgg19"]
 COMPILED = ("mobile_half", "shufflev1", "shufflev2")  # many distinct shapes: faster compiled than op by op
 
 
