@@ -18,7 +18,6 @@ SIZES = {
     "mobilenetv2": 224, "mobilenetv2_x0_5": 224,
     "resnet18": 224, "resnet34": 224, "resnet50": 224,
     "small_cnn": 8,
-    "resnet8x4": 32, "mobile_half": 32, "shufflev1": 32, "shufflev2": 32,
 }
 
 # name -> {feature: (H, W, C)} at the size above, plus the pooled width
@@ -29,14 +28,6 @@ EXPECTED_FEATURES = {
     "wrn16_1": {"block1": (32, 32, 16), "block2": (16, 16, 32), "block3": (8, 8, 64), "pooled": (64,)},
     "vgg8_bn": {"stem": (32, 32, 64), "block1": (16, 16, 128), "block2": (8, 8, 256), "block3": (4, 4, 512),
                 "block4": (4, 4, 512), "pooled": (512,)},
-    "resnet8x4": {"stem": (32, 32, 32), "layer1": (32, 32, 64), "layer2": (16, 16, 128), "layer3": (8, 8, 256),
-                  "pooled": (256,)},
-    "mobile_half": {"stem": (16, 16, 16), "stage1": (16, 16, 12), "stage2": (8, 8, 16), "stage3": (4, 4, 48),
-                    "stage4": (2, 2, 160), "pooled": (1280,)},
-    "shufflev1": {"stem": (32, 32, 24), "layer1": (16, 16, 240), "layer2": (8, 8, 480), "layer3": (4, 4, 960),
-                  "pooled": (960,)},
-    "shufflev2": {"stem": (32, 32, 24), "layer1": (16, 16, 116), "layer2": (8, 8, 232), "layer3": (4, 4, 464),
-                  "pooled": (1024,)},
     "mobilenetv2": {"stage1": (112, 112, 16), "stage2": (56, 56, 24), "stage3": (28, 28, 32),
                     "stage4": (14, 14, 96), "stage5": (7, 7, 1280), "pooled": (1280,)},
     "mobilenetv2_x0_5": {"stage1": (112, 112, 8), "stage2": (56, 56, 16), "stage3": (28, 28, 16),
@@ -73,7 +64,7 @@ def _flat(tree):
 EXTRA_MODELS = ("cifar_resnet8", "cifar_resnet32", "vgg16_teacher", "vgg16_graft", "segnet", "branchy_segnet",
                 # the CIFAR KD benchmark's other networks: tests/convert/test_cifar_zoo.py
                 "cifar_resnet50", "resnet8", "resnet14", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110",
-                "resnet32x4", "vgg16_bn", "vgg19_bn")
+                "resnet32x4", "resnet8x4", "vgg16_bn", "vgg19_bn", "mobile_half", "shufflev1", "shufflev2")
 
 
 def test_registry_names():
