@@ -25,7 +25,8 @@ Three families need a little more, kept here in one place:
 * **The benchmark's model names** (:data:`ZOO_NAMES`): RepDistiller / mdistiller name their networks
   ``ResNet50``, ``wrn_40_2``, ``vgg13``, ``MobileNetV2``, ``ShuffleV1`` ...; conversion takes those
   names too and writes jka's (``cifar_resnet50``, ``wrn40_2``, ``vgg13_bn``, ``mobile_half``,
-  ``shufflev1`` ...) into ``model.json``.
+  ``shufflev1`` ...) into ``model.json``; so do chenyaofo/pytorch-cifar-models' ``cifar100_resnet20 ..
+  56`` (and ``cifar10_``), the same networks under the same keys.
 
 * **A tensor re-ordering** for the generators' ``l1`` Linear: PyTorch reshapes its output with
   ``view(B, C, S, S)`` (channel-major) while Flax reshapes to ``(B, S, S, C)``, so the rows of the
@@ -51,6 +52,9 @@ ZOO_NAMES = {
     **{f"wrn_{d}_{k}": f"wrn{d}_{k}" for d in (16, 40) for k in (1, 2)},
     **{f"vgg{d}": f"vgg{d}_bn" for d in (8, 11, 13, 16, 19)},
     "MobileNetV2": "mobile_half", "ShuffleV1": "shufflev1", "ShuffleV2": "shufflev2",
+    # chenyaofo/pytorch-cifar-models' hub ResNets: the same network and key names as the benchmark's
+    # (its VGGs, MobileNetV2s and ShuffleNetV2s are other networks: not mapped)
+    **{f"cifar{c}_resnet{d}": f"resnet{d}" for c in (10, 100) for d in (20, 32, 44, 56)},
 }
 
 

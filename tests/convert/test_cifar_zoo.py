@@ -21,14 +21,15 @@ ZOO = {"resnet8": "resnet8", "resnet14": "resnet14", "resnet20": "resnet20", "re
        "resnet44": "resnet44", "resnet56": "resnet56", "resnet110": "resnet110", "resnet8x4": "resnet8x4",
        "resnet32x4": "resnet32x4", "ResNet50": "cifar_resnet50", "vgg8": "vgg8_bn", "vgg11": "vgg11_bn",
        "vgg13": "vgg13_bn", "vgg16": "vgg16_bn", "vgg19": "vgg19_bn", "MobileNetV2": "mobile_half",
-       "mobile_half": "mobile_half", "ShuffleV1": "shufflev1", "ShuffleV2": "shufflev2"}
+       "mobile_half": "mobile_half", "ShuffleV1": "shufflev1", "ShuffleV2": "shufflev2",
+       "cifar100_resnet56": "resnet56"}  # the last: chenyaofo/pytorch-cifar-models' hub name
 NUM_CLASSES = 100
 # compared numerically: every structure (16-wide stages of 3 blocks; the x4 widths with one block a stage
 # and a downsample in stage 1; the bottleneck; VGG blocks of one conv and of several; the three mobile
 # students); the other depths and VGGs run the same code and have their keys and shapes checked.
 NUMERIC = ["resnet20", "resnet8x4", "ResNet50", "vgg8", "vgg13", "MobileNetV2", "ShuffleV1", "ShuffleV2"]
 KEYS_ONLY = ["resnet8", "resnet14", "resnet32", "resnet44", "resnet56", "resnet110", "resnet32x4", "vgg11", "vgg16",
-             "vgg19"]
+             "vgg19", "cifar100_resnet56"]
 COMPILED = ("mobile_half", "shufflev1", "shufflev2")  # many distinct shapes: faster compiled than op by op
 
 
@@ -71,7 +72,7 @@ def test_benchmark_checkpoint_keys_and_shapes_convert(zoo_name):
     flat = {c: {tuple(k.key for k in p): v.shape for p, v in jax.tree_util.tree_leaves_with_path(variables[c])}
             for c in target}
     assert flat == target
-    kernel = variables["params"]["layer2_0"]["shortcut_0"]["kernel"] if zoo_name.startswith("resnet") else None
+    kernel = variables["params"]["layer2_0"]["shortcut_0"]["kernel"] if "resnet" in zoo_name else None
     if kernel is not None:  # the renamed downsample conv, OIHW -> HWIO
         np.testing.assert_array_equal(kernel, twin.layer2[0].downsample[0].weight.detach().numpy().transpose(2, 3, 1, 0))
 
