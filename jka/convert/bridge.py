@@ -52,7 +52,7 @@ def verify(arch: str, num_classes: int, variables: dict, state: dict, kwargs: di
         raise UserError("--verify needs PyTorch (pip install 'jka[torch]')") from None
     from jka.convert.torch_models import torch_create
 
-    kwargs = dict(kwargs or {})
+    kwargs, arch = dict(kwargs or {}), families.arch_name(arch)
     size = image_size or default_image_size(arch, kwargs)
     torch_kwargs = dict(kwargs, **({"in_channels": in_channels} if in_channels != 3 else {}))
     twin = torch_create(arch, num_classes, **torch_kwargs).eval()
@@ -171,14 +171,15 @@ def _check_out(out: str) -> None:
 
 def convert(arch: str, src, out: str, num_classes: int, verify: bool = False, kwargs: dict | None = None,
             image_size: int | None = None, log=print) -> dict:
-    """Convert ``src`` (see :func:`jka.convert.load_torch`) into an exported model at ``out``.
+    """Convert ``src`` (see :func:`jka.convert.load_torch`) into an exported model at ``out``
+    (``arch``: a jka name or a CIFAR KD benchmark name, recorded as jka's).
 
     ``out`` must be new, empty or an earlier conversion (replaced). The options and ``out`` are
     checked before the checkpoint is read; with ``verify`` the PyTorch twin is compared first and a
     disagreement beyond 1e-4 (relative to the logit scale) raises :class:`UserError` without writing
     anything. Returns ``{'out', 'tensors', 'in_channels', 'verify'}``.
     """
-    kwargs = dict(kwargs or {})
+    kwargs, arch = dict(kwargs or {}), families.arch_name(arch)
     _check_options(arch, num_classes, kwargs, image_size)
     _check_out(out)
     where = repr(os.fspath(src)) if isinstance(src, (str, os.PathLike)) else "the given state dict"

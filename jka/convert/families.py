@@ -18,6 +18,16 @@ Three families need a little more, kept here in one place:
   - ``segnet``: ``encoder.b.(3j)`` / ``encoder.b.(3j+1)`` (conv / BN ``j`` of block ``b``) →
     ``encoder.enc{b+1}.conv{j}.conv`` / ``.bn``; ``decoder.k.*`` → ``dec{k+1}.conv{j}.*``; ``head``.
 
+  - the CIFAR KD benchmark's ``resnet8 .. resnet110``, ``resnet8x4``, ``resnet32x4``
+    (RepDistiller ``models/resnet.py``): ``layer{s}.0.downsample.{j}`` → ``layer{s}_0.shortcut_{j}``,
+    ``fc`` → ``linear`` (jka's CIFAR ResNet block names its shortcut ``shortcut``, its head ``linear``).
+
+* **The benchmark's model names** (:data:`ZOO_NAMES`): RepDistiller / mdistiller name their networks
+  ``ResNet50``, ``wrn_40_2``, ``vgg13``, ``MobileNetV2``, ``ShuffleV1`` ...; conversion takes those
+  names too and writes jka's (``cifar_resnet50``, ``wrn40_2``, ``vgg13_bn``, ``mobile_half``,
+  ``shufflev1`` ...) into ``model.json``; so do chenyaofo/pytorch-cifar-models' ``cifar100_resnet20 ..
+  56`` (and ``cifar10_``), the same networks under the same keys.
+
 * **A tensor re-ordering** for the generators' ``l1`` Linear: PyTorch reshapes its output with
   ``view(B, C, S, S)`` (channel-major) while Flax reshapes to ``(B, S, S, C)``, so the rows of the
   weight and the bias are permuted from ``(c, i, j)`` to ``(i, j, c)`` order.
@@ -35,6 +45,23 @@ from jka import models
 from jka.models.generators import Generator, LargeGenerator
 
 # ---------------------------------------------------------------- which model, which input
+
+# The CIFAR KD benchmark's names (RepDistiller / mdistiller ``model_dict``) that differ from jka's.
+ZOO_NAMES = {
+    "ResNet18": "cifar_resnet18", "ResNet34": "cifar_resnet34", "ResNet50": "cifar_resnet50",
+    **{f"wrn_{d}_{k}": f"wrn{d}_{k}" for d in (16, 40) for k in (1, 2)},
+    **{f"vgg{d}": f"vgg{d}_bn" for d in (8, 11, 13, 16, 19)},
+    "MobileNetV2": "mobile_half", "ShuffleV1": "shufflev1", "ShuffleV2": "shufflev2",
+    # chenyaofo/pytorch-cifar-models' hub ResNets: the same network and key names as the benchmark's
+    # (its VGGs, MobileNetV2s and ShuffleNetV2s are other networks: not mapped)
+    **{f"cifar{c}_resnet{d}": f"resnet{d}" for c in (10, 100) for d in (20, 32, 44, 56)},
+}
+
+
+def arch_name(arch: str) -> str:
+    """jka's name of architecture ``arch`` (a benchmark name of :data:`ZOO_NAMES` or jka's own)."""
+    return ZOO_NAMES.get(arch, arch)
+
 
 GENERATOR_DEFAULTS = {"nz": 256, "ngf": 64, "img_size": 32, "nc": 3}
 GENERATOR_START_MULT = {"generator": 4, "large_generator": 8}
@@ -151,7 +178,17 @@ def _branchy_table() -> dict[str, str]:
     return table
 
 
+ZOO_RESNETS = (*(f"resnet{d}" for d in (8, 14, 20, 32, 44, 56, 110)), "resnet8x4", "resnet32x4")
+
+
+def _zoo_resnet_table() -> dict[str, str]:
+    """RepDistiller's CIFAR ResNet: the first block of every stage may hold a ``downsample``."""
+    table = {f"layer{s}.0.downsample.{j}": f"layer{s}_0.shortcut_{j}" for s in (1, 2, 3) for j in (0, 1)}
+    return {**table, "fc": "linear"}
+
+
 RENAMES: dict[str, dict[str, str]] = {
+    **{arch: _zoo_resnet_table() for arch in ZOO_RESNETS},
     "generator": _generator_table(4),
     "large_generator": _generator_table(8),
     "vgg16_teacher": _vgg16_table(),

@@ -186,7 +186,7 @@ def convert_state_dict(state: Mapping[str, np.ndarray], arch: str, num_classes: 
     Raises one :class:`UserError` listing the missing, unexpected and mis-shaped keys if the two
     do not correspond exactly.
     """
-    kwargs = dict(kwargs or {})
+    kwargs, arch = dict(kwargs or {}), families.arch_name(arch)
     if in_channels is None:
         in_channels = input_channels(arch, num_classes, kwargs, state)
     target = target_shapes(arch, num_classes, kwargs, in_channels)
@@ -249,6 +249,7 @@ def load_torch(src, arch: str, num_classes: int, kwargs: dict | None = None, in_
     ``src`` is a ``.pt``/``.pth`` file (a bare state dict or one under ``state_dict``/``model``/
     ``net``; DataParallel's ``module.`` prefixes are stripped), a ``.safetensors`` file (read
     without torch), or a state dict itself. ``in_channels`` defaults to what the stem conv has.
+    ``arch`` is a jka name or a CIFAR KD benchmark name (:data:`jka.convert.families.ZOO_NAMES`).
     """
     where = "the given state dict" if isinstance(src, Mapping) else repr(os.fspath(src))
     state = read_state_dict(src)

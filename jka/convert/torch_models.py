@@ -1,7 +1,8 @@
 """PyTorch twins of the Flax model zoo (:mod:`jka.models`), for checkpoint conversion and tests.
 
 Parameter names follow the PyTorch originals (DAFL/CMI CIFAR ResNet and Generator, CRD/RepDistiller
-WRN and VGG-BN, torchvision MobileNetV2, ResNet and VGG16), so their state dicts load here unchanged;
+WRN, VGG-BN and ``resnetv2.py`` ResNets, torchvision MobileNetV2, ResNet and VGG16; the rest of the
+CIFAR KD benchmark's zoo is in :mod:`jka.convert.torch_cifar_zoo`), so their state dicts load here unchanged;
 the SegNet twin uses ``encoder.b``/``decoder.k`` Sequentials. Where a family's names need more than
 the rule below, :mod:`jka.convert.families` holds its explicit rename table. Every
 ``forward`` returns ``(logits, features)`` with the same feature names as the Flax model (NCHW).
@@ -22,6 +23,7 @@ from torch import nn
 from jka import errors
 from jka.models import segnet, vgg16_graft
 from jka.convert.families import VGG16_NUM_CONVS
+from jka.convert.torch_cifar_zoo import TWINS as CIFAR_ZOO_TWINS
 from jka.convert.naming import flax_path  # noqa: F401  (torch-free; re-exported here)
 
 # ---------------------------------------------------------------- CIFAR ResNet (DAFL / CMI "8x")
@@ -55,9 +57,29 @@ def four_stages(net, stem, head):
     return head(feats["pooled"]), feats
 
 
-class CifarResNet(nn.Module):
-    def __init__(self, num_blocks, num_classes=10):
+class CifarBottleneck(nn.Module):
+    """RepDistiller's ``resnetv2.py`` Bottleneck: 1x1, 3x3 (stride), 1x1 to 4·planes, ``shortcut`` 1x1 + BN."""
+    expansion = 4
+
+    def __init__(self, in_planes, planes, stride=1):
         super().__init__()
+        out = planes * 4
+        self.conv1, self.bn1 = nn.Conv2d(in_planes, planes, 1, bias=False), nn.BatchNorm2d(planes)
+        self.conv2, self.bn2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False), nn.BatchNorm2d(planes)
+        self.conv3, self.bn3 = nn.Conv2d(planes, out, 1, bias=False), nn.BatchNorm2d(out)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or in_planes != out:
+            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, out, 1, stride, bias=False), nn.BatchNorm2d(out))
+
+    def forward(self, x):
+        out = F.relu(self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x))))))
+        return F.relu(self.bn3(self.conv3(out)) + self.shortcut(x))
+
+
+class CifarResNet(nn.Module):
+    def __init__(self, num_blocks, num_classes=10, block=CifarBasicBlock):
+        super().__init__()
+        self.block = block
         self.in_planes = 64
         self.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
@@ -65,13 +87,13 @@ class CifarResNet(nn.Module):
         self.layer2 = self._make_layer(128, num_blocks[1], 2)
         self.layer3 = self._make_layer(256, num_blocks[2], 2)
         self.layer4 = self._make_layer(512, num_blocks[3], 2)
-        self.linear = nn.Linear(512, num_classes)
+        self.linear = nn.Linear(512 * block.expansion, num_classes)
 
     def _make_layer(self, planes, n, stride):
         layers = []
         for s in [stride] + [1] * (n - 1):
-            layers.append(CifarBasicBlock(self.in_planes, planes, s))
-            self.in_planes = planes
+            layers.append(self.block(self.in_planes, planes, s))
+            self.in_planes = planes * self.block.expansion
         return nn.Sequential(*layers)
 
     def forward(self, x):
@@ -137,6 +159,8 @@ VGG_CFGS = {
     "S": [[64], [128], [256], [512], [512]],
     "A": [[64], [128], [256, 256], [512, 512], [512, 512]],
     "B": [[64, 64], [128, 128], [256, 256], [512, 512], [512, 512]],
+    "D": [[64, 64], [128, 128], [256, 256, 256], [512, 512, 512], [512, 512, 512]],
+    "E": [[64, 64], [128, 128], [256] * 4, [512] * 4, [512] * 4],
 }
 
 
@@ -158,7 +182,7 @@ class VGG(nn.Module):
         feats = {}
         for b in range(5):
             x = F.relu(getattr(self, f"block{b}")(x))
-            feats[f"block{b + 1}"] = x
+            feats[f"block{b}" if b else "stem"] = x
             if b < 3 or (b == 3 and h == 64):
                 x = self.pool(x)
         pooled = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
@@ -531,6 +555,7 @@ class BranchySegNet(nn.Module):
 _TORCH_REGISTRY = {
     "cifar_resnet18": lambda nc, **kw: CifarResNet([2, 2, 2, 2], nc, **kw),
     "cifar_resnet34": lambda nc, **kw: CifarResNet([3, 4, 6, 3], nc, **kw),
+    "cifar_resnet50": lambda nc, **kw: CifarResNet([3, 4, 6, 3], nc, CifarBottleneck, **kw),
     "wrn16_1": lambda nc, **kw: WideResNet(16, 1, nc, **kw),
     "wrn16_2": lambda nc, **kw: WideResNet(16, 2, nc, **kw),
     "wrn40_1": lambda nc, **kw: WideResNet(40, 1, nc, **kw),
@@ -538,6 +563,8 @@ _TORCH_REGISTRY = {
     "vgg8_bn": lambda nc, **kw: VGG(VGG_CFGS["S"], nc, **kw),
     "vgg11_bn": lambda nc, **kw: VGG(VGG_CFGS["A"], nc, **kw),
     "vgg13_bn": lambda nc, **kw: VGG(VGG_CFGS["B"], nc, **kw),
+    "vgg16_bn": lambda nc, **kw: VGG(VGG_CFGS["D"], nc, **kw),
+    "vgg19_bn": lambda nc, **kw: VGG(VGG_CFGS["E"], nc, **kw),
     "mobilenetv2": lambda nc, **kw: MobileNetV2(nc, 1.0, **kw),
     "mobilenetv2_x0_5": lambda nc, **kw: MobileNetV2(nc, 0.5, **kw),
     "resnet18": lambda nc, **kw: ResNet(BasicBlock, [2, 2, 2, 2], nc, **kw),
@@ -551,6 +578,7 @@ _TORCH_REGISTRY = {
     "vgg16_graft": lambda nc, **kw: _vgg16(nc, True, **kw),
     "segnet": lambda nc, **kw: SegNet(nc, **kw),
     "branchy_segnet": lambda nc, **kw: BranchySegNet(nc, **kw),
+    **CIFAR_ZOO_TWINS,
 }
 
 

@@ -13,11 +13,13 @@ import jax.numpy as jnp
 
 from jka import errors
 from jka.config import fits
-from jka.models import cifar_resnet, mobilenetv2, resnet, resnet_cifar_small, segnet, small_cnn, vgg, vgg16_graft, wrn
+from jka.models import (cifar_resnet, mobilenetv2, resnet, resnet_cifar_small, segnet, shufflenet, small_cnn, vgg,
+                        vgg16_graft, wrn)
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "cifar_resnet18": cifar_resnet.cifar_resnet18,
     "cifar_resnet34": cifar_resnet.cifar_resnet34,
+    "cifar_resnet50": cifar_resnet.cifar_resnet50,
     "wrn16_1": wrn.wrn16_1,
     "wrn16_2": wrn.wrn16_2,
     "wrn40_1": wrn.wrn40_1,
@@ -25,8 +27,13 @@ _REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "vgg8_bn": vgg.vgg8_bn,
     "vgg11_bn": vgg.vgg11_bn,
     "vgg13_bn": vgg.vgg13_bn,
+    "vgg16_bn": vgg.vgg16_bn,
+    "vgg19_bn": vgg.vgg19_bn,
     "mobilenetv2": mobilenetv2.mobilenetv2,
     "mobilenetv2_x0_5": mobilenetv2.mobilenetv2_x0_5,
+    "mobile_half": mobilenetv2.mobile_half,
+    "shufflev1": shufflenet.shufflev1,
+    "shufflev2": shufflenet.shufflev2,
     "resnet18": resnet.resnet18,
     "resnet34": resnet.resnet34,
     "resnet50": resnet.resnet50,

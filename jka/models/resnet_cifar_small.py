@@ -1,6 +1,9 @@
 """CIFAR ResNet-(6n+2) of He et al. (3 stages 16/32/64, BasicBlocks), optionally with branches.
 
-``depth=32`` gives n = 5 blocks per stage. With ``num_branches = K > 1`` the stages up to
+``depth=32`` gives n = 5 blocks per stage. ``resnet8 .. resnet110``, ``resnet8x4`` and ``resnet32x4``
+are the CIFAR-100 KD benchmark's networks (RepDistiller / mdistiller ``models/resnet.py``): the ``x4``
+ones have a 32-wide stem and stages 64/128/256 (``stem=32, widths=(64, 128, 256)``). Their PyTorch
+checkpoints name the shortcut ``downsample`` and the head ``fc``; :mod:`jka.convert.families` maps them. With ``num_branches = K > 1`` the stages up to
 ``shared_stages`` form a shared trunk and every branch owns private copies of the later stages and
 its own classifier (the FFL reference network: trunk to stage 2, two private stage-3 branches).
 
@@ -28,6 +31,7 @@ class CifarResNetSmall(nn.Module):
     num_classes: int
     depth: int = 32
     widths: Sequence[int] = (16, 32, 64)
+    stem: int = 0  # the stem conv's width; 0: widths[0]
     num_branches: int = 1
     shared_stages: int = 2
     dtype: Any = jnp.float32
@@ -40,7 +44,7 @@ class CifarResNetSmall(nn.Module):
             raise ConfigError(f"shared_stages must be in 0..{len(self.widths)}, got {self.shared_stages}")
         n = (self.depth - 2) // 6
         multi = self.num_branches > 1
-        x = nn.Conv(self.widths[0], (3, 3), padding=PAD1, use_bias=False, dtype=self.dtype, name="conv1")(x)
+        x = nn.Conv(self.stem or self.widths[0], (3, 3), padding=PAD1, use_bias=False, dtype=self.dtype, name="conv1")(x)
         x = nn.relu(BatchNorm(use_running_average=not train, dtype=self.dtype, name="bn1")(x))
         shared = {"stem": x}
 
@@ -71,12 +75,13 @@ class CifarResNetSmall(nn.Module):
         return all_logits, all_feats
 
 
-def cifar_resnet32(num_classes, dtype=jnp.float32, **kw):
-    return CifarResNetSmall(num_classes, depth=32, dtype=dtype, **kw)
+def _resnet(depth, stem=0, widths=(16, 32, 64)):
+    def make(num_classes, dtype=jnp.float32, **kw):
+        return CifarResNetSmall(num_classes, **{"depth": depth, "widths": widths, "stem": stem, **kw}, dtype=dtype)
+    return make
 
 
-def cifar_resnet8(num_classes, dtype=jnp.float32, **kw):
-    return CifarResNetSmall(num_classes, depth=8, dtype=dtype, **kw)
-
-
-MODELS = {"cifar_resnet32": cifar_resnet32, "cifar_resnet8": cifar_resnet8}
+cifar_resnet32, cifar_resnet8 = _resnet(32), _resnet(8)
+MODELS = {"cifar_resnet32": cifar_resnet32, "cifar_resnet8": cifar_resnet8,
+          **{f"resnet{d}": _resnet(d) for d in (8, 14, 20, 32, 44, 56, 110)},
+          **{f"resnet{d}x4": _resnet(d, 32, (64, 128, 256)) for d in (8, 32)}}

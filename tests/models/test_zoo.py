@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from jka import errors, models
+from jka.convert import families
 
 # name -> input side used for the shape checks
 SIZES = {
@@ -25,8 +26,8 @@ EXPECTED_FEATURES = {
                        "layer3": (8, 8, 256), "layer4": (4, 4, 512), "pooled": (512,)},
     "wrn40_2": {"block1": (32, 32, 32), "block2": (16, 16, 64), "block3": (8, 8, 128), "pooled": (128,)},
     "wrn16_1": {"block1": (32, 32, 16), "block2": (16, 16, 32), "block3": (8, 8, 64), "pooled": (64,)},
-    "vgg8_bn": {"block1": (32, 32, 64), "block2": (16, 16, 128), "block3": (8, 8, 256), "block4": (4, 4, 512),
-                "block5": (4, 4, 512), "pooled": (512,)},
+    "vgg8_bn": {"stem": (32, 32, 64), "block1": (16, 16, 128), "block2": (8, 8, 256), "block3": (4, 4, 512),
+                "block4": (4, 4, 512), "pooled": (512,)},
     "mobilenetv2": {"stage1": (112, 112, 16), "stage2": (56, 56, 24), "stage3": (28, 28, 32),
                     "stage4": (14, 14, 96), "stage5": (7, 7, 1280), "pooled": (1280,)},
     "mobilenetv2_x0_5": {"stage1": (112, 112, 8), "stage2": (56, 56, 16), "stage3": (28, 28, 16),
@@ -60,7 +61,10 @@ def _flat(tree):
     return {tuple(k.key for k in path): leaf for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
 
 
-EXTRA_MODELS = ("cifar_resnet8", "cifar_resnet32", "vgg16_teacher", "vgg16_graft", "segnet", "branchy_segnet")
+EXTRA_MODELS = ("cifar_resnet8", "cifar_resnet32", "vgg16_teacher", "vgg16_graft", "segnet", "branchy_segnet",
+                # the CIFAR KD benchmark's other networks: tests/convert/test_cifar_zoo.py
+                "cifar_resnet50", "resnet8", "resnet14", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110",
+                "resnet32x4", "resnet8x4", "vgg16_bn", "vgg19_bn", "mobile_half", "shufflev1", "shufflev2")
 
 
 def test_registry_names():
@@ -159,7 +163,7 @@ def test_torch_twin_matches_counts_and_names(name, num_classes):
     for key, tensor in tmodel.state_dict().items():
         if key.endswith("num_batches_tracked"):
             continue
-        coll, path = torch_models.flax_path(key, key.rsplit(".", 1)[0] in norm_modules)
+        coll, path = torch_models.flax_path(families.rename(name, key), key.rsplit(".", 1)[0] in norm_modules)
         assert path in flat[coll], (key, coll, path)
         shape = tuple(tensor.shape)
         if len(shape) == 4:
