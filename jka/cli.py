@@ -10,6 +10,7 @@
                                                        or compiled for a TPU slice on this host
     jka demo [--out FILE] [--workdir DIR]              the offline amalgamation demo
     jka convert ARCH SRC OUT --num-classes N           a PyTorch checkpoint → a jka model
+    jka export WORKDIR --to torch OUT                  a trained model → a PyTorch state dict (.safetensors)
     jka transfer --zoo DIR_OR_CONFIG --probe DATA --out DIR   rank a zoo for transfer
 """
 from __future__ import annotations
@@ -29,6 +30,7 @@ from jka import config as config_lib
 from jka import paths, run
 from jka.check import format_report, rehearse
 from jka.convert.bridge import convert
+from jka.convert.export import export_torch
 from jka.demo import run_demo
 from jka.errors import UserError
 from jka.train.distributed import maybe_initialize
@@ -93,6 +95,10 @@ def _json_object(text: str, flag: str) -> dict:
 def _convert(args):
     return convert(args.arch, args.src, args.out, args.num_classes, verify=args.verify,
                    kwargs=_json_object(args.kwargs, "--kwargs"), image_size=args.image_size)
+
+
+def _export(args):
+    return export_torch(args.workdir, args.out)
 
 
 def _transfer(args):
@@ -186,6 +192,16 @@ def _add_convert_parser(sub):
     p.set_defaults(fn=_convert)
 
 
+def _add_export_parser(sub):
+    p = sub.add_parser("export", help="write a trained model as the state dict of jka's PyTorch twin (.safetensors) "
+                       "with a torch.json saying how to build and feed it")
+    p.add_argument("workdir", help="a training workdir (its model/) or an exported model's directory")
+    p.add_argument("--to", choices=("torch",), required=True, help="the target framework")
+    p.add_argument("out", help="a new (or empty) directory whose parent exists; load it with "
+                   "jka.convert.torch_module(OUT)")
+    p.set_defaults(fn=_export)
+
+
 def _add_transfer_parser(sub):
     p = sub.add_parser(
         "transfer", help="rank a zoo of trained networks for transfer, from unlabelled probe images",
@@ -215,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     _add_run_parsers(sub)
     _add_convert_parser(sub)
+    _add_export_parser(sub)
     _add_transfer_parser(sub)
     return p
 

@@ -1,0 +1,218 @@
+"""Flax → PyTorch export (`jka export WORKDIR --to torch OUT`), for every architecture with a twin.
+
+Random Flax variables (BatchNorm statistics and affine terms far from their initial values) are
+exported, loaded into jka's PyTorch twin, run next to the Flax model on the same batch, and
+converted back through `jka convert`'s own path: outputs agree within 1e-4 of the logit scale and the
+variables come back bit for bit.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from jka import run  # noqa: E402
+from jka.convert import bridge, export_torch, families, torch_module  # noqa: E402
+from jka.convert.load import target_shapes  # noqa: E402
+from jka.convert.torch_models import torch_available, torch_create  # noqa: E402
+from jka.data.sources import digits  # noqa: E402
+from jka.train.export import export_model, load_model  # noqa: E402
+from tests.helpers import error_lines, tiny_teacher  # noqa: E402
+from tests.reliability.test_exported_models import refused, snapshot  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+GEN_KW = {"nz": 16, "ngf": 4, "img_size": 8, "nc": 1}
+# name, outputs, input side, input channels, kwargs: the smallest input each architecture takes
+CASES = [
+    ("small_cnn", 5, 8, 1, {"width": 0.25}),
+    ("cifar_resnet18", 5, 8, 3, {}),
+    ("cifar_resnet34", 5, 8, 1, {}),
+    ("wrn16_1", 5, 8, 3, {}),
+    ("wrn16_2", 5, 8, 3, {}),
+    ("wrn40_1", 5, 8, 3, {}),
+    ("wrn40_2", 5, 8, 2, {}),
+    ("vgg8_bn", 5, 8, 3, {}),
+    ("vgg11_bn", 5, 8, 3, {}),
+    ("vgg13_bn", 5, 8, 1, {}),
+    ("mobilenetv2", 5, 16, 3, {"stem_stride": 1}),
+    ("mobilenetv2_x0_5", 5, 32, 3, {}),
+    ("resnet18", 5, 16, 3, {}),
+    ("resnet34", 5, 16, 1, {}),
+    ("resnet50", 5, 16, 3, {}),
+    ("generator", 0, None, 3, GEN_KW),
+    ("large_generator", 0, None, 3, {**GEN_KW, "img_size": 16, "nc": 3}),
+    ("vgg16_teacher", 5, 8, 3, {"width": 0.125}),
+    ("vgg16_graft", 5, 8, 3, {"width": 0.125}),
+    ("segnet", 4, 32, 3, {"width": 0.0625}),
+    ("branchy_segnet", 5, 32, 3, {"width": 0.0625, "task_channels": [4, 1], "branch_points": [2, 5]}),
+]
+
+
+def random_variables(name, n, size, in_ch, kw, seed=0):
+    """Flax variables of every shape ``name`` has: kernels ~ N(0, 1/fan-in), biases and BatchNorm
+    shifts small, BatchNorm scales, means and variances far from 1, 0 and 1."""
+    rng = np.random.default_rng(seed)
+    shapes = target_shapes(name, n, kw, in_ch, size or 8)
+    draw = {"kernel": lambda s: rng.normal(size=s) / np.sqrt(np.prod(s[:-1])), "scale": lambda s: rng.uniform(0.5, 1.5, s),
+            "mean": lambda s: rng.uniform(-0.5, 0.5, s), "var": lambda s: rng.uniform(0.5, 1.5, s)}
+    variables = {}
+    for coll, leaves in shapes.items():
+        for path, shape in leaves.items():
+            node = variables.setdefault(coll, {})
+            for p in path[:-1]:
+                node = node.setdefault(p, {})
+            node[path[-1]] = draw.get(path[-1], lambda s: rng.uniform(-0.2, 0.2, s))(shape).astype(np.float32)
+    return variables
+
+
+def both_outputs(name, n, size, in_ch, kw, variables, twin):
+    """(Flax, PyTorch) outputs and features (NHWC) on one random batch; per-task outputs joined."""
+    x = families.example_input(name, kw, in_ch, size or 8, 2, np.random.default_rng(1))
+    with torch.no_grad():
+        t_out, t_feats = bridge._split(twin(torch.from_numpy(x)))
+    model = families.flax_model(name, n, kw)
+    with jax.default_matmul_precision("highest"):
+        out, feats = bridge._split(model.apply(variables, jnp.asarray(families.to_flax_input(x)), train=False))
+    nhwc = bridge._nhwc
+    return (np.asarray(out), feats), (nhwc(t_out.numpy()), {k: nhwc(v.numpy()) for k, v in t_feats.items()})
+
+
+def close(a, b, what):
+    """Equal within 1e-4 of the scale (max(1, max |b|)), as `jka convert --verify` accepts."""
+    assert a.shape == b.shape, what
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-4 * max(1.0, float(np.abs(b).max())), err_msg=what)
+
+
+def export_random(root, case):
+    name, n, size, in_ch, kw = case
+    variables = random_variables(name, n, size, in_ch, kw)
+    shape = families.exported_image_shape(name, kw, size or 8, in_ch)
+    export_model(str(root / "work" / "model"), name, n, variables, classes=list(range(n)), kwargs=kw,
+                 image_shape=shape, mean=[0.5] * in_ch, std=[0.25] * in_ch)
+    return variables
+
+
+def test_every_twin_is_listed_for_export():
+    """families.TWINS (read without torch) names exactly the twins, each with its class."""
+    assert sorted(families.TWINS) == torch_available()
+    for name, n, _, _, kw in CASES:
+        assert type(torch_create(name, n, **kw)).__name__ == families.TWINS[name]
+    assert sorted(c[0] for c in CASES) == torch_available()
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_export_loads_into_the_twin_and_converts_back(tmp_path, case):
+    name, n, size, in_ch, kw = case
+    variables = export_random(tmp_path, case)
+    result = export_torch(str(tmp_path / "work"), str(tmp_path / "torch"), log=lambda *a: None)
+    described = json.loads((tmp_path / "torch" / "torch.json").read_text())
+    assert described["twin"] == f"jka.convert.torch_models.{families.TWINS[name]}"
+    assert described["kwargs"] == {**kw, **({"in_channels": in_ch} if in_ch != 3 else {})}
+    assert result["arch"] == name and described["num_classes"] == n
+
+    twin = torch_module(str(tmp_path / "torch"))
+    bns = [m for m in twin.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert all(m.num_batches_tracked.dtype == torch.int64 and m.num_batches_tracked.ndim == 0 for m in bns)
+    (out, feats), (t_out, t_feats) = both_outputs(name, n, size, in_ch, kw, variables, twin)
+    close(out, t_out, "output")
+    assert set(feats) == set(t_feats)
+    for k in t_feats:
+        close(np.asarray(feats[k]), t_feats[k], k)
+
+    back = tmp_path / "back"  # `jka convert` of the exported file gives the variables bit for bit
+    bridge.convert(name, str(tmp_path / "torch" / "model.safetensors"), str(back), n, kwargs=kw, log=lambda *a: None)
+    again, _ = load_model(str(back))
+    assert jax.tree.structure(again) == jax.tree.structure(variables)
+    jax.tree.map(np.testing.assert_array_equal, again, variables)
+
+
+def test_keys_are_the_reference_names_and_bn_statistics_are_kept(tmp_path):
+    """A CIFAR ResNet's exported tensors under DAFL/CMI's names, laid out as PyTorch's, one by one."""
+    case = CASES[1]
+    variables = export_random(tmp_path, case)
+    export_torch(str(tmp_path / "work"), str(tmp_path / "torch"), log=lambda *a: None)
+    from safetensors.numpy import load_file
+
+    state = load_file(str(tmp_path / "torch" / "model.safetensors"))
+    assert set(state) == set(torch_create("cifar_resnet18", 5).state_dict())
+    p, bs = variables["params"], variables["batch_stats"]
+    np.testing.assert_array_equal(state["layer2.0.shortcut.0.weight"],
+                                  p["layer2_0"]["shortcut_0"]["kernel"].transpose(3, 2, 0, 1))
+    np.testing.assert_array_equal(state["linear.weight"], p["linear"]["kernel"].T)
+    np.testing.assert_array_equal(state["layer3.1.bn2.running_var"], bs["layer3_1"]["bn2"]["var"])
+    np.testing.assert_array_equal(state["bn1.weight"], p["bn1"]["scale"])
+    assert state["layer1.0.bn1.num_batches_tracked"].dtype == np.int64
+
+
+# -- errors: one line, exit 2, nothing written -----------------------------------------------------
+def export_argv(src, out):
+    return ["export", str(src), "--to", "torch", str(out)]
+
+
+@pytest.mark.parametrize("kind,needle", [
+    ("file", "is a file; give a new directory"),
+    ("occupied", "is no earlier `jka export` output"),
+    ("no_parent", "does not exist; create it first"),
+    ("no_model", "no exported model at"),
+    ("no_twin", "has no PyTorch twin in jka"),
+])
+def test_export_refuses_before_any_work(tmp_path, capsys, kind, needle):
+    export_random(tmp_path, CASES[0])
+    src, out = tmp_path / "work", tmp_path / "out"
+    if kind == "file":
+        out.write_text("notes")
+    elif kind == "occupied":
+        out.mkdir()
+        (out / "notes.txt").write_text("keep me")
+    elif kind == "no_parent":
+        out = tmp_path / "missing" / "out"
+    elif kind == "no_model":
+        src = tmp_path / "empty_run"
+        src.mkdir()
+    else:  # a CIFAR ResNet-8 (no PyTorch twin)
+        export_model(str(tmp_path / "r8" / "model"), "cifar_resnet8", 5,
+                     random_variables("cifar_resnet8", 5, 8, 3, {}), kwargs={})
+        src = tmp_path / "r8"
+    before = snapshot(tmp_path)
+    refused(capsys, export_argv(src, out), needle)
+    assert snapshot(tmp_path) == before and not (tmp_path / "missing").exists()
+
+
+def test_export_replaces_its_own_earlier_output(tmp_path):
+    export_random(tmp_path, CASES[0])
+    for _ in range(2):
+        export_torch(str(tmp_path / "work"), str(tmp_path / "out"), log=lambda *a: None)
+    assert sorted(os.listdir(tmp_path / "out")) == ["model.safetensors", "torch.json"]
+
+
+# -- the command on a trained workdir --------------------------------------------------------------
+def test_cli_exports_a_trained_student_that_pytorch_runs_like_jka(tmp_path):
+    """`jka train` a tiny digits model, `jka export` it in a subprocess: the twin's predictions on the
+    digits test images, normalised as torch.json says, are jka's."""
+    work, out = tmp_path / "run", tmp_path / "student_torch"
+    run.train(tiny_teacher(steps=2), str(work))
+    done = subprocess.run([sys.executable, "-m", "jka", *export_argv(work, out)], capture_output=True, text=True,
+                          cwd=REPO, env={**os.environ, "XLA_FLAGS": ""})
+    assert done.returncode == 0 and not error_lines(done.stderr), done.stderr
+    assert f"wrote {out}" in done.stdout
+
+    described = json.loads((out / "torch.json").read_text())
+    twin = torch_module(str(out))
+    test = digits("test")
+    mean, std = (np.asarray(described["input"][k], np.float32) for k in ("mean", "std"))
+    assert described["input"]["shape"] == [1, *test.images.shape[1:3]]
+    x = ((test.images[:16].astype(np.float32) - mean) / std).transpose(0, 3, 1, 2)
+    with torch.no_grad():
+        t_logits = twin(torch.from_numpy(np.ascontiguousarray(x)))[0].numpy()
+    variables, info = load_model(str(work))
+    model = families.flax_model(info["arch"], info["num_classes"], info["kwargs"])
+    with jax.default_matmul_precision("highest"):
+        logits, _ = model.apply(variables, jnp.asarray(x.transpose(0, 2, 3, 1)), train=False)
+    close(np.asarray(logits), t_logits, "logits")
+    assert described["classes"] == info["classes"]
