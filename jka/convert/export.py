@@ -73,10 +73,14 @@ def check_source(src: str) -> dict:
         raise UserError(f"no exported model at {src!r} (expected {os.path.join(model_dir(src), 'model.json')}); "
                         f"train it first (`jka train CONFIG --workdir {src}`) or give a model directory")
     info = read_info(os.path.join(model_dir(src), "model.json"))
-    if info["arch"] not in families.TWINS:
-        raise UserError(f"{src!r} holds a {info['arch']!r}, which has no PyTorch twin in jka, so it cannot be "
-                        f"exported to PyTorch; the architectures that can: {', '.join(sorted(families.TWINS))}")
+    _check_twin(info["arch"])
     return info
+
+
+def _check_twin(arch: str) -> None:
+    if arch not in families.TWINS:
+        raise UserError(f"the model is a {arch!r}, which has no PyTorch twin in jka, so it cannot be exported to "
+                        f"PyTorch; the architectures that can: {', '.join(sorted(families.TWINS))}")
 
 
 def torch_state_dict(arch: str, variables: dict, kwargs: dict | None = None) -> dict[str, np.ndarray]:
@@ -102,6 +106,22 @@ def _check_inverse(state: dict, variables: dict, arch: str, num_classes: int, kw
                             "written; report this as a bug")
 
 
+def torch_export(info: dict, variables: dict) -> tuple[dict[str, np.ndarray], dict]:
+    """``(state dict, torch.json's fields)`` of a model given by its ``model.json`` fields and variables
+    (in memory; the state dict is checked to convert back to ``variables`` exactly)."""
+    arch, num_classes, kwargs = info["arch"], info["num_classes"], dict(info.get("kwargs", {}))
+    _check_twin(arch)
+    state = torch_state_dict(arch, variables, kwargs)
+    in_channels = _in_channels(info, state)
+    _check_inverse(state, variables, arch, num_classes, kwargs, in_channels)
+    return state, {
+        "format": FORMAT, "twin": f"jka.convert.torch_models.{families.TWINS[arch]}", "arch": arch,
+        "num_classes": num_classes, "kwargs": {**kwargs, **({"in_channels": in_channels} if in_channels != 3 else {})},
+        "weights": WEIGHTS, **({"classes": info["classes"]} if "classes" in info else {}),
+        **_input(arch, info, in_channels),
+    }
+
+
 def export_torch(src: str, out: str, log=print) -> dict:
     """Export the model at ``src`` (a training workdir or a model directory) to PyTorch in ``out``.
 
@@ -111,22 +131,24 @@ def export_torch(src: str, out: str, log=print) -> dict:
     check_out(out)
     check_source(src)
     variables, info = load_model(src)
-    arch, num_classes, kwargs = info["arch"], info["num_classes"], dict(info.get("kwargs", {}))
-    state = torch_state_dict(arch, variables, kwargs)
-    in_channels = input_channels(arch, num_classes, kwargs, state)
-    _check_inverse(state, variables, arch, num_classes, kwargs, in_channels)
-    described = {
-        "format": FORMAT, "twin": f"jka.convert.torch_models.{families.TWINS[arch]}", "arch": arch,
-        "num_classes": num_classes, "kwargs": {**kwargs, **({"in_channels": in_channels} if in_channels != 3 else {})},
-        "weights": WEIGHTS, "source": model_dir(src),
-        **({"classes": info["classes"]} if "classes" in info else {}), **_input(arch, info, in_channels),
-    }
+    state, described = torch_export(info, variables)
+    described["source"] = model_dir(src)
     paths.makedirs(out)
     paths.write(os.path.join(out, WEIGHTS), safetensors_bytes(state, metadata={"format": "pt"}))
     paths.write_json(os.path.join(out, INFO), described)  # last: its presence marks a whole export
-    log(f"wrote {out} ({arch}, {num_classes} outputs, {len(state)} tensors; load it with "
-        f"jka.convert.torch_module({out!r}))")
+    log(f"wrote {out} ({described['arch']}, {described['num_classes']} outputs, {len(state)} tensors; load it "
+        f"with jka.convert.torch_module({out!r}))")
     return {"out": out, **described}
+
+
+def _in_channels(info: dict, state: dict) -> int:
+    """The image channels the model takes: its recorded ``image_shape``'s (which :func:`load_model`
+    checked against the variables), else read off the stem conv; 3 for the generators (no images)."""
+    if families.is_generator(info["arch"]):
+        return 3
+    if info.get("image_shape"):
+        return int(info["image_shape"][-1])
+    return input_channels(info["arch"], info["num_classes"], dict(info.get("kwargs", {})), state)
 
 
 def _input(arch: str, info: dict, in_channels: int) -> dict:
@@ -155,6 +177,16 @@ def read_export(out: str) -> dict:
     return info
 
 
+def twin(described: dict, tensors: dict):
+    """jka's PyTorch twin that ``described`` (torch.json's fields) names, ``tensors`` loaded strictly,
+    in eval mode. Needs PyTorch."""
+    from jka.convert.torch_models import torch_create
+
+    module = torch_create(described["arch"], described["num_classes"], **described.get("kwargs", {}))
+    module.load_state_dict(tensors, strict=True)
+    return module.eval()
+
+
 def torch_module(out: str):
     """jka's PyTorch twin of the model exported to ``out``, its weights loaded (strictly), in eval mode.
 
@@ -166,13 +198,9 @@ def torch_module(out: str):
         from safetensors.torch import load_file
     except ImportError:
         raise UserError("loading a PyTorch export needs PyTorch (pip install 'jka[torch]')") from None
-    from jka.convert.torch_models import torch_create
-
-    twin = torch_create(info["arch"], info["num_classes"], **info.get("kwargs", {}))
     weights = os.path.join(out, info.get("weights", WEIGHTS))
     try:
-        twin.load_state_dict(load_file(weights), strict=True)
+        return twin(info, load_file(weights))
     except Exception as err:  # noqa: BLE001 - a missing, truncated or edited weights file
         detail = " ".join(str(err).split())[:300]
         raise UserError(f"cannot load {weights} into jka's PyTorch {info['arch']} ({detail}); export the model again") from None
-    return twin.eval()

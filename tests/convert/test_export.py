@@ -18,7 +18,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from jka import run  # noqa: E402
-from jka.convert import bridge, export_torch, families, torch_module  # noqa: E402
+from jka.convert import bridge, export_torch, families, load_torch, torch_module  # noqa: E402
+from jka.convert.export import torch_export, torch_state_dict, twin  # noqa: E402
 from jka.convert.load import target_shapes  # noqa: E402
 from jka.convert.torch_models import torch_available, torch_create  # noqa: E402
 from jka.data.sources import digits  # noqa: E402
@@ -27,6 +28,7 @@ from tests.helpers import error_lines, tiny_teacher  # noqa: E402
 from tests.reliability.test_exported_models import refused, snapshot  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+QUICK_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 GEN_KW = {"nz": 16, "ngf": 4, "img_size": 8, "nc": 1}
 # name, outputs, input side, input channels, kwargs: the smallest input each architecture takes
 CASES = [
@@ -58,7 +60,7 @@ def random_variables(name, n, size, in_ch, kw, seed=0):
     """Flax variables of every shape ``name`` has: kernels ~ N(0, 1/fan-in), biases and BatchNorm
     shifts small, BatchNorm scales, means and variances far from 1, 0 and 1."""
     rng = np.random.default_rng(seed)
-    shapes = target_shapes(name, n, kw, in_ch, size or 8)
+    shapes = target_shapes(name, n, kw, in_ch)
     draw = {"kernel": lambda s: rng.normal(size=s) / np.sqrt(np.prod(s[:-1])), "scale": lambda s: rng.uniform(0.5, 1.5, s),
             "mean": lambda s: rng.uniform(-0.5, 0.5, s), "var": lambda s: rng.uniform(0.5, 1.5, s)}
     variables = {}
@@ -71,14 +73,16 @@ def random_variables(name, n, size, in_ch, kw, seed=0):
     return variables
 
 
-def both_outputs(name, n, size, in_ch, kw, variables, twin):
+def both_outputs(name, n, size, in_ch, kw, variables, net):
     """(Flax, PyTorch) outputs and features (NHWC) on one random batch; per-task outputs joined."""
     x = families.example_input(name, kw, in_ch, size or 8, 2, np.random.default_rng(1))
     with torch.no_grad():
-        t_out, t_feats = bridge._split(twin(torch.from_numpy(x)))
+        t_out, t_feats = bridge._split(net(torch.from_numpy(x)))
     model = families.flax_model(name, n, kw)
-    with jax.default_matmul_precision("highest"):
-        out, feats = bridge._split(model.apply(variables, jnp.asarray(families.to_flax_input(x)), train=False))
+    x_flax = jnp.asarray(families.to_flax_input(x))
+    with jax.default_matmul_precision("highest"):  # compiled without XLA's slow passes: the cheapest way here
+        apply = jax.jit(lambda v, x: bridge._split(model.apply(v, x, train=False))).lower(variables, x_flax)
+        out, feats = apply.compile(QUICK_COMPILE)(variables, x_flax)
     nhwc = bridge._nhwc
     return (np.asarray(out), feats), (nhwc(t_out.numpy()), {k: nhwc(v.numpy()) for k, v in t_feats.items()})
 
@@ -89,58 +93,74 @@ def close(a, b, what):
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-4 * max(1.0, float(np.abs(b).max())), err_msg=what)
 
 
-def export_random(root, case):
+def model_info(case) -> dict:
+    """The model.json fields of a model of ``case`` trained on normalised images."""
     name, n, size, in_ch, kw = case
-    variables = random_variables(name, n, size, in_ch, kw)
-    shape = families.exported_image_shape(name, kw, size or 8, in_ch)
-    export_model(str(root / "work" / "model"), name, n, variables, classes=list(range(n)), kwargs=kw,
-                 image_shape=shape, mean=[0.5] * in_ch, std=[0.25] * in_ch)
+    return {"arch": name, "num_classes": n, "classes": list(range(n)), "kwargs": kw, "mean": [0.5] * in_ch,
+            "std": [0.25] * in_ch, "image_shape": families.exported_image_shape(name, kw, size or 8, in_ch)}
+
+
+def export_random(root, case):
+    """Random variables of ``case`` exported as ``root/work/model`` (what `jka train` leaves)."""
+    info = model_info(case)
+    variables = random_variables(*case)
+    export_model(str(root / "work" / "model"), info.pop("arch"), info.pop("num_classes"), variables, **info)
     return variables
+
+
+def check_twin_and_back(case, variables, net):
+    """The twin computes what jka computes, and `jka convert`'s reading of its state dict gives the
+    variables back bit for bit."""
+    name, n, size, in_ch, kw = case
+    bns = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert all(m.num_batches_tracked.dtype == torch.int64 and m.num_batches_tracked.ndim == 0 for m in bns)
+    (out, feats), (t_out, t_feats) = both_outputs(name, n, size, in_ch, kw, variables, net)
+    close(out, t_out, "output")
+    assert set(feats) == set(t_feats)
+    for k in t_feats:
+        close(np.asarray(feats[k]), t_feats[k], k)
+    again = load_torch(net.state_dict(), name, n, kw, in_channels=in_ch)
+    assert jax.tree.structure(again) == jax.tree.structure(variables)
+    jax.tree.map(np.testing.assert_array_equal, again, variables)
 
 
 def test_every_twin_is_listed_for_export():
     """families.TWINS (read without torch) names exactly the twins, each with its class."""
     assert sorted(families.TWINS) == torch_available()
-    for name, n, _, _, kw in CASES:
-        assert type(torch_create(name, n, **kw)).__name__ == families.TWINS[name]
+    with torch.device("meta"):  # built, not initialised
+        for name, n, _, _, kw in CASES:
+            assert type(torch_create(name, n, **kw)).__name__ == families.TWINS[name]
     assert sorted(c[0] for c in CASES) == torch_available()
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
-def test_export_loads_into_the_twin_and_converts_back(tmp_path, case):
-    name, n, size, in_ch, kw = case
+def test_export_runs_in_the_twin_and_converts_back(case):
+    """In memory (no file of a ResNet-50 written): the state dict and torch.json's fields."""
+    name, n, _, in_ch, kw = case
+    variables = random_variables(*case)
+    state, described = torch_export(model_info(case), variables)
+    assert described["twin"] == f"jka.convert.torch_models.{families.TWINS[name]}"
+    assert described["kwargs"] == {**kw, **({"in_channels": in_ch} if in_ch != 3 else {})}
+    check_twin_and_back(case, variables, twin(described, {k: torch.from_numpy(v) for k, v in state.items()}))
+
+
+@pytest.mark.parametrize("case", [CASES[0], CASES[15], CASES[-1]], ids=["small_cnn", "generator", "branchy_segnet"])
+def test_export_files_load_with_torch_module(tmp_path, case):
+    """Through the files: a workdir's model/ → model.safetensors + torch.json → torch_module."""
     variables = export_random(tmp_path, case)
     result = export_torch(str(tmp_path / "work"), str(tmp_path / "torch"), log=lambda *a: None)
     described = json.loads((tmp_path / "torch" / "torch.json").read_text())
-    assert described["twin"] == f"jka.convert.torch_models.{families.TWINS[name]}"
-    assert described["kwargs"] == {**kw, **({"in_channels": in_ch} if in_ch != 3 else {})}
-    assert result["arch"] == name and described["num_classes"] == n
-
-    twin = torch_module(str(tmp_path / "torch"))
-    bns = [m for m in twin.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    assert all(m.num_batches_tracked.dtype == torch.int64 and m.num_batches_tracked.ndim == 0 for m in bns)
-    (out, feats), (t_out, t_feats) = both_outputs(name, n, size, in_ch, kw, variables, twin)
-    close(out, t_out, "output")
-    assert set(feats) == set(t_feats)
-    for k in t_feats:
-        close(np.asarray(feats[k]), t_feats[k], k)
-
-    back = tmp_path / "back"  # `jka convert` of the exported file gives the variables bit for bit
-    bridge.convert(name, str(tmp_path / "torch" / "model.safetensors"), str(back), n, kwargs=kw, log=lambda *a: None)
-    again, _ = load_model(str(back))
-    assert jax.tree.structure(again) == jax.tree.structure(variables)
-    jax.tree.map(np.testing.assert_array_equal, again, variables)
+    assert result == {"out": str(tmp_path / "torch"), **described}
+    assert described["source"] == str(tmp_path / "work" / "model")
+    check_twin_and_back(case, variables, torch_module(str(tmp_path / "torch")))
 
 
-def test_keys_are_the_reference_names_and_bn_statistics_are_kept(tmp_path):
+def test_keys_are_the_reference_names_and_bn_statistics_are_kept():
     """A CIFAR ResNet's exported tensors under DAFL/CMI's names, laid out as PyTorch's, one by one."""
-    case = CASES[1]
-    variables = export_random(tmp_path, case)
-    export_torch(str(tmp_path / "work"), str(tmp_path / "torch"), log=lambda *a: None)
-    from safetensors.numpy import load_file
-
-    state = load_file(str(tmp_path / "torch" / "model.safetensors"))
-    assert set(state) == set(torch_create("cifar_resnet18", 5).state_dict())
+    variables = random_variables(*CASES[1])
+    state = torch_state_dict("cifar_resnet18", variables)
+    with torch.device("meta"):
+        assert set(state) == set(torch_create("cifar_resnet18", 5).state_dict())
     p, bs = variables["params"], variables["batch_stats"]
     np.testing.assert_array_equal(state["layer2.0.shortcut.0.weight"],
                                   p["layer2_0"]["shortcut_0"]["kernel"].transpose(3, 2, 0, 1))
@@ -193,12 +213,14 @@ def test_export_replaces_its_own_earlier_output(tmp_path):
 
 # -- the command on a trained workdir --------------------------------------------------------------
 def test_cli_exports_a_trained_student_that_pytorch_runs_like_jka(tmp_path):
-    """`jka train` a tiny digits model, `jka export` it in a subprocess: the twin's predictions on the
-    digits test images, normalised as torch.json says, are jka's."""
+    """`jka train` a tiny digits model, `jka export` it in a subprocess where torch cannot be imported:
+    the twin's predictions on the digits test images, normalised as torch.json says, are jka's."""
     work, out = tmp_path / "run", tmp_path / "student_torch"
     run.train(tiny_teacher(steps=2), str(work))
-    done = subprocess.run([sys.executable, "-m", "jka", *export_argv(work, out)], capture_output=True, text=True,
-                          cwd=REPO, env={**os.environ, "XLA_FLAGS": ""})
+    no_torch = ("import sys; sys.modules['torch'] = None; from jka.entry import main; "
+                f"sys.argv = ['jka', *{export_argv(work, out)!r}]; sys.exit(main())")
+    done = subprocess.run([sys.executable, "-c", no_torch], capture_output=True, text=True, cwd=REPO,
+                          env={**os.environ, "XLA_FLAGS": ""})
     assert done.returncode == 0 and not error_lines(done.stderr), done.stderr
     assert f"wrote {out}" in done.stdout
 
