@@ -180,10 +180,13 @@ def read_export(out: str) -> dict:
 def twin(described: dict, tensors: dict):
     """jka's PyTorch twin that ``described`` (torch.json's fields) names, ``tensors`` loaded strictly,
     in eval mode. Needs PyTorch."""
+    import torch
+
     from jka.convert.torch_models import torch_create
 
-    module = torch_create(described["arch"], described["num_classes"], **described.get("kwargs", {}))
-    module.load_state_dict(tensors, strict=True)
+    with torch.device("meta"):  # built without initialising weights that the state dict replaces
+        module = torch_create(described["arch"], described["num_classes"], **described.get("kwargs", {}))
+    module.load_state_dict(tensors, strict=True, assign=True)
     return module.eval()
 
 

@@ -117,8 +117,8 @@ def flat_leaves(tree) -> dict[tuple, jax.ShapeDtypeStruct]:
 def target_shapes(arch: str, num_classes: int, kwargs: dict | None = None, in_channels: int = 3,
                   size: int = 32) -> dict[str, dict[tuple, tuple]]:
     """``{collection: {path: shape}}`` of ``models.create(arch, num_classes, **kwargs)`` (no FLOPs)."""
-    try:
-        frozen = tuple(sorted((kwargs or {}).items()))
+    try:  # lists (the branchy student's task_channels) as tuples: the same shapes, and cacheable
+        frozen = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in (kwargs or {}).items()))
         hash(frozen)
     except TypeError:  # unhashable option values: no caching
         return _target_shapes(arch, num_classes, dict(kwargs or {}), in_channels, size)

@@ -7,8 +7,6 @@ variables come back bit for bit.
 """
 import json
 import os
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -17,17 +15,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from jka import run  # noqa: E402
 from jka.convert import bridge, export_torch, families, load_torch, torch_module  # noqa: E402
 from jka.convert.export import torch_export, torch_state_dict, twin  # noqa: E402
 from jka.convert.load import target_shapes  # noqa: E402
 from jka.convert.torch_models import torch_available, torch_create  # noqa: E402
-from jka.data.sources import digits  # noqa: E402
-from jka.train.export import export_model, load_model  # noqa: E402
-from tests.helpers import error_lines, tiny_teacher  # noqa: E402
+from jka.train.export import export_model  # noqa: E402
 from tests.reliability.test_exported_models import refused, snapshot  # noqa: E402
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 QUICK_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 GEN_KW = {"nz": 16, "ngf": 4, "img_size": 8, "nc": 1}
 # name, outputs, input side, input channels, kwargs: the smallest input each architecture takes
@@ -43,7 +37,7 @@ CASES = [
     ("vgg11_bn", 5, 8, 3, {}),
     ("vgg13_bn", 5, 8, 1, {}),
     ("mobilenetv2", 5, 16, 3, {"stem_stride": 1}),
-    ("mobilenetv2_x0_5", 5, 32, 3, {}),
+    ("mobilenetv2_x0_5", 5, 16, 3, {"stem_stride": 1}),
     ("resnet18", 5, 16, 3, {}),
     ("resnet34", 5, 16, 1, {}),
     ("resnet50", 5, 16, 3, {}),
@@ -144,7 +138,7 @@ def test_export_runs_in_the_twin_and_converts_back(case):
     check_twin_and_back(case, variables, twin(described, {k: torch.from_numpy(v) for k, v in state.items()}))
 
 
-@pytest.mark.parametrize("case", [CASES[0], CASES[15], CASES[-1]], ids=["small_cnn", "generator", "branchy_segnet"])
+@pytest.mark.parametrize("case", [CASES[0], CASES[15]], ids=["small_cnn", "generator"])
 def test_export_files_load_with_torch_module(tmp_path, case):
     """Through the files: a workdir's model/ → model.safetensors + torch.json → torch_module."""
     variables = export_random(tmp_path, case)
@@ -209,32 +203,3 @@ def test_export_replaces_its_own_earlier_output(tmp_path):
     for _ in range(2):
         export_torch(str(tmp_path / "work"), str(tmp_path / "out"), log=lambda *a: None)
     assert sorted(os.listdir(tmp_path / "out")) == ["model.safetensors", "torch.json"]
-
-
-# -- the command on a trained workdir --------------------------------------------------------------
-def test_cli_exports_a_trained_student_that_pytorch_runs_like_jka(tmp_path):
-    """`jka train` a tiny digits model, `jka export` it in a subprocess where torch cannot be imported:
-    the twin's predictions on the digits test images, normalised as torch.json says, are jka's."""
-    work, out = tmp_path / "run", tmp_path / "student_torch"
-    run.train(tiny_teacher(steps=2), str(work))
-    no_torch = ("import sys; sys.modules['torch'] = None; from jka.entry import main; "
-                f"sys.argv = ['jka', *{export_argv(work, out)!r}]; sys.exit(main())")
-    done = subprocess.run([sys.executable, "-c", no_torch], capture_output=True, text=True, cwd=REPO,
-                          env={**os.environ, "XLA_FLAGS": ""})
-    assert done.returncode == 0 and not error_lines(done.stderr), done.stderr
-    assert f"wrote {out}" in done.stdout
-
-    described = json.loads((out / "torch.json").read_text())
-    twin = torch_module(str(out))
-    test = digits("test")
-    mean, std = (np.asarray(described["input"][k], np.float32) for k in ("mean", "std"))
-    assert described["input"]["shape"] == [1, *test.images.shape[1:3]]
-    x = ((test.images[:16].astype(np.float32) - mean) / std).transpose(0, 3, 1, 2)
-    with torch.no_grad():
-        t_logits = twin(torch.from_numpy(np.ascontiguousarray(x)))[0].numpy()
-    variables, info = load_model(str(work))
-    model = families.flax_model(info["arch"], info["num_classes"], info["kwargs"])
-    with jax.default_matmul_precision("highest"):
-        logits, _ = model.apply(variables, jnp.asarray(x.transpose(0, 2, 3, 1)), train=False)
-    close(np.asarray(logits), t_logits, "logits")
-    assert described["classes"] == info["classes"]
