@@ -8,7 +8,8 @@ Importing this package does not import torch; :mod:`jka.convert.torch_models` (j
 definitions of the zoo) and ``.pt`` files need it, ``.safetensors`` files do not.
 """
 from jka.convert.bridge import convert, verify
-from jka.convert.export import export_torch, torch_module
+from jka.convert.export import export_torch, read_export, torch_module
 from jka.convert.load import convert_state_dict, load_torch, read_state_dict
 
-__all__ = ["convert", "convert_state_dict", "export_torch", "load_torch", "read_state_dict", "torch_module", "verify"]
+__all__ = ["convert", "convert_state_dict", "export_torch", "load_torch", "read_export", "read_state_dict", "torch_module",
+           "verify"]

@@ -167,13 +167,15 @@ def read_export(out: str) -> dict:
     """``torch.json`` of a ``jka export`` output, checked to be one."""
     path = os.path.join(out, INFO)
     if not os.path.isfile(path):
-        raise UserError(f"no PyTorch export at {out!r} (expected {path}); make one with `jka export WORKDIR --to torch {out}`")
+        raise UserError(f"no PyTorch export at {out!r} (expected {path}); make one with "
+                        f"`jka export WORKDIR --to torch {out}`")
     try:
         info = paths.read_json(path)
     except ValueError as err:
         raise UserError(f"{path} is not valid JSON ({err}); export the model again") from None
     if not isinstance(info, dict) or info.get("format") != FORMAT or info.get("arch") not in families.TWINS:
-        raise UserError(f"{path} is not a `jka export` description of a model with a PyTorch twin; export the model again")
+        raise UserError(f"{path} is not a `jka export` description of a model with a PyTorch twin; "
+                        "export the model again")
     return info
 
 
@@ -206,4 +208,5 @@ def torch_module(out: str):
         return twin(info, load_file(weights))
     except Exception as err:  # noqa: BLE001 - a missing, truncated or edited weights file
         detail = " ".join(str(err).split())[:300]
-        raise UserError(f"cannot load {weights} into jka's PyTorch {info['arch']} ({detail}); export the model again") from None
+        raise UserError(f"cannot load {weights} into jka's PyTorch {info['arch']} ({detail}); "
+                        "export the model again") from None

@@ -19,6 +19,7 @@ from jka.convert import bridge, export_torch, families, load_torch, torch_module
 from jka.convert.export import torch_export, torch_state_dict, twin  # noqa: E402
 from jka.convert.load import target_shapes  # noqa: E402
 from jka.convert.torch_models import torch_available, torch_create  # noqa: E402
+from jka.errors import UserError  # noqa: E402
 from jka.train.export import export_model  # noqa: E402
 from tests.reliability.test_exported_models import refused, snapshot  # noqa: E402
 
@@ -55,8 +56,9 @@ def random_variables(name, n, size, in_ch, kw, seed=0):
     shifts small, BatchNorm scales, means and variances far from 1, 0 and 1."""
     rng = np.random.default_rng(seed)
     shapes = target_shapes(name, n, kw, in_ch)
-    draw = {"kernel": lambda s: rng.normal(size=s) / np.sqrt(np.prod(s[:-1])), "scale": lambda s: rng.uniform(0.5, 1.5, s),
-            "mean": lambda s: rng.uniform(-0.5, 0.5, s), "var": lambda s: rng.uniform(0.5, 1.5, s)}
+    draw = {"kernel": lambda s: rng.normal(size=s) / np.sqrt(np.prod(s[:-1])),
+            "scale": lambda s: rng.uniform(0.5, 1.5, s), "mean": lambda s: rng.uniform(-0.5, 0.5, s),
+            "var": lambda s: rng.uniform(0.5, 1.5, s)}
     variables = {}
     for coll, leaves in shapes.items():
         for path, shape in leaves.items():
@@ -203,3 +205,14 @@ def test_export_replaces_its_own_earlier_output(tmp_path):
     for _ in range(2):
         export_torch(str(tmp_path / "work"), str(tmp_path / "out"), log=lambda *a: None)
     assert sorted(os.listdir(tmp_path / "out")) == ["model.safetensors", "torch.json"]
+
+
+def test_torch_module_refuses_what_is_no_whole_export(tmp_path):
+    export_random(tmp_path, CASES[0])
+    with pytest.raises(UserError, match="no PyTorch export at"):
+        torch_module(str(tmp_path / "work"))
+    export_torch(str(tmp_path / "work"), str(tmp_path / "out"), log=lambda *a: None)
+    weights = tmp_path / "out" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:200])  # cut short
+    with pytest.raises(UserError, match="cannot load .*model.safetensors into jka's PyTorch small_cnn"):
+        torch_module(str(tmp_path / "out"))
