@@ -10,6 +10,7 @@
                                                        or compiled for a TPU slice on this host
     jka demo [--out FILE] [--workdir DIR]              the offline amalgamation demo
     jka convert ARCH SRC OUT --num-classes N           a PyTorch checkpoint → a jka model
+    jka export WORKDIR --to torch OUT                  a trained model → a PyTorch state dict (.safetensors)
     jka transfer --zoo DIR_OR_CONFIG --probe DATA --out DIR   rank a zoo for transfer
 """
 from __future__ import annotations
@@ -27,6 +28,7 @@ from jka import config as config_lib
 from jka import paths, run
 from jka.check import format_report, rehearse
 from jka.convert.bridge import convert
+from jka.convert.export import export_torch
 from jka.demo import run_demo
 from jka.errors import QuietResourceFaults, UserError, resource_fault, unraisable_hook
 from jka.parser import parse
@@ -92,6 +94,10 @@ def _json_object(text: str, flag: str) -> dict:
 def _convert(args):
     return convert(args.arch, args.src, args.out, args.num_classes, verify=args.verify,
                    kwargs=_json_object(args.kwargs, "--kwargs"), image_size=args.image_size)
+
+
+def _export(args):
+    return export_torch(args.workdir, args.out)
 
 
 def _transfer(args):
@@ -163,7 +169,7 @@ def _demo(args):
 
 
 COMMANDS = {"configs": _configs, "train": _train, "eval": _eval, "check": _check, "demo": _demo,
-            "convert": _convert, "transfer": _transfer}
+            "convert": _convert, "export": _export, "transfer": _transfer}
 
 
 def main(argv=None) -> int:

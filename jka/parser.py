@@ -62,6 +62,15 @@ def _add_convert_parser(sub):
     p.add_argument("--image-size", type=int, default=None, help="input side for --verify (default: by architecture)")
 
 
+def _add_export_parser(sub):
+    p = sub.add_parser("export", help="write a trained model as the state dict of jka's PyTorch twin (.safetensors) "
+                       "with a torch.json saying how to build and feed it")
+    p.add_argument("workdir", help="a training workdir (its model/) or an exported model's directory")
+    p.add_argument("--to", choices=("torch",), required=True, help="the target framework")
+    p.add_argument("out", help="a new (or empty) directory whose parent exists; load it with "
+                   "jka.convert.torch_module(OUT)")
+
+
 def _add_transfer_parser(sub):
     p = sub.add_parser(
         "transfer", help="rank a zoo of trained networks for transfer, from unlabelled probe images",
@@ -90,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     _add_run_parsers(sub)
     _add_convert_parser(sub)
+    _add_export_parser(sub)
     _add_transfer_parser(sub)
     return p
 

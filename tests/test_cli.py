@@ -5,10 +5,14 @@ import os
 import subprocess
 import sys
 
+import jax
+import numpy as np
 import pytest
 
 from jka import config as config_lib, run
 from jka.cli import main
+from jka.convert import load_torch
+from jka.train.export import load_model
 from jka.errors import ConfigError
 from tests.helpers import error_lines
 
@@ -57,6 +61,20 @@ def test_console_entry_point_runs_as_module(tmp_path):
                         capture_output=True, text=True, cwd=REPO, env={**os.environ, "XLA_FLAGS": ""})
     assert ev.returncode == 0, ev.stderr
     assert json.loads(ev.stdout)["eval"]["accuracy"] == pytest.approx(summary["eval"]["accuracy"])
+    # `jka export` of the trained workdir, where torch cannot be imported; `jka convert`'s reading of the
+    # exported file gives the trained variables back (tests/convert/test_export.py runs the PyTorch twin)
+    out = tmp_path / "student_torch"
+    no_torch = ("import sys; sys.modules['torch'] = None; from jka.entry import main; sys.argv = "
+                f"['jka', 'export', {str(tmp_path / 't')!r}, '--to', 'torch', {str(out)!r}]; sys.exit(main())")
+    ex = subprocess.run([sys.executable, "-c", no_torch], capture_output=True, text=True, cwd=REPO,
+                        env={**os.environ, "XLA_FLAGS": ""})
+    assert ex.returncode == 0 and not error_lines(ex.stderr), ex.stderr
+    variables, info = load_model(str(tmp_path / "t"))
+    described = json.loads((out / "torch.json").read_text())
+    assert (described["arch"], described["kwargs"]) == ("small_cnn", {"width": 0.25, "in_channels": 1})
+    assert described["input"] == {"shape": [1, 8, 8], "mean": info["mean"], "std": info["std"]}
+    back = load_torch(out / "model.safetensors", "small_cnn", 10, {"width": 0.25})
+    jax.tree.map(np.testing.assert_array_equal, back, variables)
 
 
 HEAVY = ("jax", "flax", "optax", "orbax", "tensorflow_datasets", "torch", "ml_collections")

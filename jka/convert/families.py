@@ -30,7 +30,7 @@ Three families need a little more, kept here in one place:
 
 * **A tensor re-ordering** for the generators' ``l1`` Linear: PyTorch reshapes its output with
   ``view(B, C, S, S)`` (channel-major) while Flax reshapes to ``(B, S, S, C)``, so the rows of the
-  weight and the bias are permuted from ``(c, i, j)`` to ``(i, j, c)`` order.
+  weight and the bias are permuted from ``(c, i, j)`` to ``(i, j, c)`` order (and back on export).
 
 * **The model and its input**: generators are not in :mod:`jka.models`'s registry; they are built
   from :mod:`jka.models.generators` with the options ``nz, ngf, img_size, nc`` (``num_classes`` is
@@ -111,6 +111,22 @@ def exported_image_shape(arch: str, kwargs: dict | None, size: int, in_channels:
         g = generator_options(kwargs)
         return [int(g["img_size"]), int(g["img_size"]), int(g["nc"])]
     return [size, size, in_channels]
+
+
+# PyTorch twin class (jka.convert.torch_models) of every architecture that has one; torch-free so that
+# `jka export` can refuse the others without importing torch (tests/convert checks it against the twins)
+TWINS = {
+    **dict.fromkeys(("cifar_resnet18", "cifar_resnet34"), "CifarResNet"),
+    **dict.fromkeys(("wrn16_1", "wrn16_2", "wrn40_1", "wrn40_2"), "WideResNet"),
+    **dict.fromkeys(("vgg8_bn", "vgg11_bn", "vgg13_bn"), "VGG"),
+    **dict.fromkeys(("mobilenetv2", "mobilenetv2_x0_5"), "MobileNetV2"),
+    **dict.fromkeys(("resnet18", "resnet34", "resnet50"), "ResNet"),
+    "small_cnn": "SmallCNN",
+    **dict.fromkeys(("generator", "large_generator"), "Generator"),
+    **dict.fromkeys(("vgg16_teacher", "vgg16_graft"), "VGG16"),
+    "segnet": "SegNet",
+    "branchy_segnet": "BranchySegNet",
+}
 
 
 # ---------------------------------------------------------------- rename tables
@@ -216,13 +232,15 @@ def torch_module(arch: str, flax_modules: tuple[str, ...]) -> str | None:
 # ---------------------------------------------------------------- tensor re-ordering
 
 
-def reorder(arch: str, kwargs: dict | None, torch_key: str, value: np.ndarray) -> np.ndarray:
-    """Arch-specific re-ordering of a tensor, still in PyTorch layout."""
+def reorder(arch: str, kwargs: dict | None, torch_key: str, value: np.ndarray, to_torch: bool = False) -> np.ndarray:
+    """Arch-specific re-ordering of a tensor, still in PyTorch layout: PyTorch's order → Flax's, or
+    back with ``to_torch``."""
     if is_generator(arch) and rename(arch, torch_key).split(".")[0] == "l1":
         g = generator_options(kwargs)
         c0, s = GENERATOR_START_MULT[arch] * int(g["ngf"]), int(g["img_size"]) // 4
         if value.shape[0] != c0 * s * s:  # left for the shape check to report
             return value
         rest = value.shape[1:]
-        return value.reshape(c0, s, s, *rest).transpose(1, 2, 0, *range(3, 3 + len(rest))).reshape(value.shape)
+        rows, order = ((s, s, c0), (2, 0, 1)) if to_torch else ((c0, s, s), (1, 2, 0))
+        return value.reshape(*rows, *rest).transpose(*order, *range(3, 3 + len(rest))).reshape(value.shape)
     return value

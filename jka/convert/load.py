@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jka.convert import families
+from jka.convert import families, naming
 from jka.convert.naming import flax_path
 from jka.errors import UserError
 
@@ -111,15 +110,15 @@ def read_state_dict(src) -> dict[str, np.ndarray]:
 # ---------------------------------------------------------------- the Flax target
 
 
-def _flat(tree) -> dict[tuple, jax.ShapeDtypeStruct]:
+def flat_leaves(tree) -> dict[tuple, jax.ShapeDtypeStruct]:
     return {tuple(k.key for k in path): leaf for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
 
 
 def target_shapes(arch: str, num_classes: int, kwargs: dict | None = None, in_channels: int = 3,
                   size: int = 32) -> dict[str, dict[tuple, tuple]]:
     """``{collection: {path: shape}}`` of ``models.create(arch, num_classes, **kwargs)`` (no FLOPs)."""
-    try:
-        frozen = tuple(sorted((kwargs or {}).items()))
+    try:  # lists (the branchy student's task_channels) as tuples: the same shapes, and cacheable
+        frozen = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in (kwargs or {}).items()))
         hash(frozen)
     except TypeError:  # unhashable option values: no caching
         return _target_shapes(arch, num_classes, dict(kwargs or {}), in_channels, size)
@@ -139,11 +138,11 @@ def _target_shapes(arch, num_classes, kwargs, in_channels, size):
         abstract = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False, method=method))
     except TypeError as err:
         raise UserError(f"{arch} does not take the options {kwargs} ({err}); fix --kwargs") from None
-    return {c: {p: tuple(v.shape) for p, v in _flat(abstract.get(c, {})).items()}
+    return {c: {p: tuple(v.shape) for p, v in flat_leaves(abstract.get(c, {})).items()}
             for c in ("params", "batch_stats")}
 
 
-def _torch_layout(a: np.ndarray) -> np.ndarray:
+def to_torch_layout(a: np.ndarray) -> np.ndarray:
     """Flax kernel → PyTorch weight layout (the inverse of :func:`to_flax_layout`)."""
     return a.transpose(3, 2, 0, 1) if a.ndim == 4 else a.T if a.ndim == 2 else a
 
@@ -158,12 +157,10 @@ def _torch_shape(flax_shape: tuple) -> tuple:
     return (s[3], s[2], s[0], s[1]) if len(s) == 4 else s[::-1] if len(s) == 2 else s
 
 
-def _torch_name(coll: str, path: tuple, arch: str = "") -> str:
-    """Best-effort PyTorch key of a Flax leaf for messages (``layer1_0/conv1/kernel`` → ``layer1.0.conv1.weight``)."""
-    leaf = {"kernel": "weight", "scale": "weight", "mean": "running_mean", "var": "running_var"}.get(path[-1], path[-1])
-    renamed = families.torch_module(arch, tuple(path[:-1]))
-    mods = [renamed] if renamed else [re.sub(r"_(\d+)", r".\1", m) for m in path[:-1]]
-    return ".".join([*mods, leaf])
+def torch_key(arch: str, coll: str, path: tuple) -> str:
+    """The PyTorch key of a Flax leaf of ``arch`` (``layer1_0/conv1/kernel`` → ``layer1.0.conv1.weight``):
+    the inverse of the mapping above, along the family's rename table where it has one."""
+    return naming.torch_key(coll, tuple(path), families.torch_module(arch, tuple(path[:-1])))
 
 
 def input_channels(arch, num_classes, kwargs, state) -> int:
@@ -205,11 +202,11 @@ def convert_state_dict(state: Mapping[str, np.ndarray], arch: str, num_classes: 
         value = to_flax_layout(families.reorder(arch, kwargs, key, np.asarray(value)))
         if tuple(value.shape) != target[coll][path]:
             expected = _torch_shape(target[coll][path])
-            misshaped.append(f"{key} {tuple(_torch_layout(value).shape)} vs expected {expected}")
+            misshaped.append(f"{key} {tuple(to_torch_layout(value).shape)} vs expected {expected}")
             misshaped_paths.add((coll, path))
             continue
         filled[coll][path] = value.astype(np.float32) if np.issubdtype(value.dtype, np.floating) else value
-    missing = [_torch_name(c, p, arch) for c in target for p in target[c]
+    missing = [torch_key(arch, c, p) for c in target for p in target[c]
                if p not in filled[c] and (c, p) not in misshaped_paths]
     if missing or unexpected or misshaped:
         raise UserError(mismatch_message(where, arch, num_classes, kwargs, missing, unexpected, misshaped))

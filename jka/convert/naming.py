@@ -1,6 +1,12 @@
-"""Where a PyTorch state-dict key lives in the Flax variables (torch-free, so ``.safetensors`` files
-convert without PyTorch). Re-exported by :mod:`jka.convert.torch_models`."""
+"""Where a PyTorch state-dict key lives in the Flax variables, and back (torch-free, so ``.safetensors``
+files convert without PyTorch). Re-exported by :mod:`jka.convert.torch_models`."""
 from __future__ import annotations
+
+import re
+
+BN_STATS = {"running_mean": "mean", "running_var": "var"}  # PyTorch BatchNorm buffer → Flax batch_stats leaf
+WEIGHTS = ("kernel", "scale")  # a PyTorch ``weight`` in Flax: a conv/linear's, a BatchNorm's
+_INDEX = re.compile(r"_(\d+)(?=_|$)")  # a PyTorch index that flax_path glued to the module before it
 
 
 def flax_path(torch_key: str, is_norm: bool) -> tuple[str, tuple[str, ...]]:
@@ -17,8 +23,24 @@ def flax_path(torch_key: str, is_norm: bool) -> tuple[str, tuple[str, ...]]:
             path[-1] = f"{path[-1]}_{m}"
         else:
             path.append(m)
-    if leaf in ("running_mean", "running_var"):
-        return "batch_stats", (*path, leaf.removeprefix("running_"))
+    if leaf in BN_STATS:
+        return "batch_stats", (*path, BN_STATS[leaf])
     if leaf == "weight":
-        leaf = "scale" if is_norm else "kernel"
+        leaf = WEIGHTS[is_norm]
     return "params", (*path, leaf)
+
+
+def torch_key(collection: str, path: tuple[str, ...], torch_module: str | None = None) -> str:
+    """The PyTorch key that :func:`flax_path` maps onto the Flax leaf ``(collection, path)``.
+
+    ``torch_module`` is the owning module's PyTorch path where a family's rename table gives it
+    (:func:`jka.convert.families.torch_module`); otherwise every ``_N`` glued on by
+    :func:`flax_path` becomes ``.N`` again (``layer1_0/conv1/kernel`` → ``layer1.0.conv1.weight``).
+    """
+    *mods, leaf = path
+    if collection == "batch_stats":
+        leaf = {flax: torch for torch, flax in BN_STATS.items()}.get(leaf, leaf)
+    elif leaf in WEIGHTS:
+        leaf = "weight"
+    module = torch_module or ".".join(_INDEX.sub(r".\1", m) for m in mods)
+    return f"{module}.{leaf}" if module else leaf

@@ -6,6 +6,7 @@ CIFAR KD benchmark's zoo is in :mod:`jka.convert.torch_cifar_zoo`), so their sta
 the SegNet twin uses ``encoder.b``/``decoder.k`` Sequentials. Where a family's names need more than
 the rule below, :mod:`jka.convert.families` holds its explicit rename table. Every
 ``forward`` returns ``(logits, features)`` with the same feature names as the Flax model (NCHW).
+Every image model takes ``in_channels`` (default 3), as the Flax models take any number of channels.
 
 The Flax parameter path of a PyTorch key is given by :func:`flax_path`: split the module path on
 ``.``, glue every all-digit segment to the one before it with ``_`` and rename the leaf
@@ -77,11 +78,11 @@ class CifarBottleneck(nn.Module):
 
 
 class CifarResNet(nn.Module):
-    def __init__(self, num_blocks, num_classes=10, block=CifarBasicBlock):
+    def __init__(self, num_blocks, num_classes=10, block=CifarBasicBlock, in_channels=3):
         super().__init__()
         self.block = block
         self.in_planes = 64
-        self.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+        self.conv1 = nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
         self.layer1 = self._make_layer(64, num_blocks[0], 1)
         self.layer2 = self._make_layer(128, num_blocks[1], 2)
@@ -130,11 +131,11 @@ class NetworkBlock(nn.Module):
 
 
 class WideResNet(nn.Module):
-    def __init__(self, depth, widen_factor, num_classes=10):
+    def __init__(self, depth, widen_factor, num_classes=10, in_channels=3):
         super().__init__()
         ch = [16, 16 * widen_factor, 32 * widen_factor, 64 * widen_factor]
         n = (depth - 4) // 6
-        self.conv1 = nn.Conv2d(3, ch[0], 3, 1, 1, bias=False)
+        self.conv1 = nn.Conv2d(in_channels, ch[0], 3, 1, 1, bias=False)
         self.block1 = NetworkBlock(n, ch[0], ch[1], 1)
         self.block2 = NetworkBlock(n, ch[1], ch[2], 2)
         self.block3 = NetworkBlock(n, ch[2], ch[3], 2)
@@ -165,9 +166,9 @@ VGG_CFGS = {
 
 
 class VGG(nn.Module):
-    def __init__(self, cfg, num_classes=10):
+    def __init__(self, cfg, num_classes=10, in_channels=3):
         super().__init__()
-        in_ch = 3
+        in_ch = in_channels
         for b, widths in enumerate(cfg):
             layers = []
             for v in widths:
@@ -223,11 +224,11 @@ class InvertedResidual(nn.Module):
 
 
 class MobileNetV2(nn.Module):
-    def __init__(self, num_classes=1000, width=1.0, stem_stride=2):
+    def __init__(self, num_classes=1000, width=1.0, stem_stride=2, in_channels=3):
         super().__init__()
         inp = make_divisible(32 * width)
         self.last_channel = make_divisible(1280 * max(1.0, width))
-        layers = [conv_bn_relu6(3, inp, 3, stem_stride)]
+        layers = [conv_bn_relu6(in_channels, inp, 3, stem_stride)]
         self.stage_ends = []  # indices into features whose output ends a resolution stage
         for t, c, n, s in MBV2_SETTINGS:
             oup = make_divisible(c * width)
@@ -294,10 +295,10 @@ class Bottleneck(nn.Module):
 
 
 class ResNet(nn.Module):
-    def __init__(self, block, layers, num_classes=1000):
+    def __init__(self, block, layers, num_classes=1000, in_channels=3):
         super().__init__()
         self.inplanes = 64
-        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
+        self.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
         self.layer1 = self._make_layer(block, 64, layers[0], 1)
