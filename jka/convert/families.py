@@ -116,9 +116,12 @@ def exported_image_shape(arch: str, kwargs: dict | None, size: int, in_channels:
 # PyTorch twin class (jka.convert.torch_models) of every architecture that has one; torch-free so that
 # `jka export` can refuse the others without importing torch (tests/convert checks it against the twins)
 TWINS = {
-    **dict.fromkeys(("cifar_resnet18", "cifar_resnet34"), "CifarResNet"),
+    **dict.fromkeys(("cifar_resnet18", "cifar_resnet34", "cifar_resnet50"), "CifarResNet"),
+    **dict.fromkeys(("resnet8", "resnet14", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet8x4",
+                     "resnet32x4"), "ZooResNet"),
+    "mobile_half": "MobileHalf", "shufflev1": "ShuffleNetV1", "shufflev2": "ShuffleNetV2",
     **dict.fromkeys(("wrn16_1", "wrn16_2", "wrn40_1", "wrn40_2"), "WideResNet"),
-    **dict.fromkeys(("vgg8_bn", "vgg11_bn", "vgg13_bn"), "VGG"),
+    **dict.fromkeys(("vgg8_bn", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn"), "VGG"),
     **dict.fromkeys(("mobilenetv2", "mobilenetv2_x0_5"), "MobileNetV2"),
     **dict.fromkeys(("resnet18", "resnet34", "resnet50"), "ResNet"),
     "small_cnn": "SmallCNN",
