@@ -26,7 +26,7 @@ from jka.train import loop, mesh as mesh_lib, preemption, schema
 from jka.train.export import has_model
 from jka.train.phases import Phase, evaluate_phase, finished, run_phase
 from jka.train.teachers import compute_dtype, load_teacher
-from jka.train.workdir import check_config, check_named, check_writable, lock, write_config
+from jka.train.workdir import as_found_on_refusal, check_config, check_named, check_writable, lock, write_config
 from jka.transfer.zoo import zoo_model
 
 
@@ -198,20 +198,26 @@ def train(cfg, workdir: str, allow_changed=(), source: str | None = None) -> dic
     ``allow_changed``) before any work; SIGTERM/SIGINT stop the run at a step boundary with a
     checkpoint (:mod:`jka.train.preemption`)."""
     method = check(cfg, workdir)
-    check_writable(workdir)
-    with lock(workdir), preemption.watch():
-        changed = check_config(cfg, workdir, allow_changed)
-        if not changed:
-            write_config(cfg, workdir, source)
-        teachers = resolve_teachers(cfg, workdir)
-        if method.is_job:
-            summary = drive(method, cfg, workdir, teachers, run_phase)
-            loop.write_summary(workdir, summary)
-        else:
-            summary = run_phase(Phase(method, cfg, workdir, teachers))
-        if changed:
-            write_config(cfg, workdir, source)
-        return summary
+    with as_found_on_refusal(workdir):
+        check_writable(workdir)
+        with lock(workdir), preemption.watch():
+            return _train_locked(method, cfg, workdir, allow_changed, source)
+
+
+def _train_locked(method, cfg, workdir: str, allow_changed, source) -> dict:
+    """:func:`train` once the workdir is locked for it."""
+    changed = check_config(cfg, workdir, allow_changed)
+    if not changed:
+        write_config(cfg, workdir, source)
+    teachers = resolve_teachers(cfg, workdir)
+    if method.is_job:
+        summary = drive(method, cfg, workdir, teachers, run_phase)
+        loop.write_summary(workdir, summary)
+    else:
+        summary = run_phase(Phase(method, cfg, workdir, teachers))
+    if changed:
+        write_config(cfg, workdir, source)
+    return summary
 
 
 def prepare(cfg, workdir: str):

@@ -19,6 +19,7 @@ import datetime
 import json
 import logging
 import os
+import shutil
 import socket
 import time
 
@@ -237,3 +238,29 @@ def write_config(cfg, workdir: str, source: str | None = None) -> None:
     log.info("config %s, resolved in %s", source or "(built in Python)", os.path.join(workdir, CONFIG_FILE))
     if jax.process_index() == 0:
         paths.write_json(os.path.join(workdir, CONFIG_FILE), {"config": plain(cfg), "source": source})
+
+
+@contextlib.contextmanager
+def as_found_on_refusal(workdir: str):
+    """A run refused (a :class:`UserError`: bad data, a damaged teacher, a step too big for memory)
+    before its first checkpoint leaves ``workdir`` as it found it: every entry it created there is
+    removed, except a network it trained on the way (a teacher's directory with its model: work done,
+    not a trace of the refusal), and the workdir itself when the run created it and it is left empty.
+    Local workdirs (in a bucket the entries stay; a ``config.json`` of a run that never trained binds
+    nothing). Only process 0 removes."""
+    local = not paths.is_remote(workdir) and jax.process_index() == 0
+    existed = local and os.path.isdir(workdir)
+    before = set(os.listdir(workdir)) if existed else set()
+    try:
+        yield
+    except UserError:
+        if local and os.path.isdir(workdir) and not trained(os.path.join(workdir, "checkpoints")):
+            for name in set(os.listdir(workdir)) - before:
+                path = os.path.join(workdir, name)
+                if not os.path.isdir(path):
+                    os.remove(path)
+                elif not trained(path):
+                    shutil.rmtree(path, ignore_errors=True)
+            if not existed and not os.listdir(workdir):
+                os.rmdir(workdir)
+        raise

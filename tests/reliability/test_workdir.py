@@ -211,3 +211,23 @@ def test_an_empty_workdir_path_is_refused(tmp_path, capsys, monkeypatch):
         assert main(args) == 2, args
         _one_error(capsys, "--workdir is empty")
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("bad, needle", [
+    ("data.classes=[0,1,10]", "data.classes"),
+    ("data.batch_size=4000", "batch"),
+    ("train.init_from=/no/such/run", "no exported model at '/no/such/run'"),
+], ids=["a class the data lacks", "a batch larger than the data", "a missing init_from"])
+def test_a_refused_run_leaves_the_workdir_as_it_found_it(tmp_path, capsys, bad, needle):
+    """Refusals that need the data or other files (found after the workdir was locked and bound): a
+    new workdir is not left behind, an existing one is byte-identical, and the corrected command trains."""
+    new, kept = tmp_path / "new", tmp_path / "kept"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    before = _files(kept)
+    for w in (new, kept):
+        assert _train(w, bad) == 2
+        _one_error(capsys, needle)
+    assert not new.exists() and _files(kept) == before
+    if bad.startswith("data.classes"):  # the corrected command (one case: each costs a run)
+        assert _train(kept, "data.classes=[0,1,2]") == 0
