@@ -8,7 +8,12 @@ through its distillation head; it predicts with the mean of the two heads.
     jka train digits/deit:deit=scratch --workdir runs/vit_scratch # the same ViT from labels alone
 
 ``hard``: ``0.5 CE(z_cls, y) + 0.5 CE(z_dist, argmax t)``; ``soft``: ``0.9 CE(z_cls, y) + 0.1 kd(z_dist, t, 3)``
-(the paper's weights). AdamW (lr 1e-3, weight decay 0.05, 100 warm-up steps, cosine), batch 64, 1500 steps.
+(the paper's weights). AdamW (lr 1e-3, weight decay 0.05, 100 warm-up steps, cosine), batch 64, shifts of
+one pixel (crop_pad 1), 1500 steps.
+
+Measured on the 540 held-out digits (teacher 0.9963; summary.json eval.accuracy, the mean of the two
+heads): hard 0.9500, soft 0.9648, scratch 0.9259 (the same ViT from labels alone). Without the shifts
+(data.augment.crop_pad=0): hard 0.9037, scratch 0.8907 — a ViT this small overfits 1,257 digits.
 """
 from jka.configs.common import config, digits_teacher
 from jka.errors import unknown_choice
@@ -28,7 +33,7 @@ def get_config(deit: str = "hard"):
         teacher = digits_teacher(None, 600, width=2.0)
         teacher.train.progress = False
         cfg.teachers = [dict(workdir="teacher", config=teacher)]
-    cfg.data.augment.crop_pad = 1  # a ViT has no built-in translation invariance: shifts of one pixel (0.903 without)
+    cfg.data.augment.crop_pad = 1  # a ViT has no built-in translation invariance (docstring)
     cfg.model.name = "vit"
     cfg.model.kwargs = dict(STUDENT)
     cfg.optim.name = "adamw"
