@@ -61,15 +61,15 @@ def test_deit_student_predicts_with_the_mean_of_its_heads_and_learns_through_bot
     cfg = _cfg()
     student = kd.common.Net.create("vit", 10, jnp.float32, **dict(cfg.model.kwargs, depth=1))
     x = jnp.asarray(np.random.default_rng(0).normal(size=(4, 8, 8, 1)), jnp.float32)
-    variables = jax.jit(student.init)(jax.random.key(0), x)
-    logits, feats, _ = jax.jit(lambda v, x: student.apply(v, x, train=True))(variables, x)
-    np.testing.assert_allclose(logits, (feats["logits_cls"] + feats["logits_dist"]) / 2, rtol=1e-6)
+    params = jax.jit(student.init)(jax.random.key(0), x)["params"]
     s = kd.Settings(deit="hard", alpha=0.5, beta=0.5)
     t, y = jnp.asarray(np.eye(10)[[1, 2, 3, 4]] * 5.0), jnp.asarray([0, 1, 2, 3])
 
     def loss(params):
-        return kd.deit_objective(s, student.apply({"params": params}, x, train=True)[1], t, y)[0]
+        logits, feats, _ = student.apply({"params": params}, x, train=True)
+        return kd.deit_objective(s, feats, t, y)[0], (logits, feats)
 
-    grads = jax.jit(jax.grad(loss))(variables["params"])
+    grads, (logits, feats) = jax.jit(jax.grad(loss, has_aux=True))(params)
+    np.testing.assert_allclose(logits, (feats["logits_cls"] + feats["logits_dist"]) / 2, rtol=1e-6)
     assert float(jnp.abs(grads["head"]["kernel"]).max()) > 0 and float(jnp.abs(grads["head_dist"]["kernel"]).max()) > 0
     assert float(jnp.abs(grads["dist_token"]).max()) > 0

@@ -85,7 +85,7 @@ def test_vit_refuses_another_image_size_in_one_line():
     with pytest.raises(ValueError, match=r"^this ViT takes 224x224 images \(its img_size\), not 32x32"):
         _abstract_init("vit", 10, 32)
     module = models.create("vit", 3, img_size=16, patch_size=8, embed_dim=8, depth=1, num_heads=2)
-    variables = module.init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)))
+    variables = jax.eval_shape(module.init, jax.random.key(0), jnp.zeros((1, 16, 16, 3)))
     assert export.variables_mismatch(module, variables, (16, 16, 3), "need") is None
     assert export.variables_mismatch(module, variables, (8, 8, 1), "need") == \
         "this ViT takes 16x16 images (its img_size), not 8x8"  # what check_fit refuses a ViT teacher with
