@@ -147,6 +147,9 @@ def _check_options(arch: str, num_classes: int, kwargs: dict, image_size: int | 
                         f"{', '.join(families.GENERATOR_DEFAULTS)}, each a positive whole number")
     if image_size is not None and image_size < 1:
         raise UserError(f"--image-size must be a positive number of pixels, not {image_size}")
+    if arch == "vit" and image_size not in (None, default_image_size(arch, kwargs)):
+        raise UserError(f"--image-size {image_size} differs from the ViT's img_size {default_image_size(arch, kwargs)}; "
+                        "a ViT takes one image size: give it as --kwargs '{\"img_size\": N}'")
 
 
 def _is_conversion(out: str) -> bool:

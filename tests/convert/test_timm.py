@@ -102,5 +102,8 @@ def test_unsupported_timm_model_or_option_is_one_line_before_reading(tmp_path):
         bridge.convert("timm:resnet18", missing, str(tmp_path / "out"), NUM_CLASSES, kwargs={"img_size": 32})
     with pytest.raises(errors.UserError, match=r"takes only img_size"):
         bridge.convert("timm:vit_tiny_patch16_224", missing, str(tmp_path / "out"), NUM_CLASSES, kwargs={"depth": 2})
+    with pytest.raises(errors.UserError, match=r"--image-size 64 differs from the ViT's img_size 32"):
+        bridge.convert("timm:vit_tiny_patch16_224", missing, str(tmp_path / "out"), NUM_CLASSES, kwargs={"img_size": 32},
+                       image_size=64)
     assert not (tmp_path / "out").exists()
 
