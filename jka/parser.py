@@ -51,7 +51,9 @@ def _add_convert_parser(sub):
     p = sub.add_parser(
         "convert", help="convert a PyTorch checkpoint (.pt/.pth/.safetensors) into a jka model usable as a teacher")
     p.add_argument("arch", help="zoo architecture, e.g. cifar_resnet34, wrn40_2, resnet50, vgg16_teacher, segnet, "
-                   "or the data-free generator / large_generator (options nz, ngf, img_size, nc via --kwargs)")
+                   "or the data-free generator / large_generator (options nz, ngf, img_size, nc via --kwargs), "
+                   "or timm:NAME for a timm network (timm:resnet50, timm:efficientnet_b0, timm:deit_tiny_patch16_224, "
+                   "...; docs/convert.md)")
     p.add_argument("src", help="PyTorch checkpoint: a state dict (maybe under state_dict/model/net) or .safetensors")
     p.add_argument("out", help="output directory (model.json + variables.msgpack); name it in teachers[i].workdir")
     p.add_argument("--num-classes", type=int, required=True, help="number of outputs of the checkpoint's classifier "

@@ -15,13 +15,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from jka import models
-from jka.convert import families
+from jka.convert import families, timm_models
 from jka.convert.load import convert_state_dict, input_channels, read_state_dict
 from jka.errors import UserError, unknown_choice
 from jka.train.export import export_model
 
 # the verification input side of architectures made for ImageNet-sized inputs; 32 otherwise
-IMAGENET_ARCHS = ("resnet18", "resnet34", "resnet50", "mobilenetv2", "mobilenetv2_x0_5")
+IMAGENET_ARCHS = ("resnet18", "resnet34", "resnet50", "mobilenetv2", "mobilenetv2_x0_5", "efficientnet_b0")
 VERIFY_TOLERANCE = 1e-4  # max |Δlogit| relative to max(1, max |logit|)
 
 
@@ -29,6 +29,8 @@ def default_image_size(arch: str, kwargs: dict | None = None) -> int:
     kwargs = kwargs or {}
     if arch == "small_cnn":
         return 8
+    if arch == "vit":  # a ViT takes one image size only
+        return families.input_size(arch, kwargs, 0)
     if arch in IMAGENET_ARCHS and kwargs.get("stem_stride", 2) != 1:
         return 224
     return 32
@@ -39,33 +41,22 @@ def _max_abs(a, b) -> float:
 
 
 def verify(arch: str, num_classes: int, variables: dict, state: dict, kwargs: dict | None = None,
-           in_channels: int = 3, image_size: int | None = None, batch: int = 2, seed: int = 0) -> dict:
+           in_channels: int = 3, image_size: int | None = None, batch: int = 2, seed: int = 0, twin=None) -> dict:
     """``{'logits': max|Δ|, 'features': {name: max|Δ|}, 'max_abs_logit': ...}`` of Flax vs PyTorch.
 
     ``state`` is the PyTorch state dict the variables were converted from (loaded strictly into the
     twin). Outputs and features are compared in NHWC; "logits" is the model's output (a dense map
     for SegNet, images for the generators, which take a random latent batch instead of images).
+    ``twin``: a PyTorch module holding these weights already (timm's own), in place of jka's twin.
     """
     try:
         import torch
     except ImportError:
         raise UserError("--verify needs PyTorch (pip install 'jka[torch]')") from None
-    from jka.convert.torch_models import torch_create
 
     kwargs, arch = dict(kwargs or {}), families.arch_name(arch)
     size = image_size or default_image_size(arch, kwargs)
-    torch_kwargs = dict(kwargs, **({"in_channels": in_channels} if in_channels != 3 else {}))
-    twin = torch_create(arch, num_classes, **torch_kwargs).eval()
-    tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state.items()}
-    try:
-        missing, unexpected = twin.load_state_dict(tensors, strict=False)
-    except RuntimeError as err:  # shapes jka's twin cannot take (e.g. a non-RGB stem it does not model)
-        detail = str(err).replace("\n", " ")
-        raise UserError(f"jka's PyTorch {arch} cannot take these weights for --verify: {detail}") from None
-    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
-    if missing or unexpected:  # cannot happen after a successful conversion unless the twin differs
-        raise UserError(f"jka's PyTorch {arch} does not take these weights (missing {missing}, "
-                        f"unexpected {unexpected}); report this as a bug")
+    twin = _jka_twin(arch, num_classes, state, kwargs, in_channels) if twin is None else twin
     x = families.example_input(arch, kwargs, in_channels, size, batch, np.random.default_rng(seed))
     tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
@@ -85,6 +76,27 @@ def verify(arch: str, num_classes: int, variables: dict, state: dict, kwargs: di
         t = _nhwc(t.numpy())
         report["features"][name] = _max_abs(feats[name], t) if name in feats else float("nan")
     return report
+
+
+def _jka_twin(arch, num_classes, state, kwargs, in_channels):
+    """jka's PyTorch definition of ``arch`` holding ``state``, in inference mode."""
+    import torch
+
+    from jka.convert.torch_models import torch_create
+
+    torch_kwargs = dict(kwargs, **({"in_channels": in_channels} if in_channels != 3 else {}))
+    twin = torch_create(arch, num_classes, **torch_kwargs).eval()
+    tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state.items()}
+    try:
+        missing, unexpected = twin.load_state_dict(tensors, strict=False)
+    except RuntimeError as err:  # shapes jka's twin cannot take (e.g. a non-RGB stem it does not model)
+        detail = str(err).replace("\n", " ")
+        raise UserError(f"jka's PyTorch {arch} cannot take these weights for --verify: {detail}") from None
+    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+    if missing or unexpected:  # cannot happen after a successful conversion unless the twin differs
+        raise UserError(f"jka's PyTorch {arch} does not take these weights (missing {missing}, "
+                        f"unexpected {unexpected}); report this as a bug")
+    return twin
 
 
 def _split(out):
@@ -135,6 +147,9 @@ def _check_options(arch: str, num_classes: int, kwargs: dict, image_size: int | 
                         f"{', '.join(families.GENERATOR_DEFAULTS)}, each a positive whole number")
     if image_size is not None and image_size < 1:
         raise UserError(f"--image-size must be a positive number of pixels, not {image_size}")
+    if arch == "vit" and image_size not in (None, default_image_size(arch, kwargs)):
+        raise UserError(f"--image-size {image_size} differs from the ViT's img_size {default_image_size(arch, kwargs)}; "
+                        "a ViT takes one image size: give it as --kwargs '{\"img_size\": N}'")
 
 
 def _is_conversion(out: str) -> bool:
@@ -179,16 +194,23 @@ def convert(arch: str, src, out: str, num_classes: int, verify: bool = False, kw
     disagreement beyond 1e-4 (relative to the logit scale) raises :class:`UserError` without writing
     anything. Returns ``{'out', 'tensors', 'in_channels', 'verify'}``.
     """
-    kwargs, arch = dict(kwargs or {}), families.arch_name(arch)
+    kwargs, source, timm_name, info = dict(kwargs or {}), arch, None, {}
+    if timm_models.is_timm(arch):  # timm's own network: jka's counterpart, timm's normalisation
+        timm_name, arch, kwargs = timm_models.resolve(arch, kwargs)
+        info = timm_models.normalisation(timm_name)
+    else:
+        arch = families.arch_name(arch)  # the CIFAR KD benchmark's names (ResNet50, wrn_40_2, ...) too
     _check_options(arch, num_classes, kwargs, image_size)
     _check_out(out)
     where = repr(os.fspath(src)) if isinstance(src, (str, os.PathLike)) else "the given state dict"
-    state = read_state_dict(src)
+    original = read_state_dict(src)
+    state = original if timm_name is None else timm_models.rename_state(timm_name, original)
     in_channels = input_channels(arch, num_classes, kwargs, state)
     variables = convert_state_dict(state, arch, num_classes, kwargs, in_channels, where)
     result = {"out": out, "tensors": len(state), "in_channels": in_channels, "verify": None}
     if verify:
-        report = verify_fn(arch, num_classes, variables, state, kwargs, in_channels, image_size)
+        twin = None if timm_name is None else timm_models.twin(timm_name, num_classes, kwargs, original)
+        report = verify_fn(arch, num_classes, variables, state, kwargs, in_channels, image_size, twin=twin)
         result["verify"] = report
         log(format_report(report))
         if not verify_ok(report):
@@ -196,8 +218,9 @@ def convert(arch: str, src, out: str, num_classes: int, verify: bool = False, kw
                             "nothing was written. Check --kwargs (e.g. stem_stride) and the architecture name")
     size = image_size or default_image_size(arch, kwargs)
     export_model(out, arch, num_classes, variables, classes=list(range(num_classes)), kwargs=kwargs,
-                 image_shape=families.exported_image_shape(arch, kwargs, size, in_channels), source=where, converted_from="pytorch")
-    log(f"wrote {out} ({arch}, {num_classes} classes, {len(state)} tensors)")
+                 image_shape=families.exported_image_shape(arch, kwargs, size, in_channels), source=where,
+                 converted_from=source if timm_name else "pytorch", **info)
+    log(f"wrote {out} ({source}{'' if source == arch else f' as {arch}'}, {num_classes} classes, {len(state)} tensors)")
     return result
 
 

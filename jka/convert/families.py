@@ -95,6 +95,11 @@ def example_input(arch: str, kwargs: dict | None, in_channels: int, size: int, b
     return (np.zeros(shape, np.float32) if rng is None else rng.normal(size=shape).astype(np.float32))
 
 
+def input_size(arch: str, kwargs: dict | None, size: int) -> int:
+    """The image side to build ``arch`` on: a ViT's own ``img_size`` (it takes no other), else ``size``."""
+    return int((kwargs or {}).get("img_size", 224)) if arch == "vit" else size
+
+
 def init_method(arch: str, model):
     """The method whose ``init`` creates every parameter (the branchy student's ``__call__`` only
     touches the branches of its chosen points)."""

@@ -131,6 +131,7 @@ def _target_shapes_cached(arch, num_classes, frozen_kwargs, in_channels, size):
 
 
 def _target_shapes(arch, num_classes, kwargs, in_channels, size):
+    size = families.input_size(arch, kwargs, size)
     try:
         model = families.flax_model(arch, num_classes, kwargs)
         x = jnp.asarray(families.to_flax_input(families.example_input(arch, kwargs, in_channels, size)))

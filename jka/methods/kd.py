@@ -4,6 +4,11 @@ With K teachers over disjoint class subsets, the student predicts their union in
 and learns ``kd(s, concat_k t_k, T)`` with no labels. With ``beta > 0`` (one teacher over the
 student's classes) it is the classic ``α kd(s, t, T) + β CE(s, y)``. ``logit_std``: both sides of kd
 are standardised per sample first (:func:`jka.losses.standardize`).
+
+``deit`` (one teacher, a ViT student with a distillation token, DeiT): the class head learns the
+labels, ``β CE(z_cls, y)``, and the distillation head the teacher, ``α CE(z_dist, argmax t)``
+('hard', DeiT's default) or ``α kd(z_dist, t, T)`` ('soft'); the student predicts with the mean of
+the two heads (the ViT's logits).
 """
 from __future__ import annotations
 
@@ -12,9 +17,12 @@ import dataclasses
 import jax.numpy as jnp
 
 from jka import losses
+from jka.errors import ConfigError
 from jka.methods import common
 from jka.methods.api import Method, need_teachers
-from jka.settings import BOOL, number, setting
+from jka.settings import BOOL, choice, number, setting
+
+DEIT = ("off", "hard", "soft")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,7 +32,8 @@ class Settings:
     beta: float = setting(0.0, number(0), "weight of CE on labels (0: no label is read)")
     logit_std: bool = setting(False, BOOL, "standardise the student's and the concatenated teachers' logits per "
                                            "sample before kd (Sun et al., CVPR 2024)")
-
+    deit: str = setting("off", choice("kd.deit", DEIT), "DeiT's distillation token (a ViT student with dist_token): "
+                        "'hard' α CE(z_dist, argmax t), 'soft' α kd(z_dist, t, T), with β CE(z_cls, y); 'off': plain kd")
 
 def teacher_logits(teachers, teacher_vars, x):
     """Concatenated teacher logits (the student's target over the union of their classes)."""
@@ -42,6 +51,27 @@ def objective(s: Settings, logits, t, labels=None):
     return total, metrics
 
 
+def deit_objective(s: Settings, feats, t, labels):
+    """``β CE(z_cls, y) + α D(z_dist, t)``, D = CE to the teacher's argmax ('hard') or kd at T ('soft',
+    on standardised logits with ``logit_std``)."""
+    z_dist = feats["logits_dist"]
+    distil = (losses.cross_entropy(z_dist, jnp.argmax(t, axis=-1)) if s.deit == "hard"
+              else losses.kd(*losses.standardized(s.logit_std, z_dist, t), s.T))
+    ce = losses.cross_entropy(feats["logits_cls"], labels)
+    return s.beta * ce + s.alpha * distil, {"ce": ce, f"deit_{s.deit}": distil}
+
+
+def check(cfg, s: Settings):
+    if s.deit == "off":
+        return need_teachers("kd")(cfg, s)
+    need_teachers("kd.deit", 1, 1)(cfg, s)
+    if cfg.model.name != "vit" or not dict(cfg.model.get("kwargs", {}) or {}).get("dist_token", False):
+        raise ConfigError(f"kd.deit={s.deit!r} trains a ViT with a distillation token: set model.name='vit' and "
+                          "model.kwargs.dist_token=True (or kd.deit='off')")
+    if s.beta <= 0:
+        raise ConfigError(f"kd.deit={s.deit!r} learns the labels through the class head: set kd.beta > 0 "
+                          "(DeiT: kd.alpha=0.5, kd.beta=0.5)")
+
 def build(ctx):
     s, teachers = ctx.settings, ctx.teachers
     data = common.split(ctx.cfg, common.disjoint_union(teachers, "kd"))
@@ -49,12 +79,15 @@ def build(ctx):
 
     def loss(params, batch_stats, teacher_vars, x, batch, rng, step):
         t = teacher_logits(teachers, teacher_vars, x)
-        logits, _, new_bs = net.forward(params, batch_stats, x, train=True)
-        total, metrics = objective(s, logits, t, batch.get("label"))
+        logits, feats, new_bs = net.forward(params, batch_stats, x, train=True)
+        if s.deit != "off":
+            total, metrics = deit_objective(s, feats, t, batch["label"])
+        else:
+            total, metrics = objective(s, logits, t, batch.get("label"))
         return total, ({"student": new_bs}, metrics)
 
     return common.classifier(ctx, "kd", data, net, loss, uses_labels=s.beta > 0)
 
 
-METHOD = Method("kd", build=build, settings=Settings, check=need_teachers("kd"),
+METHOD = Method("kd", build=build, settings=Settings, check=check,
                 summary="distillation from one or several teachers (their classes' union, no labels)", h100_mfu=0.163)

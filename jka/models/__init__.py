@@ -13,8 +13,8 @@ import jax.numpy as jnp
 
 from jka import errors
 from jka.config import fits
-from jka.models import (cifar_resnet, mobilenetv2, resnet, resnet_cifar_small, segnet, shufflenet, small_cnn, vgg,
-                        vgg16_graft, wrn)
+from jka.models import (cifar_resnet, efficientnet, mobilenetv2, resnet, resnet_cifar_small, segnet, shufflenet,
+                        small_cnn, vgg, vgg16_graft, vit, wrn)
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "cifar_resnet18": cifar_resnet.cifar_resnet18,
@@ -42,6 +42,8 @@ _REGISTRY: dict[str, Callable[..., nn.Module]] = {
     **vgg16_graft.MODELS,
     "segnet": segnet.segnet,
     "branchy_segnet": segnet.branchy_segnet,
+    "efficientnet_b0": efficientnet.efficientnet_b0,
+    "vit": vit.vit,
 }
 
 

@@ -94,8 +94,8 @@ class MobileNetV2(nn.Module):
         return logits.astype(jnp.float32), feats
 
 
-def mobilenetv2(num_classes, dtype=jnp.float32, **kw):
-    return MobileNetV2(num_classes, 1.0, dtype=dtype, **kw)
+def mobilenetv2(num_classes, dtype=jnp.float32, width=1.0, **kw):
+    return MobileNetV2(num_classes, width, dtype=dtype, **kw)
 
 
 def mobilenetv2_x0_5(num_classes, dtype=jnp.float32, **kw):

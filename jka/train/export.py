@@ -104,7 +104,10 @@ def variables_mismatch(module, variables: dict, image_shape, needs: str) -> str 
     ``needs`` completes the sentence, e.g. ``"this run's 1-channel 8x8 images need"``."""
     method = "init_all" if hasattr(module, "init_all") else None  # touches every branch (branchy_segnet)
     x = jnp.zeros((1, *image_shape), jnp.float32)
-    want = jax.eval_shape(lambda: module.init(jax.random.key(0), x, train=False, method=method))
+    try:
+        want = jax.eval_shape(lambda: module.init(jax.random.key(0), x, train=False, method=method))
+    except ValueError as err:  # an input the module refuses outright (a ViT's image size); jax appends its notes
+        return str(err).splitlines()[0]
     for collection in COLLECTIONS:
         problem = first_difference(leaf_shapes(variables.get(collection, {}), collection),
                                    leaf_shapes(want.get(collection, {}), collection), needs)

@@ -9,6 +9,7 @@ import pytest
 
 from jka import errors, models
 from jka.convert import families
+from jka.train import export
 
 # name -> input side used for the shape checks
 SIZES = {
@@ -62,6 +63,8 @@ def _flat(tree):
 
 
 EXTRA_MODELS = ("cifar_resnet8", "cifar_resnet32", "vgg16_teacher", "vgg16_graft", "segnet", "branchy_segnet",
+                # timm's families: tests/convert/test_timm.py
+                "efficientnet_b0", "vit",
                 # the CIFAR KD benchmark's other networks: tests/convert/test_cifar_zoo.py
                 "cifar_resnet50", "resnet8", "resnet14", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110",
                 "resnet32x4", "resnet8x4", "vgg16_bn", "vgg19_bn", "mobile_half", "shufflev1", "shufflev2")
@@ -69,6 +72,28 @@ EXTRA_MODELS = ("cifar_resnet8", "cifar_resnet32", "vgg16_teacher", "vgg16_graft
 
 def test_registry_names():
     assert models.available() == sorted([*SIZES, *EXTRA_MODELS])
+
+
+# timm's layouts (tests/convert/test_timm.py compares them with timm): timm's parameter counts at 1000 classes
+TIMM_COUNTS = [("efficientnet_b0", {}, 5_288_548), ("vit", {}, 5_717_416), ("vit", {"dist_token": True}, 5_910_800)]
+
+
+@pytest.mark.parametrize("name,kw,expected", TIMM_COUNTS, ids=["efficientnet_b0", "vit_tiny", "deit_tiny_distilled"])
+def test_timm_layout_param_counts_and_bf16(name, kw, expected):
+    model, variables, x = _abstract_init(name, 1000, 224, dtype=jnp.bfloat16, **kw)
+    assert _count(variables["params"]) == expected
+    logits, feats = jax.eval_shape(lambda v, x: model.apply(v, x), variables, x)
+    assert logits.shape == (2, 1000) and logits.dtype == jnp.float32 and feats["pooled"].dtype == jnp.bfloat16
+
+
+def test_vit_refuses_another_image_size_in_one_line():
+    with pytest.raises(ValueError, match=r"^this ViT takes 224x224 images \(its img_size\), not 32x32"):
+        _abstract_init("vit", 10, 32)
+    module = models.create("vit", 3, img_size=16, patch_size=8, embed_dim=8, depth=1, num_heads=2)
+    variables = jax.eval_shape(module.init, jax.random.key(0), jnp.zeros((1, 16, 16, 3)))
+    assert export.variables_mismatch(module, variables, (16, 16, 3), "need") is None
+    assert export.variables_mismatch(module, variables, (8, 8, 1), "need") == \
+        "this ViT takes 16x16 images (its img_size), not 8x8"  # what check_fit refuses a ViT teacher with
 
 
 @pytest.mark.parametrize("name,num_classes,expected", PUBLISHED)

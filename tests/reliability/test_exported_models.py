@@ -205,7 +205,7 @@ def test_check_fit_refuses_an_rgb_teacher_on_one_channel_images(tmp_path):
 @pytest.mark.parametrize("arch", models.available())
 def test_check_fit_takes_every_zoo_classifier(arch):
     """Every architecture's own freshly initialised variables fit (branchy_segnet: all branches)."""
-    kwargs = {"task_channels": [2, 3]} if arch == "branchy_segnet" else {}
+    kwargs = {"branchy_segnet": {"task_channels": [2, 3]}, "vit": {"img_size": 32}}.get(arch, {})
     n, shape = 5, (32, 32, 3)
     module = models.create(arch, n, **kwargs)
     method = "init_all" if arch == "branchy_segnet" else None
