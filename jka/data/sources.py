@@ -33,10 +33,31 @@ STATS = {
 }
 
 
+def free_memory_bytes() -> int | None:
+    """This host's available memory (Linux's MemAvailable), or None where it cannot be read."""
+    try:
+        with open("/proc/meminfo") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        return None
+
+
+def check_fits(nbytes: int, what: str, fix: str) -> None:
+    """Refuse (one line) an array of ``nbytes`` that would not fit in this host's free memory: the
+    allocation would abort the process inside XLA instead."""
+    free = free_memory_bytes()
+    if free is not None and nbytes > 0.9 * free:
+        raise ConfigError(f"{what} would take {nbytes / 1e9:.3g} GB, more than the {free / 1e9:.3g} GB this host has "
+                          f"free; {fix}")
+
+
 def resize(images: np.ndarray, size: int) -> np.ndarray:
     """Bilinear resize of float images (N, H, W, C) to ``size`` × ``size``."""
     if images.shape[1] == size and images.shape[2] == size:
         return images
+    n, _, _, c = images.shape
+    check_fits(2 * n * size * size * c * 4, f"{n} images resized to data.image_size={size}",
+               "lower data.image_size")
     import jax
 
     out = jax.image.resize(images.astype(np.float32), (images.shape[0], size, size, images.shape[3]),

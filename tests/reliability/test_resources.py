@@ -67,3 +67,15 @@ def test_a_full_disk_is_one_line_and_the_rerun_resumes_equal_to_an_uninterrupted
     assert "resumed at step 5" in again.stderr
     assert json.load(open(full / "summary.json")) == json.load(open(cut / "summary.json"))
     assert _rows(full) == _rows(cut)
+
+
+@pytest.mark.parametrize("command", ["train", "check"])
+def test_images_too_large_for_memory_are_one_line_not_an_abort(tmp_path, command):
+    """``data.image_size`` far too large used to abort inside XLA (exit 134) and leave a stale lock."""
+    w = tmp_path / "run"
+    args = [command, "digits/teacher", "data.image_size=8192"] + (["--workdir", str(w)] if command == "train" else [])
+    out = _jka(*args)
+    assert out.returncode == 2, out.stderr
+    err = error_lines(out.stderr)
+    assert len(err) == 1 and "data.image_size=8192 would take" in err[0] and "lower data.image_size" in err[0], err
+    assert not w.exists()  # refused before anything was left in it
