@@ -85,6 +85,11 @@ def _checked_probe(images: np.ndarray, where: str) -> np.ndarray:
     lo, hi = images.min(), images.max()
     if lo < 0 or hi > top:
         raise UserError(f"probe {where} values span [{lo}, {hi}], outside [0, {top:g}]; {SAVE_HINT}")
+    if lo == hi:  # blank images: every attribution map is the same, every distance 0 (or NaN)
+        raise UserError(f"probe {where} is constant (every value is {lo}): the zoo cannot be told apart on it; "
+                        "pass real images")
+    if len(images) > 1 and np.array_equal(images.min(axis=0), images.max(axis=0)):
+        raise UserError(f"probe {where} holds {len(images)} copies of one image: pass varied images")
     return images.astype(np.float32) / top
 
 

@@ -190,6 +190,9 @@ PROBES = {
     "float_0_255": (lambda p: np.save(p, np.full((2, 8, 8), 200.0, np.float32)),
                     "values span [200.0, 200.0], outside [0, 1]"),
     "negative_ints": (lambda p: np.save(p, np.full((2, 8, 8), -1, np.int64)), "outside [0, 255]"),
+    "constant": (lambda p: np.save(p, np.zeros((5, 8, 8), np.uint8)), "is constant (every value is 0)"),
+    "one_image_repeated": (lambda p: np.save(p, np.repeat(np.random.default_rng(0).random((1, 8, 8)), 4, axis=0)),
+                           "holds 4 copies of one image"),
 }
 
 
@@ -230,10 +233,10 @@ def test_probe_size_must_be_positive(tmp_path, capsys):
 
 
 def test_good_probe_files_load(tmp_path):
-    np.savez(tmp_path / "p.npz", labels=np.arange(3), images=np.full((3, 8, 8), 255, np.int64))
+    np.savez(tmp_path / "p.npz", labels=np.arange(3), images=np.arange(3 * 64).reshape(3, 8, 8) % 256)
     images = load_probe(str(tmp_path / "p.npz"))
-    assert images.shape == (3, 8, 8, 1) and images.dtype == np.float32 and images.max() == 1.0
-    np.save(tmp_path / "p.npy", np.full((2, 4, 4, 3), 0.5, np.float64))
+    assert images.shape == (3, 8, 8, 1) and images.dtype == np.float32 and images.max() == 191 / 255
+    np.save(tmp_path / "p.npy", np.linspace(0, 1, 2 * 48).reshape(2, 4, 4, 3))
     assert load_probe(str(tmp_path / "p.npy"), n=1).shape == (1, 4, 4, 3)
 
 
@@ -242,7 +245,7 @@ def test_probe_channels_are_checked_against_the_zoo_before_any_model_runs(tmp_pa
     with pytest.raises(UserError, match="probe images have 3 channels but model 'm0' expects 1"):
         check_probe(zoo, np.zeros((2, 8, 8, 3), np.float32))
     check_probe(zoo, np.zeros((2, 16, 16, 1), np.float32))  # other sizes are resized
-    np.save(tmp_path / "rgb.npy", np.zeros((2, 8, 8, 3), np.uint8))
+    np.save(tmp_path / "rgb.npy", np.random.default_rng(0).integers(0, 256, (2, 8, 8, 3), np.uint8))
     refused(capsys, ["transfer", "--zoo", str(tmp_path / "zoo"), "--probe", tmp_path / "rgb.npy", "--out",
                      tmp_path / "out"], "probe images have 3 channels but model 'm0' expects 1")
     assert not (tmp_path / "out").exists()
