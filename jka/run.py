@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import os
 from typing import Callable, Optional, Sequence
 
@@ -120,11 +121,26 @@ def resolve_teachers(cfg, workdir: str) -> list:
     teachers = []
     for i, spec in enumerate(cfg.get("teachers", ())):
         teacher = load_teacher(ensure_trained(spec, workdir, cfg), spec.get("classes", None), dtype)
+        if spec.get("config", None) is not None:
+            _check_trained_as_configured(f"teachers[{i}]", teacher, network_config(spec, cfg))
         if spec.get("arch", None) and spec["arch"] != teacher.arch:
             raise ConfigError(f"teachers[{i}].arch is {spec['arch']!r} but the model at {teacher.path} is a "
                               f"{teacher.arch!r}; fix teachers[{i}].arch or point teachers[{i}].workdir at a {spec['arch']}")
         teachers.append(teacher)
     return teachers
+
+
+def _check_trained_as_configured(where: str, teacher, net_cfg) -> None:
+    """Refuse a network whose exported model is not what its config trains (another architecture or
+    options: its workdir holds a run of another config)."""
+    def plain(kwargs):  # as model.json holds them (lists, not tuples)
+        return json.loads(json.dumps(dict(kwargs or {}), default=list))
+
+    want = (net_cfg.model.name, plain(net_cfg.model.get("kwargs", None)))
+    if (teacher.arch, plain(teacher.kwargs)) != want:
+        raise ConfigError(f"{where} at {teacher.path} is a {teacher.arch} {dict(teacher.kwargs or {})} but {where}.config "
+                          f"trains a {want[0]} {want[1]}: that model was trained from another config; delete it to "
+                          f"retrain, or point {where}.workdir elsewhere")
 
 
 def check(cfg, workdir: Optional[str] = None):

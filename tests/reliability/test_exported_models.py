@@ -15,6 +15,7 @@ from flax import serialization
 
 from jka import models
 from jka.cli import main
+from tests.helpers import error_lines
 from jka.convert import families
 from jka.errors import UserError
 from jka.train.export import OTHER_ARCHS, export_model, load_model, model_dir, to_host
@@ -240,3 +241,18 @@ def test_export_leaves_no_partial_files(tmp_path):
     assert sorted(os.listdir(tmp_path / "m" / "model")) == ["model.json", "variables.msgpack"]
     variables, info = load_model(str(tmp_path / "m"))
     assert info["image_shape"] == [8, 8, 1] and "params" in variables
+
+
+def test_a_teacher_trained_from_another_config_is_refused(tmp_path, capsys):
+    """A teacher workdir holding a model its config does not train (another width): one line, and the
+    student's workdir is not created."""
+    kd = ["train", "digits/kd:teachers=one", "train.steps=2", "train.progress=False", "teachers.0.config.train.steps=3"]
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert main([*kd, "teachers.0.config.model.kwargs={'width': 0.25}", "--workdir", str(first)]) == 0
+    capsys.readouterr()
+    assert main([*kd, "teachers.0.config.model.kwargs={'width': 0.5}", f"teachers.0.workdir={first / 'teacher'}",
+                 "--workdir", str(second)]) == 2
+    err = error_lines(capsys.readouterr().err)
+    assert len(err) == 1 and "is a small_cnn {'width': 0.25} but teachers[0].config trains a small_cnn {'width': 0.5}" \
+        in err[0], err
+    assert not second.exists()
