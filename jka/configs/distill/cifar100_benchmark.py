@@ -25,11 +25,13 @@ benchmark's checkpoint (mdistiller's ``cifar_teachers.tar``) converted with, e.g
 ``jka convert resnet32x4 cifar_teachers/resnet32x4_vanilla/ckpt_epoch_240.pth runs/c100_resnet32x4
 --num-classes 100`` (the benchmark's names, ``ResNet50``, ``wrn_40_2``, ``vgg13``, are taken too), or
 ``teachers.0.workdir=PATH``. Needs the tfds ``cifar100`` dataset and a GPU/TPU; not reproduced here yet.
+The published numbers of every pair and method, and the projected time: docs/reproduce.md.
 """
 from jka.configs.common import cifar_data, config
 from jka.errors import unknown_choice
 
-# The 13 pairs (CRD's Tables 1 and 2): name → (teacher, student), jka's architecture names.
+# The 13 pairs: name → (teacher, student), jka's architecture names. All but resnet32x4 → MobileNetV2 are
+# pairs of CRD's Tables 1 and 2 (which also have ResNet50 → vgg8, not here).
 PAIRS = {f"{t}_{s}": (t, s) for t, s in (
     ("resnet56", "resnet20"), ("resnet110", "resnet32"), ("resnet110", "resnet20"), ("resnet32x4", "resnet8x4"),
     ("wrn40_2", "wrn16_2"), ("wrn40_2", "wrn40_1"), ("vgg13_bn", "vgg8_bn"),
