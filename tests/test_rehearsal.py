@@ -38,10 +38,13 @@ SHIPPED = {entry["name"]: entry for entry in config.shipped()}
 EXTRA = {"datafree/digits": [{"method": "dfad", "one_stage": True}, {"method": "zskt", "one_stage": True}]}
 # Configs whose product of choices is too large to rehearse variant by variant: the variants rehearsed,
 # traced only. The CIFAR-100 benchmark (13 pairs x its methods, ~4 s of CPU a traced variant, ~20 s
-# compiled): the cross-style pair whose stages the config sets (3 teacher stages, 4 student ones);
-# distill/cifar100 compiles the same method at the same data and batch; the other pairs' networks
-# convert and compute as their PyTorch originals in tests/convert/test_cifar_zoo.py.
-SAMPLED = {"distill/cifar100_benchmark": ["distill/cifar100_benchmark:pair=resnet32x4_mobile_half,method=at"]}
+# compiled): the cross-style pair whose stages the config sets (3 teacher stages, 4 student ones), for the
+# zoo's at and for reviewkd (which pairs the last stages there); crd, dkd and kd_ls on the smallest pair;
+# distill/cifar100 compiles the zoo at the same data and batch; the other pairs' networks convert and
+# compute as their PyTorch originals in tests/convert/test_cifar_zoo.py.
+SAMPLED = {"distill/cifar100_benchmark": [f"distill/cifar100_benchmark:pair={pair},method={method}" for pair, method in (
+    ("resnet32x4_mobile_half", "at"), ("resnet32x4_mobile_half", "reviewkd"), ("resnet56_resnet20", "crd"),
+    ("resnet56_resnet20", "dkd"), ("resnet56_resnet20", "kd_ls"))]}
 CHEAP = {"digits"}            # data.name of the configs run for one unit
 CPU_DATA = {"digits", "scenes"}  # data.name of the configs meant for a CPU; every other one is an accelerator's
 GENERATOR_METHODS = {"dafl", "zskt", "dfad", "dfq"}
