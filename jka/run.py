@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import logging
 import os
 from typing import Callable, Optional, Sequence
 
@@ -29,6 +30,8 @@ from jka.train.phases import Phase, evaluate_phase, finished, run_phase
 from jka.train.teachers import compute_dtype, load_teacher
 from jka.train.workdir import as_found_on_refusal, check_config, check_named, check_writable, lock, write_config
 from jka.transfer.zoo import zoo_model
+
+log = logging.getLogger("jka")
 
 
 # -- configs ----------------------------------------------------------------------------------------
@@ -122,7 +125,7 @@ def resolve_teachers(cfg, workdir: str) -> list:
     for i, spec in enumerate(cfg.get("teachers", ())):
         teacher = load_teacher(ensure_trained(spec, workdir, cfg), spec.get("classes", None), dtype)
         if spec.get("config", None) is not None:
-            _check_trained_as_configured(f"teachers[{i}]", teacher, network_config(spec, cfg))
+            _warn_if_not_as_configured(f"teachers[{i}]", teacher, network_config(spec, cfg))
         if spec.get("arch", None) and spec["arch"] != teacher.arch:
             raise ConfigError(f"teachers[{i}].arch is {spec['arch']!r} but the model at {teacher.path} is a "
                               f"{teacher.arch!r}; fix teachers[{i}].arch or point teachers[{i}].workdir at a {spec['arch']}")
@@ -130,17 +133,17 @@ def resolve_teachers(cfg, workdir: str) -> list:
     return teachers
 
 
-def _check_trained_as_configured(where: str, teacher, net_cfg) -> None:
-    """Refuse a network whose exported model is not what its config trains (another architecture or
-    options: its workdir holds a run of another config)."""
+def _warn_if_not_as_configured(where: str, teacher, net_cfg) -> None:
+    """Say so when a network's exported model is not what its config would train (another architecture
+    or options): the model found is used (it may have been trained or converted on purpose)."""
     def plain(kwargs):  # as model.json holds them (lists, not tuples)
         return json.loads(json.dumps(dict(kwargs or {}), default=list))
 
     want = (net_cfg.model.name, plain(net_cfg.model.get("kwargs", None)))
     if (teacher.arch, plain(teacher.kwargs)) != want:
-        raise ConfigError(f"{where} at {teacher.path} is a {teacher.arch} {dict(teacher.kwargs or {})} but {where}.config "
-                          f"trains a {want[0]} {want[1]}: that model was trained from another config; delete it to "
-                          f"retrain, or point {where}.workdir elsewhere")
+        log.warning("%s at %s is a %s %s, not the %s %s its config trains: using the model found (delete it to "
+                    "train it from %s.config)", where, teacher.path, teacher.arch, plain(teacher.kwargs), want[0],
+                    want[1], where)
 
 
 def check(cfg, workdir: Optional[str] = None):

@@ -18,7 +18,7 @@ from tests.methods.amalgamation.tiny_teachers import make_teacher
 
 USER_NAMES = {"supervised", "dense_supervised", "kd", "layerwise", "cfl", "adaptive", "branching", "distill", "ffl",
               "netgraft", "dafl", "zskt", "dfad", "dfq", "deepinversion", "cmi", "gan", "datafree_amalgamation",
-              "transfer_study", "dist"}
+              "transfer_study", "dist", "crd", "dkd", "reviewkd"}
 
 
 def test_registry_names_what_users_run_and_no_internal_phase():

@@ -247,14 +247,17 @@ def as_found_on_refusal(workdir: str):
     removed, except a network it trained on the way (a teacher's directory with its model: work done,
     not a trace of the refusal), and the workdir itself when the run created it and it is left empty.
     Local workdirs (in a bucket the entries stay; a ``config.json`` of a run that never trained binds
-    nothing). Only process 0 removes."""
+    nothing). A workdir that held a run's work when the run started (checkpoints, a model) is left
+    alone: what a refused resume moved aside (a damaged checkpoint) is the user's. Only process 0
+    removes."""
     local = not paths.is_remote(workdir) and jax.process_index() == 0
     existed = local and os.path.isdir(workdir)
+    fresh = local and not (existed and trained(workdir))  # a workdir holding a run's work is never cleaned
     before = set(os.listdir(workdir)) if existed else set()
     try:
         yield
     except UserError:
-        if local and os.path.isdir(workdir) and not trained(os.path.join(workdir, "checkpoints")):
+        if fresh and os.path.isdir(workdir) and not trained(os.path.join(workdir, "checkpoints")):
             for name in set(os.listdir(workdir)) - before:
                 path = os.path.join(workdir, name)
                 if not os.path.isdir(path):
