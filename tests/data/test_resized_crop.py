@@ -41,7 +41,7 @@ def numpy_boxes(rng, n, height, width, scale, ratio):
 
 @pytest.mark.parametrize("height,width,scale,fallbacks", [(40, 64, SCALE, (0, 0.05)), (16, 48, (0.25, 1.0), (0.2, 0.9))])
 def test_boxes_follow_torchvision_sampling(height, width, scale, fallbacks):
-    n = 2000
+    n = 4000
     draw = jax.jit(resized_crop_boxes, static_argnums=(1, 2, 3, 4, 5))
     ours = np.asarray(draw(jax.random.PRNGKey(0), n, height, width, scale, RATIO), np.float64)
     ref = numpy_boxes(np.random.default_rng(0), n, height, width, scale, RATIO)
@@ -58,6 +58,8 @@ def test_boxes_follow_torchvision_sampling(height, width, scale, fallbacks):
     tried = ~fallback  # a box of a try that fitted
     assert (aspect[tried] >= RATIO[0] - 0.2).all() and (aspect[tried] <= RATIO[1] + 0.2).all()  # up to rounding
     assert (area[tried] >= scale[0] * 0.8).all() and (area <= 1).all()
+    wide, ref_wide = (w > h).mean(), (ref[:, 3] > ref[:, 2]).mean()  # a log-uniform ratio: as many wide as tall
+    assert abs(wide - ref_wide) < 4 * math.sqrt(ref_wide * (1 - ref_wide) / n)
     for name, a, b in [("height", h, ref[:, 2]), ("width", w, ref[:, 3]), ("top", top, ref[:, 0]),
                        ("left", left, ref[:, 1]), ("area", area, ref[:, 2] * ref[:, 3] / (height * width))]:
         spread = max(a.std(), b.std()) / math.sqrt(n)
