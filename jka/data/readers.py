@@ -36,7 +36,7 @@ def check_reader(reader: str) -> None:
 def open_feed(batches, stop: int, workers: int = 0, sharding=None, reader: str = "jka"):
     """The run's reader of ``batches`` up to step ``stop``: a :class:`GrainFeed` when ``reader`` is
     ``grain`` and the data is read on demand, else a :class:`jka.data.core.Prefetch` (data held in
-    memory always uses jka's reader thread: benchmarks/README.md, "Reading on demand")."""
+    memory always uses jka's reader thread, the faster there: benchmarks/README.md, data_loader.py)."""
     check_reader(reader)
     if reader == "grain" and getattr(getattr(batches, "ds", None), "reads_on_demand", False):
         return GrainFeed(batches, stop, workers, sharding)
