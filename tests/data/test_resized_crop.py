@@ -39,7 +39,8 @@ def numpy_boxes(rng, n, height, width, scale, ratio):
     return np.array(boxes, np.float64)
 
 
-@pytest.mark.parametrize("height,width,scale,fallbacks", [(40, 64, SCALE, (0, 0.05)), (16, 48, (0.25, 1.0), (0.2, 0.9))])
+@pytest.mark.parametrize("height,width,scale,fallbacks",
+                         [(40, 64, SCALE, (0, 0.05)), (16, 48, (0.25, 1.0), (0.2, 0.9))])  # the 2nd: many fallbacks
 def test_boxes_follow_torchvision_sampling(height, width, scale, fallbacks):
     n = 4000
     draw = jax.jit(resized_crop_boxes, static_argnums=(1, 2, 3, 4, 5))
