@@ -101,8 +101,12 @@ class Batches:
         start = pos * self.batch_size
         return self._perm(epoch)[start:start + self.batch_size]
 
-    def host_batch(self, step: int) -> dict:
-        rows = process_slice(self.indices(step), *self.process)  # this process's rows
+    def local_rows(self, step: int) -> np.ndarray:
+        """Dataset indices of this process's rows of global batch ``step``."""
+        return process_slice(self.indices(step), *self.process)
+
+    def examples(self, rows) -> dict:
+        """The batch dict (``image``, and ``label`` when read) of dataset rows ``rows``."""
         images, labels = self.ds.take(rows)
         batch = {"image": images}
         if self.with_labels:
@@ -110,6 +114,9 @@ class Batches:
         if self.with_index:
             batch["index"] = np.asarray(rows, np.int32)
         return batch
+
+    def host_batch(self, step: int) -> dict:
+        return self.examples(self.local_rows(step))
 
     def device_batch(self, step: int, sharding) -> dict:
         return to_global(self.host_batch(step), sharding)

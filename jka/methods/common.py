@@ -13,7 +13,7 @@ import jax.numpy as jnp
 
 from jka import models
 from jka.data import Batches, load_split, select_classes
-from jka.data.augment import normalise, random_crop_flip, to_unit
+from jka.data.augment import normalise, to_unit, viewer
 from jka.errors import ConfigError
 from jka.train.evaluate import classification_eval
 from jka.train.program import Exported, Program, Split
@@ -91,15 +91,11 @@ def student_net(ctx, num_classes: int) -> Net:
 def preparer(cfg, data: Split, dtype) -> Callable:
     """``prepare(rng, images, augment=True)``: raw batch images → normalised compute-dtype inputs with
     the device-side augmentation of ``data.augment`` (in pixel space: the crop pads black, as
-    torchvision's ``RandomCrop`` before ``Normalize``)."""
-    aug = cfg.data.get("augment", {})
-    pad, flip = int(aug.get("crop_pad", 0)), bool(aug.get("flip", False))
+    torchvision's ``RandomCrop`` before ``Normalize``), or its evaluation view when ``augment=False``."""
+    view = viewer(cfg.data.get("augment", {}))
 
     def prepare(rng, images, augment: bool = True):
-        x = to_unit(images)
-        if augment and (pad or flip):
-            x = random_crop_flip(rng, x, pad, flip)
-        return normalise(x, data.mean, data.std, dtype)
+        return normalise(view(rng, to_unit(images), augment), data.mean, data.std, dtype)
 
     return prepare
 

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from jka import paths
-from jka.data.core import Prefetch
+from jka.data.readers import open_feed
 from jka.errors import ConfigError, UserError
 from jka.models.layers import fold_batch_norm
 from jka.train import compile_cache
@@ -175,7 +175,8 @@ def fit(program: Program, cfg, workdir: str, mesh) -> dict:
                         f"set train.steps >= {start} to continue it, or train in another --workdir")
     dshard = mesh_lib.data_sharding(mesh)
     step_fn = compile_step(program, mesh, run.state_sharding, run.teacher_sharding, accumulate=True)
-    feed = Prefetch(run.batches, stop=total, workers=int(cfg.data.get("read_workers", 0) or 0), sharding=dshard)
+    feed = open_feed(run.batches, stop=total, workers=int(cfg.data.get("read_workers", 0) or 0), sharding=dshard,
+                     reader=cfg.data.get("reader", "jka"))
     batch = feed.device_batch(start)  # read once: it also gives the shapes of the step's metrics
     metric_shapes = jax.eval_shape(program.step, state, teacher_vars, batch)[1]
     eval_every = int(cfg.train.get("eval_every", 0))

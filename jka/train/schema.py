@@ -9,9 +9,12 @@ from typing import Optional
 
 from jka import models
 from jka.config import brief
+from jka.data.augment import RATIO, SCALE
+from jka.data.readers import READERS, check_reader
 from jka.data.sources import check_names
 from jka.errors import ConfigError
-from jka.settings import ANY, BOOL, TEXT, Rule, choice, integer, is_dict, is_int, optional, read, sequence, setting
+from jka.settings import (ANY, BOOL, TEXT, Rule, choice, integer, is_dict, is_int, is_number, optional, read,
+                          sequence, setting)
 from jka.train.metrics import WRITERS, check_writers
 from jka.train.state import Optim
 from jka.train.teachers import DTYPES
@@ -20,6 +23,11 @@ from jka.train.teachers import DTYPES
 def _classes_ok(v) -> bool:
     return (isinstance(v, (list, tuple)) and len(v) > 0 and all(is_int(c) and c >= 0 for c in v)
             and len(set(v)) == len(v))
+
+
+def _range_ok(v, high: float = float("inf")) -> bool:
+    return (isinstance(v, (list, tuple)) and len(v) == 2 and all(is_number(x) for x in v)
+            and 0 < v[0] <= v[1] <= high)
 
 
 CLASSES = Rule(_classes_ok, "a non-empty list of distinct class indices >= 0")
@@ -32,6 +40,13 @@ LIST_OF_DICTS = Rule(lambda v: v is None or (isinstance(v, (list, tuple)) and al
 class Augment:
     crop_pad: int = setting(0, integer(0), "random crop after padding by this many black pixels (0: none)")
     flip: bool = setting(False, BOOL, "random horizontal flip")
+    resized_crop: int = setting(0, integer(0), "RandomResizedCrop to this side, torchvision's (0: none)")
+    crop_scale: tuple = setting(SCALE, Rule(lambda v: _range_ok(v, 1.0), "two numbers 0 < low <= high <= 1"),
+                                "the resized crop's area, a fraction of the image's: (low, high)")
+    crop_ratio: tuple = setting(RATIO, Rule(_range_ok, "two numbers 0 < low <= high"),
+                                "the resized crop's aspect ratio (width / height), log-uniform in (low, high)")
+    eval_resize: int = setting(0, integer(0), "evaluation: the shorter side resized to this (0: none)")
+    eval_crop: int = setting(0, integer(0), "evaluation: then a centre crop of this side (0: none)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +61,8 @@ class Data:
                                                    "True (in host memory), False (read on demand) or None (auto)"),
                                         "hold a tfds split in host memory (None: when it takes <= 4 GiB)")
     read_workers: int = setting(0, integer(0), "reader processes for on-demand reads (0: one thread)")
+    reader: str = setting("jka", choice("data.reader", READERS),
+                          "who reads on-demand data: jka's reader or grain (pip install 'jka[grain]')")
     augment: Augment = setting(Augment())
     relabel: Optional[str] = setting(None, optional(TEXT), "digits relabelled by a named labeling (transfer zoo)")
     relabel_seed: int = setting(0, integer(0), "seed of the random labelings")
@@ -136,6 +153,18 @@ def check_networks(specs, where: str) -> None:
             raise ConfigError(f"{key}.classes={brief(spec['classes'])} is not valid: it must be {CLASSES.must}")
 
 
+def check_views(data: Data) -> None:
+    """The augmentation's crops agree with each other and with the images' size."""
+    aug = data.augment
+    if aug.resized_crop and aug.crop_pad:
+        raise ConfigError(f"data.augment.resized_crop={aug.resized_crop} and data.augment.crop_pad={aug.crop_pad} "
+                          "are two crops; set one of them to 0")
+    side = aug.eval_resize or data.image_size
+    if aug.eval_crop and side and aug.eval_crop > side:
+        raise ConfigError(f"data.augment.eval_crop={aug.eval_crop} is larger than the images it crops ({side} px: "
+                          "data.augment.eval_resize or data.image_size); lower it")
+
+
 # Options a job fills in when it builds the model, so model.kwargs need not give them
 # (task branching: one output width per task).
 RUN_FILLS = {"branchy_segnet": lambda num_classes: {"task_channels": (num_classes,)}}
@@ -150,9 +179,11 @@ def check(cfg, section: str | None) -> Base:
     if base.optim.warmup_steps >= base.train.steps:
         raise ConfigError(f"optim.warmup_steps={base.optim.warmup_steps} is not valid: it must be less than "
                           f"train.steps ({base.train.steps}); fix it in the config or override optim.warmup_steps=...")
+    check_views(base.data)
     n = len(base.data.classes) if base.data.classes else 2
     kwargs = {**RUN_FILLS.get(base.model.name, lambda _: {})(n), **base.model.kwargs}
     models.check_kwargs(base.model.name, kwargs, num_classes=n)
     check_names(cfg.data)
     check_writers(base.train.writers)
+    check_reader(base.data.reader)
     return base

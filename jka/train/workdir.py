@@ -35,7 +35,7 @@ CONFIG_FILE = "config.json"
 LOCK_FILE = "jka.lock"
 # How a run is watched and where it reads from, not what it computes.
 OPERATIONAL = ("train.progress", "train.log_every", "train.eval_every", "train.checkpoint_every",
-               "train.keep_checkpoints", "data.read_workers", "data.in_memory", "data.data_dir")
+               "train.keep_checkpoints", "data.read_workers", "data.reader", "data.in_memory", "data.data_dir")
 
 
 def check_writable(workdir: str, create: bool = True, flag: str = "--workdir") -> None:

@@ -8,11 +8,12 @@ IJCAI 2019 (CFL) papers. No labels reach the student; its images are the union o
 Variants: ``layerwise`` (hooked features stem, layer1..layer4, w = (1, 1, 1)); ``cfl`` (feature group
 ``pooled``, the fc layer's input, aligners to 128, MMD², w = (1, 10, 10); CFL also accepts teachers
 of different architectures: set teachers[i] and cfl.teacher_layers). Adam 1e-3, wd 1e-4, cosine,
-46,300 steps of 32 (100 epochs of the 14,811 training images), flip. These are the settings of
-KamalEngine's examples/knowledge_amalgamation/comprehensive_classification_{layerwise_amalgamation,
+46,300 steps of 32 (100 epochs of the 14,811 training images), RandomResizedCrop(224) + flip in
+training, Resize(256) + CenterCrop(224) in evaluation (images loaded at 256 × 256). These are the
+settings of KamalEngine's examples/knowledge_amalgamation/comprehensive_classification_{layerwise_amalgamation,
 common_feature_learning}.py; jka/configs/amalgamation/cars_aircraft_reference.toml lists each with its
-source and what jka cannot express (RandomResizedCrop: jka pads and crops by 16 px instead; the
-reference's per-convolution hooks). The reference results, from the table of KamalEngine's
+source and what jka cannot express (the reference crops the full-size photo, jka the 256 px image it
+loaded; the reference's per-convolution hooks). The reference results, from the table of KamalEngine's
 examples/knowledge_amalgamation/README.md: KD 0.766 / 0.710, layer-wise 0.738 / 0.707, CFL 0.773 /
 0.720 (cars / aircraft); not reproduced here yet (needs the data and an accelerator).
 
@@ -42,7 +43,7 @@ CHOICES = {"method": list(SECTIONS)}
 
 
 def get_config(method: str = "layerwise"):
-    """Two ImageNet-layout ResNet-18 teachers (Stanford Cars, FGVC Aircraft) → one ResNet-18, 224 px.
+    """Two ImageNet-layout ResNet-18 teachers (Stanford Cars, FGVC Aircraft) → one ResNet-18, 224 px crops.
 
     The student's label space is cars196's 196 classes followed by the aircraft's 100 variants;
     the training images are the union of both training sets (labels are never used). Settings of
@@ -53,9 +54,10 @@ def get_config(method: str = "layerwise"):
     if method not in SECTIONS:
         raise unknown_choice("method (amalgamation/cars_aircraft:method=...)", method, SECTIONS)
     cfg = config(method, **{method: SECTIONS[method]})
-    cfg.data.update(name="cars196+fgvc_aircraft", image_size=224, batch_size=32)
-    cfg.data.augment.crop_pad = 16  # a stand-in: the reference's RandomResizedCrop(224) has no jka key
-    cfg.data.augment.flip = True
+    # Images are loaded at 256 px; training views are RandomResizedCrop(224) + flip, evaluation views
+    # Resize(256) + CenterCrop(224), both on the device.
+    cfg.data.update(name="cars196+fgvc_aircraft", image_size=256, batch_size=32)
+    cfg.data.augment.update(crop_pad=0, resized_crop=224, flip=True, eval_resize=256, eval_crop=224)
     cfg.data.sources = [dict(name="cars196", data_dir="/data/tfds", train_split="train", test_split="test"),
                         dict(folder="/data/fgvc_aircraft", train_split="trainval", test_split="test")]
     cfg.model.name = "resnet18"

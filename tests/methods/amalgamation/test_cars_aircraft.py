@@ -31,7 +31,8 @@ def make_aircraft_folder(root):
 @pytest.mark.parametrize("name", ["layerwise", pytest.param("cfl", marks=pytest.mark.slow)])
 def test_cars_aircraft_config_runs_on_mock_data(name, tmp_path):
     cfg = run.load(f"amalgamation/cars_aircraft:method={name}")
-    assert cfg.data.sources[0]["name"] == "cars196" and cfg.data.image_size == 224
+    assert cfg.data.sources[0]["name"] == "cars196" and cfg.data.image_size == 256
+    assert cfg.data.augment.resized_crop == cfg.data.augment.eval_crop == 224
     assert cfg.model.name == "resnet18" and cfg.teachers[1]["classes"] == list(range(196, 296))
     assert cfg[name].layers and cfg.algorithm in ("layerwise", "cfl")
     folder = str(tmp_path / "aircraft")
@@ -39,7 +40,8 @@ def test_cars_aircraft_config_runs_on_mock_data(name, tmp_path):
     t_cars = make_teacher(tmp_path / "t_cars", "small_cnn", 196, image_size=16, channels=3, width=0.25)
     t_air = make_teacher(tmp_path / "t_air", "small_cnn", N_AIRCRAFT, image_size=16, channels=3, seed=1, width=0.25)
     config_lib.apply_overrides(cfg, [
-        "data.image_size=16", "data.batch_size=8", "data.augment.crop_pad=2", "model.name=small_cnn",
+        "data.image_size=16", "data.batch_size=8", "data.augment.resized_crop=12", "data.augment.eval_resize=16",
+        "data.augment.eval_crop=12", "model.name=small_cnn",
         "train.steps=2", "train.eval_every=0", "train.checkpoint_every=0", "train.progress=False",
         f"data.sources.1.folder={folder}", "data.sources.0.data_dir=None",
         f"teachers.0.workdir={t_cars}", f"teachers.1.workdir={t_air}",
