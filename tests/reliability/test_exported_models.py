@@ -15,7 +15,6 @@ from flax import serialization
 
 from jka import models
 from jka.cli import main
-from tests.helpers import error_lines
 from jka.convert import families
 from jka.errors import UserError
 from jka.train.export import OTHER_ARCHS, export_model, load_model, model_dir, to_host
