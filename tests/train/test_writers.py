@@ -64,14 +64,14 @@ def test_an_unknown_or_missing_writer_is_one_line(writers, needle):
     assert needle in str(err.value) and "\n" not in str(err.value)
 
 
-def test_wandb_writes_an_offline_run_in_the_workdir(tmp_path, monkeypatch):
+def test_a_run_with_the_wandb_writer_writes_an_offline_run_in_the_workdir(tmp_path, monkeypatch):
     pytest.importorskip("wandb", reason="wandb is an optional writer (pip install 'jka[wandb]')")
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
-    w = MetricWriter(str(tmp_path / "w"), names=["wandb"])
-    w.hyperparameters({"optim": {"lr": 0.1}, "train": {"steps": 2}})
-    w.write(1, "train", {"loss": 0.5})
-    w.write(2, "train", {"loss": 0.25})
-    w.close()
-    (run_dir,) = glob.glob(str(tmp_path / "w" / "wandb" / "offline-run-*"))
+    w = tmp_path / "w"
+    cfg = run.load("digits/teacher", ["train.steps=4", "train.log_every=2", "train.progress=False",
+                                      "model.kwargs={'width': 0.25}", "train.writers=['jsonl', 'wandb']"])
+    run.train(cfg, str(w))
+    (run_dir,) = glob.glob(str(w / "wandb" / "offline-run-*"))
     assert glob.glob(os.path.join(run_dir, "*.wandb"))
+    assert [json.loads(r)["step"] for r in open(w / "metrics.jsonl")] == [2, 4, 4]  # jsonl alongside
