@@ -91,9 +91,21 @@ def _json_object(text: str, flag: str) -> dict:
     return value
 
 
+def _numbers(text: str, flag: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise UserError(f"{flag} must be comma-separated numbers, one per channel, such as 0.5,0.5,0.5; "
+                        f"not {text!r}") from None
+
+
 def _convert(args):
+    if (args.mean is None) != (args.std is None):
+        raise UserError("give --mean and --std together (the input normalisation the checkpoint was trained with)")
+    normalisation = None if args.mean is None else (_numbers(args.mean, "--mean"), _numbers(args.std, "--std"))
     return convert(args.arch, args.src, args.out, args.num_classes, verify=args.verify,
-                   kwargs=_json_object(args.kwargs, "--kwargs"), image_size=args.image_size)
+                   kwargs=_json_object(args.kwargs, "--kwargs"), image_size=args.image_size,
+                   normalisation=normalisation)
 
 
 def _export(args):

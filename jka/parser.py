@@ -62,6 +62,10 @@ def _add_convert_parser(sub):
                    help="run jka's PyTorch twin on the same weights and print max |Δlogit| and per-feature max |Δ|")
     p.add_argument("--kwargs", default="{}", help="JSON model options, e.g. '{\"stem_stride\": 1}'")
     p.add_argument("--image-size", type=int, default=None, help="input side for --verify (default: by architecture)")
+    p.add_argument("--mean", help="the input normalisation the checkpoint was trained with, per channel, e.g. "
+                   "0.5071,0.4867,0.4408 (with --std; recorded in model.json; default: what the name says, for "
+                   "timm:NAME and the CIFAR KD zoo's names)")
+    p.add_argument("--std", help="per-channel std of that normalisation, e.g. 0.2675,0.2565,0.2761 (with --mean)")
 
 
 def _add_export_parser(sub):

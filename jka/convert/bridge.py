@@ -8,6 +8,7 @@ the same random batch, and reports the largest absolute differences.
 from __future__ import annotations
 
 import json
+import math
 import os
 
 import jax
@@ -184,11 +185,26 @@ def _check_out(out: str) -> None:
         raise UserError(f"cannot write OUT {out!r}: {parent!r} is not writable; give a directory you can write")
 
 
+def _normalisation(given: tuple | None, known: dict, in_channels: int) -> dict:
+    """model.json's ``mean``/``std``: the given pair (``--mean``/``--std``), else what the name says."""
+    if given is None:
+        return known
+    mean, std = ([float(v) for v in side] for side in given)
+    if len(mean) != in_channels or len(std) != in_channels:
+        raise UserError(f"--mean and --std need one value per input channel ({in_channels}), not "
+                        f"{len(mean)} and {len(std)}")
+    if not all(math.isfinite(v) for v in mean + std) or min(std) <= 0:
+        raise UserError(f"--mean must be finite and --std positive, not {mean} and {std}")
+    return {"mean": mean, "std": std}
+
+
 def convert(arch: str, src, out: str, num_classes: int, verify: bool = False, kwargs: dict | None = None,
-            image_size: int | None = None, log=print) -> dict:
+            image_size: int | None = None, normalisation: tuple | None = None, log=print) -> dict:
     """Convert ``src`` (see :func:`jka.convert.load_torch`) into an exported model at ``out``
     (``arch``: a jka name or a CIFAR KD benchmark name, recorded as jka's).
 
+    ``normalisation`` ``(mean, std)``: the input normalisation the checkpoint was trained with, for
+    model.json; without it, the one the name says (timm's configuration, the CIFAR KD zoo's loader) if any.
     ``out`` must be new, empty or an earlier conversion (replaced). The options and ``out`` are
     checked before the checkpoint is read; with ``verify`` the PyTorch twin is compared first and a
     disagreement beyond 1e-4 (relative to the logit scale) raises :class:`UserError` without writing
@@ -199,6 +215,7 @@ def convert(arch: str, src, out: str, num_classes: int, verify: bool = False, kw
         timm_name, arch, kwargs = timm_models.resolve(arch, kwargs)
         info = timm_models.normalisation(timm_name)
     else:
+        info = families.known_normalisation(arch)
         arch = families.arch_name(arch)  # the CIFAR KD benchmark's names (ResNet50, wrn_40_2, ...) too
     _check_options(arch, num_classes, kwargs, image_size)
     _check_out(out)
@@ -206,6 +223,7 @@ def convert(arch: str, src, out: str, num_classes: int, verify: bool = False, kw
     original = read_state_dict(src)
     state = original if timm_name is None else timm_models.rename_state(timm_name, original)
     in_channels = input_channels(arch, num_classes, kwargs, state)
+    info = _normalisation(normalisation, info, in_channels)
     variables = convert_state_dict(state, arch, num_classes, kwargs, in_channels, where)
     result = {"out": out, "tensors": len(state), "in_channels": in_channels, "verify": None}
     if verify:

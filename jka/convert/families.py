@@ -26,7 +26,8 @@ Three families need a little more, kept here in one place:
   ``ResNet50``, ``wrn_40_2``, ``vgg13``, ``MobileNetV2``, ``ShuffleV1`` ...; conversion takes those
   names too and writes jka's (``cifar_resnet50``, ``wrn40_2``, ``vgg13_bn``, ``mobile_half``,
   ``shufflev1`` ...) into ``model.json``; so do chenyaofo/pytorch-cifar-models' ``cifar100_resnet20 ..
-  56`` (and ``cifar10_``), the same networks under the same keys.
+  56`` (and ``cifar10_``), the same networks under the same keys. Each name also says which input
+  normalisation its checkpoints were trained with (:func:`known_normalisation`, into ``model.json``).
 
 * **A tensor re-ordering** for the generators' ``l1`` Linear: PyTorch reshapes its output with
   ``view(B, C, S, S)`` (channel-major) while Flax reshapes to ``(B, S, S, C)``, so the rows of the
@@ -61,6 +62,29 @@ ZOO_NAMES = {
 def arch_name(arch: str) -> str:
     """jka's name of architecture ``arch`` (a benchmark name of :data:`ZOO_NAMES` or jka's own)."""
     return ZOO_NAMES.get(arch, arch)
+
+
+# The input normalisation (mean, std) the distributed checkpoints were trained with, for model.json:
+# RepDistiller's and mdistiller's CIFAR-100 loaders (the teacher zoo), and chenyaofo's training
+# recipe for its hub models.
+ZOO_STATS = ((0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761))
+HUB_STATS = {"cifar10": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
+             "cifar100": ((0.5070, 0.4865, 0.4409), (0.2673, 0.2564, 0.2761))}
+# jka names whose only public checkpoints are the zoo's (RepDistiller names them the same way)
+ZOO_ONLY = {*(f"resnet{d}" for d in (8, 14, 20, 32, 44, 56, 110)), "resnet8x4", "resnet32x4"}
+
+
+def known_normalisation(arch: str) -> dict:
+    """``{'mean', 'std'}`` of the checkpoints distributed under the name ``arch`` (as given to
+    ``jka convert``), or ``{}`` where the name does not say."""
+    hub = arch.split("_")[0]
+    if hub in HUB_STATS and arch in ZOO_NAMES:
+        mean, std = HUB_STATS[hub]
+    elif arch in ZOO_NAMES or arch in ZOO_ONLY:
+        mean, std = ZOO_STATS
+    else:
+        return {}
+    return {"mean": list(mean), "std": list(std)}
 
 
 GENERATOR_DEFAULTS = {"nz": 256, "ngf": 64, "img_size": 32, "nc": 3}

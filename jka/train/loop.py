@@ -35,7 +35,7 @@ from jka.train.flops import jaxpr_flops, peak_flops
 from jka.train.metrics import MetricWriter, to_python
 from jka.train.program import EvalContext, Program
 from jka.train.progress import Progress, add, all_finite
-from jka.train.teachers import check_fit
+from jka.train.teachers import check_fit, normalisation_mismatch
 
 log = logging.getLogger("jka")
 
@@ -80,6 +80,9 @@ def prepare(program: Program, cfg, workdir: str, mesh) -> Run:
     seed = int(cfg.seed)
     for teacher in program.teachers:  # an RGB teacher on 1-channel data: one line, not a trace error
         check_fit(teacher, program.data.image_shape)
+        mismatch = normalisation_mismatch(teacher, program.data.mean, program.data.std)
+        if mismatch:
+            log.warning("%s", mismatch)
     batches = program.batches
 
     # train.shard: split large arrays over the mesh's `model` axis (teachers by default; the

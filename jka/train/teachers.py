@@ -36,6 +36,7 @@ class Teacher:
     classes: list[int]
     kwargs: dict = dataclasses.field(default_factory=dict)
     path: str = ""  # the exported model it was loaded from
+    normalisation: dict = dataclasses.field(default_factory=dict)  # model.json's mean/std, where it says
 
     def __call__(self, variables, x):
         """Teachers always run in inference mode and never receive gradients."""
@@ -51,7 +52,26 @@ def load_teacher(path: str, classes: Sequence[int] | None = None, dtype=jnp.floa
     classes = [int(c) for c in classes]
     if len(classes) != info["num_classes"]:
         raise ConfigError(f"teacher {path!r} has {info['num_classes']} outputs but classes lists {len(classes)}")
-    return Teacher(info["arch"], module, variables, classes, info.get("kwargs", {}), paths.absolute(path))
+    return Teacher(info["arch"], module, variables, classes, info.get("kwargs", {}), paths.absolute(path),
+                   {k: info[k] for k in ("mean", "std") if k in info})
+
+
+def normalisation_mismatch(teacher: Teacher, mean: Sequence[float], std: Sequence[float],
+                           tolerance: float = 0.01) -> str | None:
+    """Why ``teacher``'s recorded input normalisation is not the run's ``(mean, std)`` (beyond
+    ``tolerance`` per channel), or None where it is, or where its model.json does not say."""
+    own = teacher.normalisation
+    if "mean" not in own or "std" not in own:
+        return None
+    pairs = list(zip(own["mean"], mean)) + list(zip(own["std"], std))
+    if len(own["mean"]) == len(mean) and len(own["std"]) == len(std) and all(
+            abs(float(a) - float(b)) <= tolerance for a, b in pairs):
+        return None
+    def show(v):
+        return "(" + ", ".join(f"{float(x):.4g}" for x in v) + ")"
+    return (f"teacher {teacher.path} was trained on inputs normalised with mean {show(own['mean'])}, std "
+            f"{show(own['std'])}, but this run's data uses mean {show(mean)}, std {show(std)}: its outputs may be "
+            "off (was it converted with the right --mean/--std, and trained on this dataset?)")
 
 
 def check_fit(teacher: Teacher, image_shape: Sequence[int]) -> None:

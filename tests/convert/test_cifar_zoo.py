@@ -98,3 +98,40 @@ def _saved(tmp_path, jka_name):
 def test_every_benchmark_name_is_a_jka_model():
     assert {families.arch_name(n) for n in families.ZOO_NAMES} <= set(models.available())
     assert set(ZOO.values()) <= set(models.available())
+
+
+def test_each_zoo_checkpoint_records_the_normalisation_it_was_trained_with(tmp_path):
+    """RepDistiller's / mdistiller's loaders normalise CIFAR-100 with (0.5071, 0.4867, 0.4408) /
+    (0.2675, 0.2565, 0.2761); chenyaofo's hub models were trained with its recipe's statistics; a name
+    that says nothing records nothing unless --mean/--std are given, and those override the name's."""
+    src = _saved(tmp_path, "resnet8")
+    expect = {"resnet8": ([0.5071, 0.4867, 0.4408], [0.2675, 0.2565, 0.2761]),
+              "cifar10_resnet20": ([0.4914, 0.4822, 0.4465], [0.2023, 0.1994, 0.2010]),
+              "cifar100_resnet20": ([0.5070, 0.4865, 0.4409], [0.2673, 0.2564, 0.2761])}
+    for name, (mean, std) in expect.items():
+        twin = src if name == "resnet8" else _saved(tmp_path, "resnet20")
+        bridge.convert(name, twin, str(tmp_path / name), NUM_CLASSES, log=lambda _: None)
+        info = load_model(str(tmp_path / name))[1]
+        assert (info["mean"], info["std"]) == (mean, std), name
+    bridge.convert("resnet8", src, str(tmp_path / "given"), NUM_CLASSES, normalisation=([0.5] * 3, [0.25] * 3),
+                   log=lambda _: None)
+    assert load_model(str(tmp_path / "given"))[1]["mean"] == [0.5] * 3
+    bridge.convert("cifar_resnet18", _saved(tmp_path, "cifar_resnet18"), str(tmp_path / "plain"), NUM_CLASSES,
+                   log=lambda _: None)
+    assert "mean" not in load_model(str(tmp_path / "plain"))[1]
+
+
+@pytest.mark.parametrize("mean,std,says", [
+    ("0.5,0.5", "0.2,0.2", "one value per input channel (3), not 2 and 2"),
+    ("0.5,0.5,0.5", "0.2,0,0.2", "--std positive"),
+    ("0.5,0.5,x", "0.2,0.2,0.2", "--mean must be comma-separated numbers"),
+    ("0.5,0.5,0.5", None, "give --mean and --std together")])
+def test_a_bad_normalisation_is_one_line_and_writes_nothing(tmp_path, capsys, mean, std, says):
+    from jka import cli
+
+    args = ["convert", "resnet8", _saved(tmp_path, "resnet8"), str(tmp_path / "out"), "--num-classes", "100",
+            "--mean", mean] + (["--std", std] if std else [])
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and says in err[0], err
+    assert not (tmp_path / "out").exists()

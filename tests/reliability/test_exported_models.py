@@ -244,12 +244,19 @@ def test_export_leaves_no_partial_files(tmp_path):
 
 def test_a_teacher_not_trained_from_its_config_is_named_in_a_warning(tmp_path, capsys):
     """A teacher workdir holding a model its config would not train (another width) is used, as found
-    models are (trained or converted on purpose), and the run says so."""
+    models are (trained or converted on purpose), and the run says so; so it does of a teacher whose
+    model.json says it was trained on inputs normalised otherwise than this run's data."""
     kd = ["train", "digits/kd:teachers=one", "train.steps=2", "train.progress=False", "teachers.0.config.train.steps=3"]
     first, second = tmp_path / "first", tmp_path / "second"
     assert main([*kd, "teachers.0.config.model.kwargs={'width': 0.25}", "--workdir", str(first)]) == 0
-    capsys.readouterr()
+    assert "trained on inputs normalised" not in capsys.readouterr().err  # its own data's statistics
+    info_path = first / "teacher" / "model" / "model.json"
+    info = json.loads(info_path.read_text())
+    assert info["mean"] == [0.3059] and info["std"] == [0.3782]  # the digits' (jka.data.sources)
+    info_path.write_text(json.dumps({**info, "mean": [0.5], "std": [0.5]}))
     assert main([*kd, "teachers.0.config.model.kwargs={'width': 0.5}", f"teachers.0.workdir={first / 'teacher'}",
                  "--workdir", str(second)]) == 0
     err = capsys.readouterr().err
     assert "is a small_cnn {'width': 0.25}, not the small_cnn {'width': 0.5} its config trains" in err, err
+    assert ("was trained on inputs normalised with mean (0.5), std (0.5), but this run's data uses mean (0.3059), "
+            "std (0.3782)") in err, err
