@@ -74,7 +74,8 @@ class JsonlWriter:
         self.path = os.path.join(workdir, "metrics.jsonl")
         if after is not None and paths.isfile(self.path):
             rows = paths.read_text(self.path).splitlines(keepends=True)
-            keep = [r for r in rows if r.strip() and _kept(json.loads(r).get("step", 0), json.loads(r), after, final)]
+            parsed = [(r, json.loads(r)) for r in rows if r.strip()]
+            keep = [r for r, row in parsed if _kept(row.get("step", 0), row, after, final)]
             if len(keep) != len(rows):
                 paths.write(self.path, "".join(keep))
 

@@ -8,12 +8,18 @@ computed independently of the code under test.
 """
 from __future__ import annotations
 
+import types
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jka import methods, models, run
+from jka.methods.api import Context
+from jka.methods.common import preparer
 from jka.models.layers import BatchNorm, BN_EPS
+from jka.train.teachers import Teacher
 
 
 def f64(x):
@@ -202,3 +208,30 @@ def numpy_fill(shapes, seed: int):
         return jnp.asarray(v, jnp.float32)
 
     return jax.tree_util.tree_map_with_path(fill, shapes)
+
+
+def digits_method(method, algorithm: str, spec: str, overrides=(), teacher_width: float = 0.5):
+    """A distillation method's pieces on one digits batch of 8, for its objective's tests: an untrained
+    small_cnn teacher (the formula, not the values, is tested), the method's parts and settings, the
+    state's shapes from tracing its init with random NumPy values, and the prepared inputs.
+    ``method``: the method's module (``parts``, ``METHOD``); ``algorithm``: its registry name."""
+    cfg = run.load(spec, ["data.batch_size=8", "train.progress=False", *overrides])
+    module = models.create("small_cnn", 10, width=teacher_width)
+    tv = numpy_init(module, (1, 8, 8, 1), 3, train=False)
+    teacher = Teacher("small_cnn", module, tv, list(range(10)), {"width": teacher_width})
+    settings = methods.get(algorithm).read(cfg)
+    parts = method.parts(Context(cfg, settings, [teacher]))
+    program = method.METHOD.program(cfg, [teacher], None)
+    batch = program.batches.host_batch(0)
+    shapes = jax.eval_shape(program.init, jax.random.PRNGKey(0), batch)
+    v = numpy_fill({"params": shapes.params, "batch_stats": shapes.batch_stats}, 4)
+    x = preparer(cfg, parts.data, parts.net.module.dtype)(None, batch["image"], augment=False)
+    return types.SimpleNamespace(cfg=cfg, module=module, tv=tv, teacher=teacher, settings=settings, parts=parts,
+                                 batch=batch, params=v["params"], batch_stats=v["batch_stats"], x=x)
+
+
+def student_outputs(d):
+    """The student's (logits, features) in training mode, as the loss computes them, for ``digits_method``'s ``d``."""
+    (s, s_feats), _ = d.parts.net.module.apply({"params": d.params["student"], "batch_stats": d.batch_stats["student"]},
+                                               d.x, train=True, mutable=["batch_stats"])
+    return s, s_feats

@@ -8,15 +8,10 @@ summed over classes, batch mean (jka.losses.kd and docs/methods.md agree), T = 4
 AT: Σ_stages mean((a(F_s) − a(F_t))²) with a(F) = L2-normalise(vec(mean_c F²)) over every spatial
 stage (block1..block3 of small_cnn); SP: ‖G_t − G_s‖²_F / B² on the last stage, G = row-normalised f fᵀ.
 """
-import jax
 import numpy as np
 
-from jka import methods, models, run
-from jka.methods.api import Context
-from jka.methods.common import preparer
 from jka.methods.distill import zoo
 from jka.methods.distill.terms import TERMS
-from jka.train.teachers import Teacher
 from tests.objectives import reference as ref
 
 RTOL = 1e-5
@@ -27,26 +22,11 @@ PAPER_DEFAULTS = {"kd": (0.9, 0.1, 0.0), "hint": (0.9, 0.1, 100.0), "at": (1.0, 
 
 
 def _setup(method, *overrides):
-    cfg = run.load("distill/digits", [f"distill.method={method}", "data.batch_size=8", "train.progress=False",
-                                      *overrides])
-    module = models.create("small_cnn", 10, width=0.5)   # untrained: the formula, not the values, is tested
-    tv = ref.numpy_init(module, (1, 8, 8, 1), 3, train=False)
-    teacher = Teacher("small_cnn", module, tv, list(range(10)), {"width": 0.5})
-    settings = methods.get("distill").read(cfg)
-    parts = zoo.parts(Context(cfg, settings, [teacher]))
-    program = zoo.METHOD.program(cfg, [teacher], None)
-    batch = program.batches.host_batch(0)
-    # The state's shapes from tracing init; random NumPy values.
-    shapes = jax.eval_shape(program.init, jax.random.PRNGKey(0), batch)
-    v = ref.numpy_fill({"params": shapes.params, "batch_stats": shapes.batch_stats}, 4)
-    params, batch_stats = v["params"], v["batch_stats"]
-    x = preparer(cfg, parts.data, parts.net.module.dtype)(None, batch["image"], augment=False)
-    loss, (_, metrics) = zoo.loss(parts, settings.T, teacher, params, batch_stats, [tv], x, batch)
-    # the same logits/features, straight from the two models (student in training mode, as the loss)
-    (s, s_feats), _ = parts.net.module.apply({"params": params["student"], "batch_stats": batch_stats["student"]},
-                                             x, train=True, mutable=["batch_stats"])
-    t, t_feats = module.apply(tv, x, train=False)
-    return parts, settings, float(loss), metrics, s, s_feats, t, t_feats, np.asarray(batch["label"])
+    d = ref.digits_method(zoo, "distill", "distill/digits", [f"distill.method={method}", *overrides])
+    loss, (_, metrics) = zoo.loss(d.parts, d.settings.T, d.teacher, d.params, d.batch_stats, [d.tv], d.x, d.batch)
+    s, s_feats = ref.student_outputs(d)
+    t, t_feats = d.module.apply(d.tv, d.x, train=False)
+    return d.parts, d.settings, float(loss), metrics, s, s_feats, t, t_feats, np.asarray(d.batch["label"])
 
 
 def _at_np(fs_list, ft_list):

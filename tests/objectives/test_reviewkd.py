@@ -14,13 +14,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from jka import methods, models, run
 from jka.losses.distill.hcl import adaptive_avg_pool
-from jka.methods.api import Context
-from jka.methods.common import preparer
 from jka.methods.distill import reviewkd
 from jka.models.layers import BN_EPS
-from jka.train.teachers import Teacher
 from tests.objectives import reference as ref
 
 RTOL = 1e-4
@@ -80,27 +76,16 @@ def _levels_np(feats):
 
 @pytest.fixture(scope="module")
 def setup():
-    cfg = run.load("distill/digits:method=reviewkd", ["data.batch_size=8", "train.progress=False"])
-    t_module = models.create("small_cnn", 10, width=1.0)   # untrained: the formula, not the values, is tested
-    tv = ref.numpy_init(t_module, (1, 8, 8, 1), 3, train=False)
-    teacher = Teacher("small_cnn", t_module, tv, list(range(10)), {"width": 1.0})
-    settings = methods.get("reviewkd").read(cfg)
-    parts = reviewkd.parts(Context(cfg, settings, [teacher]))
-    program = reviewkd.METHOD.program(cfg, [teacher], None)
-    batch = program.batches.host_batch(0)
-    shapes = jax.eval_shape(program.init, jax.random.PRNGKey(0), batch)
-    v = ref.numpy_fill({"params": shapes.params, "batch_stats": shapes.batch_stats}, 4)
-    x = preparer(cfg, parts.data, parts.net.module.dtype)(None, batch["image"], augment=False)
-    def loss_of(params):
-        return reviewkd.loss(parts, settings, teacher, params, v["batch_stats"], [tv], x, batch, 0.5)
+    d = ref.digits_method(reviewkd, "reviewkd", "distill/digits:method=reviewkd", teacher_width=1.0)
 
-    (loss, (_, metrics)), grads = jax.jit(jax.value_and_grad(loss_of, has_aux=True))(v["params"])
-    (s, s_feats), _ = parts.net.module.apply({"params": v["params"]["student"],
-                                              "batch_stats": v["batch_stats"]["student"]},
-                                             x, train=True, mutable=["batch_stats"])
-    _, t_feats = t_module.apply(tv, x, train=False)
-    aux = jax.tree.map(np.asarray, v["params"]["aux"])
-    return parts, settings, float(loss), metrics, s, s_feats, t_feats, aux, np.asarray(batch["label"]), grads
+    def loss_of(params):
+        return reviewkd.loss(d.parts, d.settings, d.teacher, params, d.batch_stats, [d.tv], d.x, d.batch, 0.5)
+
+    (loss, (_, metrics)), grads = jax.jit(jax.value_and_grad(loss_of, has_aux=True))(d.params)
+    s, s_feats = ref.student_outputs(d)
+    _, t_feats = d.module.apply(d.tv, d.x, train=False)
+    aux = jax.tree.map(np.asarray, d.params["aux"])
+    return d.parts, d.settings, float(loss), metrics, s, s_feats, t_feats, aux, np.asarray(d.batch["label"]), grads
 
 
 def test_reviewkd_total_equals_numpy(setup):
