@@ -11,13 +11,14 @@ import numpy as np
 
 from jka import run
 from jka.check import topology
-from jka.check.sizes import count, largest, memory, parts
+from jka.check.sizes import count, largest, parts
 from jka.check.standin import data_shape, random_like, random_teachers, standing_in
 from jka.errors import UserError
 from jka.train import loop
 from jka.train import mesh as mesh_lib
 from jka.train.export import export_model, to_host
 from jka.train.flops import jaxpr_flops
+from jka.train.memory import step_memory
 from jka.train.phases import Phase
 
 # One H100 80GB HBM3, dense bf16 peak, and the model FLOP utilisation jka's step reached there at
@@ -113,7 +114,7 @@ def _report(phase, program, state, flops, compiled, compile_s, times, notes, fou
     steps = int(program.steps)
     unit_s = float(np.median(times[1:])) if len(times) > 1 else None
     mfu = phase.method.h100_mfu
-    mem = memory(compiled) if compiled else None
+    mem = step_memory(compiled) if compiled else None
     h100_unit = flops / (H100["peak_flops"] * mfu)
     stood_in = "; ".join(f"{k}: {v}" for k, v in notes.items())
     return {

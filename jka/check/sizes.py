@@ -1,10 +1,9 @@
-"""What a rehearsed state holds: its trained and frozen parts, its largest arrays, and the memory of
-the compiled step."""
+"""What a rehearsed state holds: its trained and frozen parts and its largest arrays (the compiled
+step's memory: :mod:`jka.train.memory`)."""
 from __future__ import annotations
 
 import jax
 import numpy as np
-
 
 
 def key_name(p) -> str:
@@ -36,13 +35,3 @@ def largest(state, n: int = 5) -> list:
     arrays = [(".".join(key_name(p) for p in path), tuple(int(s) for s in a.shape), int(a.size * a.dtype.itemsize))
               for path, a in jax.tree_util.tree_flatten_with_path(state)[0]]
     return sorted(arrays, key=lambda a: -a[2])[:n]
-
-
-def memory(compiled) -> int | None:
-    try:
-        m = compiled.memory_analysis()
-    except Exception:  # noqa: BLE001 - not every backend reports it
-        return None
-    if m is None:
-        return None
-    return int(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes - m.alias_size_in_bytes)

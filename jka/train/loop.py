@@ -35,6 +35,7 @@ from jka.train.flops import jaxpr_flops, peak_flops
 from jka.train.metrics import MetricWriter, to_python
 from jka.train.program import EvalContext, Program
 from jka.train.progress import Progress, add, all_finite
+from jka.train.memory import check_step_memory
 from jka.train.teachers import check_fit, normalisation_mismatch
 
 log = logging.getLogger("jka")
@@ -149,12 +150,6 @@ def compile_step(program: Program, mesh, state_sharding=None, teacher_sharding=N
                    out_shardings=(state_sharding, repl, repl))
 
 
-def compilations(jitted) -> int | None:
-    """Number of compiled variants a jitted function holds (None if this jax cannot tell)."""
-    size = getattr(jitted, "_cache_size", None)
-    return int(size()) if callable(size) else None
-
-
 def write_summary(workdir: str, summary: dict) -> None:
     """Process 0 writes ``summary.json``; every process waits for it (the run's last file: a later
     phase or a teacher's user may read this workdir next)."""
@@ -192,13 +187,16 @@ def fit(program: Program, cfg, workdir: str, mesh) -> dict:
              dict(mesh.shape), int(cfg.data.batch_size), f" (resumed at step {start})" if start else "")
     progress = Progress(program.name, program.learning_rate, cfg, start, total, writer, mesh, metric_shapes,
                         run.progress)
-    progress.flops, progress.peak = _flops(step_fn, state, teacher_vars, batch, progress.sums), _peak()
+    progress.peak = _peak()
     last_good = ckpt.latest_step()
     metrics = run.progress.get("last", {})  # a run stopped after its final checkpoint: that step's metrics
+    compiled = None
     try:
+        if start < total:  # compiled (and its memory checked) before the first step runs
+            compiled, progress.flops = compile_ahead(step_fn, (state, teacher_vars, batch, progress.sums))
         with preemption.watch():
             for step in range(start, total):
-                state, metrics, sums = step_fn(state, teacher_vars, batch, progress.sums)
+                state, metrics, sums = compiled(state, teacher_vars, batch, progress.sums)
                 done = step + 1
                 row = progress.step(done, metrics, sums)
                 if row is not None and not all_finite(row):
@@ -247,21 +245,27 @@ def fit(program: Program, cfg, workdir: str, mesh) -> dict:
         "teachers": [{"arch": t.arch, "classes": t.classes} for t in program.teachers],
         "labels_used": program.uses_labels,
         "devices": jax.device_count(),
-        # How many times the step was compiled in this process (1 = no recompilation).
-        "step_compilations": compilations(step_fn),
+        # How many times the step was compiled in this process (ahead of time: once, or not at all when
+        # nothing was left to train).
+        "step_compilations": int(compiled is not None),
     }
     write_summary(workdir, summary)
     return summary
 
 
-def _flops(step_fn, state, teacher_vars, batch, sums) -> float | None:
-    """FLOPs of one step, counted from the jitted step's own trace (the call that compiles it reuses
-    that trace, so nothing is traced twice); None where it cannot be counted."""
+def compile_ahead(step_fn, args) -> tuple:
+    """``step_fn`` traced, compiled for ``args`` and refused where one step cannot fit in the device's free
+    memory (:func:`jka.train.memory.check_step_memory`); (the executable, the step's FLOPs from that
+    trace: None where they cannot be counted)."""
+    traced = step_fn.trace(*args)
     try:
-        return jaxpr_flops(step_fn.trace(state, teacher_vars, batch, sums).jaxpr.jaxpr) or None
+        flops = jaxpr_flops(traced.jaxpr.jaxpr) or None
     except Exception as err:  # noqa: BLE001 - the rates are shown without FLOPs, the run goes on
         log.warning("the step's FLOPs could not be counted (%s): no TFLOP/s or MFU in the progress lines", err)
-        return None
+        flops = None
+    compiled = traced.lower().compile()
+    check_step_memory(compiled, "lower data.batch_size (or data.image_size), or train in bfloat16 (train.dtype)")
+    return compiled, flops
 
 
 def _peak() -> float | None:

@@ -79,3 +79,40 @@ def test_images_too_large_for_memory_are_one_line_not_an_abort(tmp_path, command
     err = error_lines(out.stderr)
     assert len(err) == 1 and "data.image_size=8192 would take" in err[0] and "lower data.image_size" in err[0], err
     assert not w.exists()  # refused before anything was left in it
+
+
+def test_the_compiled_steps_memory_is_checked_against_a_formula():
+    """A program whose one output is a 1000 x 1000 float32 matrix allocates 4 MB besides its argument:
+    refused against 4 MB free (more than 90 % of it), accepted against 8 MB."""
+    import jax
+    import jax.numpy as jnp
+
+    from jka.errors import UserError
+    from jka.train.memory import check_step_memory
+
+    compiled = jax.jit(lambda x: x @ x).lower(jax.ShapeDtypeStruct((1000, 1000), jnp.float32)).compile()
+    m = compiled.memory_analysis()
+    assert m.output_size_in_bytes == 4_000_000
+    new = m.output_size_in_bytes + m.temp_size_in_bytes - m.alias_size_in_bytes
+    check_step_memory(compiled, "fix", free=int(new / 0.9) + 1)
+    with pytest.raises(UserError, match=r"one step needs 0.004 GB more per device than the 0.004 GB free on .*; fix"):
+        check_step_memory(compiled, "fix", free=new)
+
+
+def test_a_step_that_cannot_fit_is_one_line_before_any_step_and_the_workdir_is_left_as_found(
+        tmp_path, monkeypatch, capsys):
+    """The step is compiled, and its memory compared with the device's free memory, before the first
+    step runs: here the device has 1 kB free. Then, with the memory back, the same command trains."""
+    from jka import cli
+    from jka.train import memory
+
+    w = tmp_path / "run"
+    args = ["train", *TEACHER, "train.steps=2", "--workdir", str(w)]
+    monkeypatch.setattr(memory, "free_device_memory", lambda: 1000)
+    assert cli.main(args) == 2
+    err = error_lines(capsys.readouterr().err)
+    assert len(err) == 1 and "one step needs" in err[0] and "than the 1e-06 GB free" in err[0], err
+    assert "lower data.batch_size" in err[0] and not w.exists()
+    monkeypatch.undo()
+    assert cli.main(args) == 0
+    assert json.load(open(w / "summary.json"))["step"] == 2

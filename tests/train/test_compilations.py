@@ -1,5 +1,7 @@
 """No method's step compiles more than once: a short ``jka train`` of each family's digits config,
-with evaluations and a checkpoint between steps, ends with ``step_compilations == 1``.
+with evaluations and a checkpoint between steps, ends with ``step_compilations == 1``. The loop compiles
+the step ahead of time, so a later step whose arguments changed shape, dtype or sharding would not
+compile again silently: the executable refuses it and the run fails.
 
 Teachers are random models of the config's teacher architectures (exported once per module), so
 the test costs compilation only; what is checked is that nothing in a state, batch or teacher
