@@ -170,7 +170,7 @@ def _setup_logging():
     logger.propagate = False
     if not getattr(sys.unraisablehook, "jka", False):
         sys.unraisablehook = unraisable_hook(sys.unraisablehook)
-    for name in ("absl", "asyncio"):  # orbax reports a failed save from its threads, traceback and all
+    for name in ("absl", "asyncio", "gcsfs"):  # orbax (gcsfs) reports a failed save (request) from its threads, traceback and all
         library = logging.getLogger(name)
         if not any(isinstance(f, QuietResourceFaults) for f in library.filters):
             library.addFilter(QuietResourceFaults())

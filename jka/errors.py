@@ -20,12 +20,14 @@ def unknown_choice(kind: str, value, choices) -> ConfigError:
 
 # -- faults of the machine's resources --------------------------------------------------------------
 DISK_FULL_ERRNOS = (28, 122)  # ENOSPC, EDQUOT
+UNREACHABLE_WORDS = ("cannot connect to host", "connection refused", "temporary failure in name resolution",
+                     "name or service not known", "network is unreachable")
 DISK_FULL_WORDS = ("no space left", "disk quota", "failed writing", "error writing", "failed to write")
 
 
 def resource_fault(err: BaseException) -> str | None:
-    """The one line to print for a fault of the machine's resources (a full disk or quota, memory
-    exhausted while compiling or running), or None when ``err`` is not one. These come from Python
+    """The one line to print for a fault of the machine's resources (a full disk or quota, storage
+    that cannot be reached, memory exhausted while compiling or running), or None when ``err`` is not one. These come from Python
     (OSError), TensorStore (orbax's checkpoints) and XLA, each in its own words."""
     text = " ".join(str(err).split())
     lowered = text.lower()
@@ -35,6 +37,9 @@ def resource_fault(err: BaseException) -> str | None:
         where = getattr(err, "filename", None) or (quoted.group(1) if quoted else None)
         return (f"the disk is full ({f'writing {where}' if where else text[:160]}); the last complete checkpoint is kept: free space (or raise the quota), "
                 "then rerun the same command to resume from it")
+    if isinstance(err, ConnectionError) or any(w in lowered for w in UNREACHABLE_WORDS):
+        return (f"cannot reach the storage ({text[:160]}); check the network (and the bucket's URL and credentials), "
+                "then rerun the same command: a run resumes from its last complete checkpoint")
     if "resource_exhausted" in lowered or "out of memory" in lowered:
         return (f"out of memory: {text[:200]}; lower data.batch_size (or data.image_size), use train.dtype=bfloat16 "
                 "or shard the model over more devices (train.mesh), then rerun")

@@ -19,11 +19,14 @@ import io
 import json
 import os
 import shutil
+import threading
 
 from etils import epath
 
 from jka.errors import UserError
 
+# How long the first contact with a bucket may take (JKA_BUCKET_TIMEOUT), before a run refuses to start.
+REACH_TIMEOUT_S = float(os.environ.get("JKA_BUCKET_TIMEOUT", "30"))
 # Buckets orbax checkpoints into (TensorStore drivers), with the package epath reaches them through.
 SCHEMES = {"gs": ("gcsfs", "jka[gcs]"), "s3": ("s3fs", "s3fs")}
 
@@ -47,6 +50,33 @@ def check_supported(path: str, flag: str) -> None:
         __import__(module)
     except ImportError:
         raise UserError(f"{flag} {path}: writing to {scheme}:// needs {module}; pip install '{install}'") from None
+
+
+def check_reachable(path: str, flag: str) -> None:
+    """Refuse a bucket path whose store does not answer within :data:`REACH_TIMEOUT_S` seconds (no
+    network, a wrong endpoint) or answers with an error: one line, before any work. Without this, a
+    client retries for a minute and the run ends in its tracebacks."""
+    if not is_remote(path):
+        return
+    outcome = {}
+
+    def ask():
+        try:
+            epath.Path(path).exists()
+        except Exception as err:  # noqa: BLE001 - each store's client raises its own kinds
+            outcome["error"] = err
+
+    asking = threading.Thread(target=ask, daemon=True, name="jka-reach")
+    asking.start()
+    asking.join(REACH_TIMEOUT_S)
+    if asking.is_alive():
+        raise UserError(f"{flag} {path}: the bucket did not answer in {REACH_TIMEOUT_S:g} s; check the network (and "
+                        "the bucket's URL), then rerun the same command")
+    if "error" in outcome:
+        err = outcome["error"]
+        reason = " ".join(str(err).split())[:200] or type(err).__name__
+        raise UserError(f"{flag} {path}: cannot reach the bucket ({reason}); check the network, the bucket's URL and "
+                        "the credentials, then rerun the same command")
 
 
 def absolute(path: str) -> str:

@@ -43,6 +43,7 @@ def check_writable(workdir: str, create: bool = True, flag: str = "--workdir") -
     it first)."""
     check_named(workdir, flag)
     paths.check_supported(workdir, flag)
+    paths.check_reachable(workdir, flag)
     if paths.isfile(workdir):
         raise UserError(f"{flag} {workdir} is a file, not a directory; pass a directory path")
     _probe(workdir, flag, create, "pass a writable directory")
@@ -76,6 +77,7 @@ def _probe(directory: str, flag: str, create: bool, what_to_do: str) -> None:
 def check_output_file(path: str, flag: str = "--out") -> None:
     """Refuse an output file whose directory is missing or read-only, or that is a directory."""
     paths.check_supported(path, flag)
+    paths.check_reachable(path, flag)
     if paths.isdir(path):
         raise UserError(f"{flag} {path} is a directory; pass a file path such as {os.path.join(path, 'result.json')}")
     if paths.is_remote(path):

@@ -106,3 +106,37 @@ def test_bucket_workdir_stopped_and_resumed_equals_a_local_uninterrupted_run(tmp
     assert ev.returncode == 0, ev.stderr[-3000:]
     evaluated, trained = json.loads(ev.stdout), json.load(open(local / "summary.json"))
     assert evaluated["step"] == STEPS and evaluated["eval"] == trained["eval"]
+
+
+def test_an_unreachable_bucket_is_one_line_before_any_work(tmp_path):
+    """gcsfs installed, the store not answering (here: nothing listens at its endpoint): the run is
+    refused within JKA_BUCKET_TIMEOUT seconds, on one line with no traceback, and trains nothing (it
+    used to retry for about a minute and end in 200 lines of tracebacks, exit 1)."""
+    import time
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    env = _env(1, STORAGE_EMULATOR_HOST=dead, TENSORSTORE_GCS_HTTP_URL=dead, GOOGLE_AUTH_TOKEN_FOR_TESTING="fake",
+               GOOGLE_CLOUD_PROJECT="jka-test", JKA_BUCKET_TIMEOUT="5")
+    t0 = time.monotonic()
+    out = subprocess.run(_cli(f"gs://{BUCKET}/runs/teacher", STEPS), cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert time.monotonic() - t0 < 60
+    assert "Traceback" not in out.stderr
+    jka_lines = [ln for ln in out.stderr.splitlines() if ln.startswith("jka:")]
+    assert jka_lines == [f"jka: error: --workdir gs://{BUCKET}/runs/teacher: the bucket did not answer in 5 s; check "
+                         "the network (and the bucket's URL), then rerun the same command"], out.stderr
+    assert "step 1/" not in out.stderr and os.listdir(tmp_path) == []
+
+
+def test_a_lost_connection_mid_run_is_a_resource_fault_of_one_line():
+    """What a store's client raises when the network goes away mid-run (a checkpoint's upload) is
+    reported on one line that says the run resumes."""
+    from jka.errors import resource_fault
+
+    for err in (ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 9)"),
+                OSError("Cannot connect to host storage.googleapis.com:443 ssl:default [Network is unreachable]")):
+        line = resource_fault(err)
+        assert line.startswith("cannot reach the storage (") and "resumes from its last complete checkpoint" in line
+    assert resource_fault(ValueError("a bad value")) is None
