@@ -176,6 +176,19 @@ def remove(path) -> None:
         epath.Path(path).unlink()
 
 
+def listdir(path) -> list[str]:
+    """The names of the entries of directory ``path`` (a bucket prefix's next level); [] if it is missing."""
+    p = epath.Path(path)
+    return sorted(c.name for c in p.iterdir()) if p.is_dir() else []
+
+
+def rmtree(path) -> None:
+    """Delete the directory ``path`` with everything below it; a missing one is not an error."""
+    p = epath.Path(path)
+    if p.is_dir():
+        p.rmtree()
+
+
 def move_dir(src: str, dst: str) -> None:
     """Move the directory ``src`` to ``dst``, replacing what ``dst`` held."""
     if not is_remote(src):

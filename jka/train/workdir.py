@@ -19,12 +19,12 @@ import datetime
 import json
 import logging
 import os
-import shutil
 import socket
 import time
 
 import jax
 import ml_collections
+from etils import epath
 
 from jka import paths
 from jka.errors import UserError
@@ -41,12 +41,17 @@ OPERATIONAL = ("train.progress", "train.log_every", "train.eval_every", "train.c
 def check_writable(workdir: str, create: bool = True, flag: str = "--workdir") -> None:
     """Refuse a workdir (or output directory) that is empty, a file or not writable (``create``: make
     it first)."""
-    check_named(workdir, flag)
-    paths.check_supported(workdir, flag)
-    paths.check_reachable(workdir, flag)
+    check_location(workdir, flag)
     if paths.isfile(workdir):
         raise UserError(f"{flag} {workdir} is a file, not a directory; pass a directory path")
     _probe(workdir, flag, create, "pass a writable directory")
+
+
+def check_location(workdir: str, flag: str = "--workdir") -> None:
+    """Refuse an empty path, a URL jka cannot write to, or a bucket that does not answer."""
+    check_named(workdir, flag)
+    paths.check_supported(workdir, flag)
+    paths.check_reachable(workdir, flag)
 
 
 def check_output_dir(path: str, flag: str = "--out") -> None:
@@ -224,14 +229,16 @@ def check_config(cfg, workdir: str, allow_changed=()) -> list[str]:
 
 def trained(workdir: str) -> bool:
     """Whether a run in ``workdir`` got anywhere: a checkpoint, an exported model or a summary in it or
-    in a phase's directory below it (a remote workdir is assumed to have)."""
-    if paths.is_remote(workdir):
-        return True
-    for root, dirs, files in os.walk(workdir):
-        if "summary.json" in files or "model.json" in files:
-            return True
-        if os.path.basename(root) == "checkpoints" and (dirs or files):
-            return True
+    in a phase's directory below it."""
+    below = [epath.Path(workdir)]  # walked level by level (a bucket has no recursive glob)
+    while below:
+        directory = below.pop()
+        if not directory.is_dir():
+            continue
+        for p in directory.iterdir():
+            if p.name in ("summary.json", "model.json") or directory.name == "checkpoints":
+                return True
+            below.append(p)
     return False
 
 
@@ -245,27 +252,27 @@ def write_config(cfg, workdir: str, source: str | None = None) -> None:
 @contextlib.contextmanager
 def as_found_on_refusal(workdir: str):
     """A run refused (a :class:`UserError`: bad data, a damaged teacher, a step too big for memory)
-    before its first checkpoint leaves ``workdir`` as it found it: every entry it created there is
-    removed, except a network it trained on the way (a teacher's directory with its model: work done,
-    not a trace of the refusal), and the workdir itself when the run created it and it is left empty.
-    Local workdirs (in a bucket the entries stay; a ``config.json`` of a run that never trained binds
-    nothing). A workdir that held a run's work when the run started (checkpoints, a model) is left
-    alone: what a refused resume moved aside (a damaged checkpoint) is the user's. Only process 0
-    removes."""
-    local = not paths.is_remote(workdir) and jax.process_index() == 0
-    existed = local and os.path.isdir(workdir)
-    fresh = local and not (existed and trained(workdir))  # a workdir holding a run's work is never cleaned
-    before = set(os.listdir(workdir)) if existed else set()
+    before its first checkpoint leaves ``workdir`` (a directory or a bucket's) as it found it: every
+    entry it created there is removed, except a network it trained on the way (a teacher's directory
+    with its model: work done, not a trace of the refusal), and the workdir itself when the run
+    created it and it is left empty. A workdir that held a run's work when the run started
+    (checkpoints, a model) is left alone: what a refused resume moved aside (a damaged checkpoint) is
+    the user's. Only process 0 removes."""
+    check_location(workdir)  # before the first look into it
+    first = jax.process_index() == 0
+    existed = first and paths.isdir(workdir)
+    fresh = first and not (existed and trained(workdir))  # a workdir holding a run's work is never cleaned
+    before = set(paths.listdir(workdir)) if existed else set()
     try:
         yield
     except UserError:
-        if fresh and os.path.isdir(workdir) and not trained(os.path.join(workdir, "checkpoints")):
-            for name in set(os.listdir(workdir)) - before:
+        if fresh and paths.isdir(workdir) and not trained(os.path.join(workdir, "checkpoints")):
+            for name in set(paths.listdir(workdir)) - before:
                 path = os.path.join(workdir, name)
-                if not os.path.isdir(path):
-                    os.remove(path)
+                if not paths.isdir(path):
+                    paths.remove(path)
                 elif not trained(path):
-                    shutil.rmtree(path, ignore_errors=True)
-            if not existed and not os.listdir(workdir):
-                os.rmdir(workdir)
+                    paths.rmtree(path)
+            if not existed and not paths.listdir(workdir):
+                paths.rmtree(workdir)
         raise

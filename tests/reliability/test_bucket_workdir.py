@@ -140,3 +140,31 @@ def test_a_lost_connection_mid_run_is_a_resource_fault_of_one_line():
         line = resource_fault(err)
         assert line.startswith("cannot reach the storage (") and "resumes from its last complete checkpoint" in line
     assert resource_fault(ValueError("a bad value")) is None
+
+
+def test_a_refused_run_leaves_a_bucket_workdir_as_it_found_it(fake_gcs):
+    """As on a disk: a run refused after it bound the workdir (a class the data lacks, found when the
+    data is read) removes what it wrote there, in a bucket too; the corrected command then trains."""
+    from etils import epath
+
+    env = _env(1, **fake_gcs)
+    held, new = f"gs://{BUCKET}/runs/held", f"gs://{BUCKET}/runs/new"
+    (epath.Path(held) / "notes.txt").write_text("the user's")
+
+    def train(workdir, classes):
+        cmd = [*_cli(workdir, 3)[:3], "train", "digits/teacher", "train.progress=False", "train.steps=3",
+               "model.kwargs={'width': 0.25}", f"data.classes={classes}", "--workdir", workdir]
+        return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+
+    for workdir in (held, new):
+        refused = train(workdir, "[0,1,10]")
+        assert refused.returncode == 2 and "data.classes" in refused.stderr, refused.stderr[-2000:]
+    assert [p.name for p in epath.Path(held).iterdir()] == ["notes.txt"]
+    assert (epath.Path(held) / "notes.txt").read_text() == "the user's"
+    assert not epath.Path(new).exists()
+    done = train(held, "[0,1,2]")
+    assert done.returncode == 0, done.stderr[-2000:]
+    import gcsfs
+    for fs in list(gcsfs.GCSFileSystem._cache.values()):  # this process listed the prefix before the run wrote
+        fs.invalidate_cache()
+    assert json.loads((epath.Path(held) / "summary.json").read_text())["step"] == 3
