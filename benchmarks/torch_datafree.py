@@ -104,7 +104,8 @@ class BNPrior:
         for bn, a in self.inputs:
             a = a.float()
             mu, var = a.mean((0, 2, 3)), a.var((0, 2, 3), unbiased=False)
-            r_bn = r_bn + torch.linalg.vector_norm(mu - bn.running_mean) + torch.linalg.vector_norm(var - bn.running_var)
+            norm = torch.linalg.vector_norm
+            r_bn = r_bn + norm(mu - bn.running_mean) + norm(var - bn.running_var)
             per_sample += [a.mean((2, 3))] if means else []
         return logits, feats, r_bn, torch.cat(per_sample, 1) if means else None
 
@@ -179,13 +180,14 @@ class TorchDataFree:
     autocast, the student's optimizer (the config's SGD)."""
 
     def __init__(self, name: str, args, device, compiled: bool):
-        self.torch, self.device, self.bf16 = torch, device, args.dtype == "bfloat16"
+        self.device, self.bf16 = device, args.dtype == "bfloat16"
         self.cfg = families.load(families.DATAFREE[name], args.batch, families.round_overrides(name, args.iterations))
         self.s = methods.get(self.cfg.algorithm).read(self.cfg)
-        teacher_arch, = families.SUITE[families.DATAFREE[name]][1]
+        _, (teacher_arch,), self.classes, _ = families.SUITE[families.DATAFREE[name]]
         cl = torch.channels_last
-        self.teacher = torch_create(teacher_arch, 10).to(device, memory_format=cl).eval().requires_grad_(False)
-        self.student = torch_create(self.cfg.model.name, 10).to(device, memory_format=cl).train()
+        self.teacher = torch_create(teacher_arch, self.classes).to(device, memory_format=cl).eval()
+        self.teacher.requires_grad_(False)
+        self.student = torch_create(self.cfg.model.name, self.classes).to(device, memory_format=cl).train()
         self.size, self.batch = args.image_size or 32, int(self.cfg.data.batch_size)
         self.mean = torch.tensor(CIFAR_MEAN, device=device).view(1, 3, 1, 1)
         self.std = torch.tensor(CIFAR_STD, device=device).view(1, 3, 1, 1)
@@ -324,7 +326,8 @@ class TorchInversion(TorchDataFree):
         self.kd_loss = self.compile(self._kd_loss)
 
     def labels(self):
-        return (torch.arange(self.n, device=self.device) % 10)[torch.randperm(self.n, device=self.device)]
+        """Balanced random labels (jka's inversion.random_targets)."""
+        return (torch.arange(self.n, device=self.device) % self.classes)[torch.randperm(self.n, device=self.device)]
 
     def keep_best(self, best, loss, *values):
         """(loss, values) where ``loss`` beats the best so far, on the device (no host round-trip)."""
