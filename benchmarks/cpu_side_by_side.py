@@ -93,11 +93,15 @@ def main(argv=None) -> int:
     summary = {k: {"jax_ms": med("jax", k), "torch_ms": med("torch", k),
                    "jka_speedup": med("torch", k) / med("jax", k)} for k in ("ms_per_step", "chained_ms_per_step")}
     datafree = args.task in DATAFREE
+    if datafree:  # the config's teacher, student and classes, not the KD task's flags
+        family = families.DATAFREE[args.task]
+        (args.teacher,), args.num_classes = families.SUITE[family][1:3]
+        args.student = families.load(family, args.batch).model.name
     out = {"what": f"jka vs PyTorch eager {'data-free unit' if datafree else 'training step'} on the CPU, float32, "
                    "interleaved processes",
            "date": datetime.date.today().isoformat(), "device": f"cpu ({platform.processor() or platform.machine()}, "
            f"{os.cpu_count()} cores)", "jax_version": jax.__version__, "task": args.task, "batch": args.batch,
-           "config": {"teacher": args.teacher if args.task == "kd" else None, "student": args.student,
+           "config": {"teacher": args.teacher if args.task == "kd" or datafree else None, "student": args.student,
                       "datafree_config": families.SUITE[families.DATAFREE[args.task]][0] if datafree else None,
                       "iterations_override": args.iterations if datafree else None,
                       "num_classes": args.num_classes, "image_size": args.image_size, "steps": args.steps, "warmup": args.warmup},
