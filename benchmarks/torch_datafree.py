@@ -11,7 +11,8 @@ jka's (``jka.losses``, ``jka.losses.priors``, ``jka.methods.datafree.cmi``) in P
 
 Where the sides differ, on purpose: the student's learning rate is held constant (jka's schedule changes
 a scalar, no work); a PyTorch BatchNorm in training mode updates its running statistics where jka
-discards them (DFQ's generator step, the generator in the student steps): a few vector ops.
+discards them (DFQ's generator step, the generator in the student steps): a few vector ops; jka's loop
+folds the teacher's variables once before the unit, PyTorch runs the teacher's BatchNorms as they are.
 """
 from __future__ import annotations
 
@@ -93,9 +94,10 @@ class BNPrior:
         if self.on:
             self.inputs.append((bn, inputs[0]))
 
-    def __call__(self, teacher, x, means: bool = False):
-        """(teacher logits, its features, R_bn, with ``means`` the BN inputs' per-sample means (N, D))."""
-        self.on, self.inputs = True, []
+    def __call__(self, teacher, x, means: bool = False, prior: bool = True):
+        """(teacher logits, its features, R_bn (0 without ``prior``), with ``means`` the BN inputs' per-sample
+        means (N, D), else None)."""
+        self.on, self.inputs = prior or means, []
         try:
             logits, feats = teacher(x)
         finally:
@@ -103,9 +105,10 @@ class BNPrior:
         r_bn, per_sample = 0.0, []
         for bn, a in self.inputs:
             a = a.float()
-            mu, var = a.mean((0, 2, 3)), a.var((0, 2, 3), unbiased=False)
-            norm = torch.linalg.vector_norm
-            r_bn = r_bn + norm(mu - bn.running_mean) + norm(var - bn.running_var)
+            if prior:
+                mu, var = a.mean((0, 2, 3)), a.var((0, 2, 3), unbiased=False)
+                norm = torch.linalg.vector_norm
+                r_bn = r_bn + norm(mu - bn.running_mean) + norm(var - bn.running_var)
             per_sample += [a.mean((2, 3))] if means else []
         return logits, feats, r_bn, torch.cat(per_sample, 1) if means else None
 
@@ -440,10 +443,11 @@ class TorchCMI(TorchInversion):
         self.bank = Ring(s.bank_size, (2 * d,), torch.float32, device)
         self.syn_loss = self.compile(self._syn_loss)
 
-    def features(self, x):
-        """(teacher logits, R_bn, the contrastive feature (N, D)) of normalised ``x``."""
+    def features(self, x, prior: bool = True):
+        """(teacher logits, R_bn (without ``prior``: 0, not computed), the contrastive feature (N, D)) of
+        normalised ``x``."""
         with self.autocast():
-            logits, feats, r_bn, means = self.prior(self.teacher, x, means=not self.stages)
+            logits, feats, r_bn, means = self.prior(self.teacher, x, means=not self.stages, prior=prior)
         return logits.float(), r_bn, stage_means(feats) if self.stages else means
 
     def embed(self, f):
@@ -454,7 +458,7 @@ class TorchCMI(TorchInversion):
         x = self.gen(z)
         xg = self.normalise(crop_flip(x, s.crop_pad, s.flip))
         t, r_bn, f_g = self.features(xg)
-        _, _, f_l = self.features(self.normalise(local_view(x, tuple(s.local_scale), flip=s.flip)))
+        _, _, f_l = self.features(self.normalise(local_view(x, tuple(s.local_scale), flip=s.flip)), prior=False)
         with self.autocast():
             logits, _ = self.student(xg)
         d = f_g.shape[1]
