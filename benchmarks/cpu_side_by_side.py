@@ -1,8 +1,12 @@
 """jka vs PyTorch on this machine's CPU, interleaved: ``benchmarks.throughput`` (``--task kd|supervised``)
-or ``benchmarks.datafree_torch`` (``--task dfad``: the unit of the shipped CIFAR DFAD config) run for
-each framework in turn, several times, each in its own process.
+or ``benchmarks.datafree_torch`` (``--task dfad|dfq|deepinversion|cmi``: the unit or round of the shipped
+CIFAR config) run for each framework in turn, several times, each in its own process.
 
-    python -m benchmarks.cpu_side_by_side [--task kd|supervised|dfad] [--batch 64] [--steps 10] [--repeats 3]
+    python -m benchmarks.cpu_side_by_side [--task kd|supervised|dfad|dfq|deepinversion|cmi] [--batch 64] \
+        [--steps 10] [--repeats 3] [--iterations N]
+
+``--iterations`` shortens DeepInversion's and CMI's rounds (synthesis iterations and student steps per
+round; the configs' are 1000 + 400 and 200 + 400) for CPU runs; the JSON records it.
 
 One process per framework and repeat (jax, torch, jax, torch, ...), so neither warms the other's
 caches or threads and a change in the machine's load hits both sides alike. Each row keeps the load
@@ -25,7 +29,9 @@ import tempfile
 
 import jax
 
-DATAFREE = ("dfad",)  # benchmarks.datafree_torch's units with a PyTorch side doing jka's config's work
+from benchmarks import families
+
+DATAFREE = tuple(families.DATAFREE)  # benchmarks.datafree_torch's units: both sides do the config's work
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
@@ -37,6 +43,7 @@ def one(framework: str, args) -> dict:
                   "--json", out]
         if args.task in DATAFREE:  # the shipped CIFAR config's unit (its own models)
             cmd = [sys.executable, "-m", "benchmarks.datafree_torch", "--only", args.task, *common]
+            cmd += ["--iterations", str(args.iterations)] if args.iterations else []
         else:
             cmd = [sys.executable, "-m", "benchmarks.throughput", "--task", args.task, "--teacher", args.teacher,
                    "--student", args.student, "--num-classes", str(args.num_classes), *common]
@@ -52,7 +59,7 @@ def one(framework: str, args) -> dict:
         row = result["jka" if framework == "jax" else "torch"]
     else:
         row = result["jax" if framework == "jax" else "torch"]
-    keep = ("img_per_s", "ms_per_step", "chained_ms_per_step", "compile_s", "flops_per_step", "torch_threads")
+    keep = ("img_per_s", "ms_per_step", "chained_ms_per_step", "compile_s", "flops_per_step", "torch_threads", "unit")
     return {"framework": framework, "load_before": [round(x, 2) for x in load],
             **{k: row.get(k) for k in keep if k in row}}
 
@@ -68,6 +75,8 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--iterations", type=int, default=None,
+                   help="deepinversion/cmi: synthesis iterations and student steps per round (default: the config's)")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     rows = []
@@ -83,12 +92,18 @@ def main(argv=None) -> int:
 
     summary = {k: {"jax_ms": med("jax", k), "torch_ms": med("torch", k),
                    "jka_speedup": med("torch", k) / med("jax", k)} for k in ("ms_per_step", "chained_ms_per_step")}
-    out = {"what": "jka vs PyTorch eager training step on the CPU, float32, interleaved processes",
+    datafree = args.task in DATAFREE
+    if datafree:  # the config's teacher, student and classes, not the KD task's flags
+        family = families.DATAFREE[args.task]
+        (args.teacher,), args.num_classes = families.SUITE[family][1:3]
+        args.student = families.load(family, args.batch).model.name
+    out = {"what": f"jka vs PyTorch eager {'data-free unit' if datafree else 'training step'} on the CPU, float32, "
+                   "interleaved processes",
            "date": datetime.date.today().isoformat(), "device": f"cpu ({platform.processor() or platform.machine()}, "
            f"{os.cpu_count()} cores)", "jax_version": jax.__version__, "task": args.task, "batch": args.batch,
-           "config": {"teacher": args.teacher if args.task == "kd" else None, "student": args.student,
-                      "datafree_config": "datafree/cifar10:method=dfad,pair=resnet34_resnet18"
-                      if args.task in DATAFREE else None,
+           "config": {"teacher": args.teacher if args.task == "kd" or datafree else None, "student": args.student,
+                      "datafree_config": families.SUITE[families.DATAFREE[args.task]][0] if datafree else None,
+                      "iterations_override": args.iterations if datafree else None,
                       "num_classes": args.num_classes, "image_size": args.image_size, "steps": args.steps, "warmup": args.warmup},
            "summary": summary, "rows": rows}
     try:

@@ -7,14 +7,15 @@ Each family is a shipped config (the one a user would run on real data) whose me
 exactly as ``jka train`` builds it; only the data source is replaced by random RGB images
 (``throughput.synthetic_program``) and the teachers by randomly initialised models of the
 config's architectures (speed does not depend on the weights). For the data-free methods one
-"step" is one compiled schedule unit (generator + student steps for DFAD, one synthesis round with
+"step" is one compiled schedule unit (generator + student steps for DFAD and DFQ, one synthesis round with
 its student steps for DeepInversion and CMI), so ``ms_per_step`` is per unit and ``img_per_s``
 counts the unit's synthesised batch once.
 
 Per family: the fields of ``throughput.summarise`` (img/s, ms/step, compile s, peak memory, XLA
 FLOPs and achieved TFLOP/s). On an accelerator the JSON goes to ``benchmarks/results/`` unless
 ``--json`` says where. The PyTorch side of the comparison is ``benchmarks/throughput.py`` (KD) and
-``benchmarks/onestage.py`` (DFAD and GAN one- vs two-stage).
+``benchmarks/datafree_torch.py`` (DFAD, DFQ, DeepInversion, CMI) and ``benchmarks/onestage.py`` (DFAD and GAN
+one- vs two-stage).
 """
 from __future__ import annotations
 
@@ -39,30 +40,52 @@ SUITE = {
                        {"dfad.one_stage": True}),
     "deepinversion_round": ("datafree/cifar10:method=deepinversion,pair=resnet34_resnet18",
                             ["cifar_resnet34"], 10, {}),
+    "dfq_unit": ("datafree/cifar10:method=dfq,pair=resnet34_resnet18", ["cifar_resnet34"], 10, {}),
     "cmi_round": ("datafree/cifar10:method=cmi,pair=resnet34_resnet18", ["cifar_resnet34"], 10, {}),
 }
+# the data-free tasks of benchmarks/datafree_torch.py → their families (the config both sides read)
+DATAFREE = {"dfad": "dfad_two_stage", "dfq": "dfq_unit", "deepinversion": "deepinversion_round", "cmi": "cmi_round"}
+
+
+def round_overrides(task: str, iterations: int | None) -> dict:
+    """The overrides that shorten an inversion round to ``iterations`` synthesis iterations and student
+    steps (CPU smoke runs); none for the generator units or without ``iterations``."""
+    if task in ("deepinversion", "cmi") and iterations:
+        return {f"{task}.steps": iterations, f"{task}.kd_steps": iterations}
+    return {}
+
+
+def load(family: str, batch: int, overrides: dict | None = None):
+    """The family's shipped config with the suite's overrides, then ``overrides`` (config keys → values),
+    its batches set to ``batch``: the student's and an inversion method's synthesis batch."""
+    from jka import run
+
+    path, _, _, suite_overrides = SUITE[family]
+    overrides = {**suite_overrides, **(overrides or {})}
+    cfg = run.load(path, [f"{k}={v!r}" for k, v in overrides.items()])
+    cfg.data.batch_size = batch
+    section = cfg.get(cfg.algorithm, None)
+    if section is not None and "batch_size" in section:
+        section.batch_size = batch
+    return cfg
+
 
 def build(family: str, batch: int, image_size: int | None, dtype: str | None, overrides: dict | None = None):
     """The family's program (synthetic data, random teachers), its config and teachers; ``overrides``
     (config keys → values) are applied after the suite's own."""
-    from jka import methods, models, run
+    from jka import methods, models
     from jka.train.teachers import Teacher, compute_dtype
 
-    path, archs, num_classes, suite_overrides = SUITE[family]
-    overrides = {**suite_overrides, **(overrides or {})}
-    cfg = run.load(path, [f"{k}={v!r}" for k, v in overrides.items()])
+    _, archs, num_classes, _ = SUITE[family]
+    cfg = load(family, batch, overrides)
     cfg.data.name = "synthetic"
     cfg.data.num_classes = num_classes
-    cfg.data.batch_size = batch
     if image_size:
         cfg.data.image_size = image_size
     if dtype:
         cfg.train.dtype = dtype
     size = int(cfg.data.get("image_size", 32) or 32)
     cfg.data.image_size = size
-    section = cfg.get(cfg.algorithm, None)
-    if section is not None and "batch_size" in section:  # an inversion method's synthesis batch
-        section.batch_size = batch
     teachers = []
     x0 = jax.numpy.zeros((1, size, size, 3), jax.numpy.float32)
     for k, (spec, arch) in enumerate(zip(cfg.teachers, archs)):

@@ -58,7 +58,7 @@ case "$group" in
     ;;
   datafree)
     bench kd_b1024 170 -m benchmarks.throughput --task kd --batch 1024 --steps 30 --dtype bfloat16 --torch-compile on
-    bench datafree 320 -m benchmarks.datafree_torch --batch 256 --steps 2 --warmup 1 --dtype bfloat16
+    bench datafree 320 -m benchmarks.datafree_torch --only dfad,cmi --batch 256 --steps 2 --warmup 1 --dtype bfloat16
     ;;
   bridge)
     # conversion of checkpoints jka did not write (torchvision's models); needs torchvision matching torch
