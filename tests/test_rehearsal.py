@@ -43,7 +43,7 @@ EXTRA = {"datafree/digits": [{"method": "dfad", "one_stage": True}, {"method": "
 # zoo's at and for reviewkd (which pairs the last stages there); crd, dkd and kd_ls on the smallest pair;
 # distill/cifar100 compiles the zoo at the same data and batch; the other pairs' networks convert and
 # compute as their PyTorch originals in tests/convert/test_cifar_zoo.py.
-# JKA_REHEARSE_ALL=1 rehearses every variant of these too (all 195 of the benchmark: ~15 minutes of one core).
+# JKA_REHEARSE_ALL=1 rehearses every variant of these too (all 195 of the benchmark: 22 minutes on a loaded 2-core host).
 SAMPLED = {} if os.environ.get("JKA_REHEARSE_ALL") else {"distill/cifar100_benchmark": [f"distill/cifar100_benchmark:pair={pair},method={method}" for pair, method in (
     ("resnet32x4_mobile_half", "at"), ("resnet32x4_mobile_half", "reviewkd"), ("resnet56_resnet20", "crd"),
     ("resnet56_resnet20", "dkd"), ("resnet56_resnet20", "kd_ls"))]}
