@@ -48,14 +48,19 @@ def _check_size(img_size: int, name: str) -> int:
     return int(n)
 
 
-class Generator(nn.Module):
+class ImageGenerator(nn.Module):
+    """What every generator takes: the latent size, the base width, the image's side and channels."""
+
     nz: int = 256
     ngf: int = 64
     img_size: int = 32
     nc: int = 3
     dtype: Any = jnp.float32
-    start_mult: int = 4  # channels of the first feature map, in units of ngf
     normalised = False   # images in [0, 1] (True: in the teachers' normalised space)
+
+
+class Generator(ImageGenerator):
+    start_mult: int = 4  # channels of the first feature map, in units of ngf
 
     @nn.compact
     def __call__(self, z, train: bool = True):
@@ -96,14 +101,7 @@ class DFADGenerator(SmallGenerator):
     normalised = True
 
 
-class DCGANGenerator(nn.Module):
-    nz: int = 256
-    ngf: int = 64
-    img_size: int = 32
-    nc: int = 3
-    dtype: Any = jnp.float32
-    normalised = False  # images in [0, 1]
-
+class DCGANGenerator(ImageGenerator):
     @nn.compact
     def __call__(self, z, train: bool = True):
         n = _check_size(self.img_size, "DCGANGenerator")
