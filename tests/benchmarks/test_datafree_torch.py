@@ -57,12 +57,15 @@ def test_each_pytorch_side_runs_its_configs_unit_and_writes_its_row(task, unit, 
     tiny(task, monkeypatch, **({"cmi.bank_size": 64, "cmi.negatives": 16} if task == "cmi" else {}))
     out = tmp_path / "row.json"
     assert datafree_torch.main(["--only", task, "--framework", "torch", "--batch", "4", "--image-size", "8",
-                                "--iterations", "2", "--steps", "1", "--warmup", "1", "--json", str(out)]) == 0
+                                "--iterations", "2", "--steps", "1", "--warmup", "1", "--torch-tuned",
+                                "--json", str(out)]) == 0
     result = json.loads(out.read_text())
-    row = result["families"][task]["torch"]
-    assert result["iterations_override"] == 2 and unit in row["unit"]
-    assert row["ms_per_step"] > 0 and row["chained_ms_per_step"] > 0 and row["torch_threads"] == 1
-    assert np.isfinite(row["final_loss"]) and row["img_per_s"] == pytest.approx(4e3 / row["ms_per_step"])
+    assert result["iterations_override"] == 2
+    for side in ("torch", "torch_tuned"):  # the tuned side: the teacher folded, its BN prior kept
+        row = result["families"][task][side]
+        assert unit in row["unit"] and ("folded" in row["teacher"]) == (side == "torch_tuned")
+        assert row["ms_per_step"] > 0 and row["chained_ms_per_step"] > 0 and row["torch_threads"] == 1
+        assert np.isfinite(row["final_loss"]) and row["img_per_s"] == pytest.approx(4e3 / row["ms_per_step"])
 
 
 @pytest.mark.parametrize("task", ["dfq", "deepinversion"])
