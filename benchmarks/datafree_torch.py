@@ -3,7 +3,7 @@ DeepInversion's and CMI's rounds.
 
     python -m benchmarks.datafree_torch [--only dfad,dfq,deepinversion,cmi] [--batch 256] [--steps 5] \
         [--warmup 1] [--dtype bfloat16|float32] [--torch-compile auto|on|off] [--image-size N] \
-        [--iterations N] [--framework jax|torch|both] [--json FILE]
+        [--iterations N] [--framework jax|torch|both] [--torch-tuned [--tuned-only]] [--json FILE]
 
 The jka side is the step ``benchmarks/families.py`` times (``dfad_two_stage``, ``dfq_unit``,
 ``deepinversion_round``, ``cmi_round``: ``configs/datafree/cifar10.py:method=...,pair=resnet34_resnet18``).
@@ -32,6 +32,17 @@ batch and the student's are both ``--batch`` on both sides (``families.load``).
 optimizer steps stay eager (fused). ``--iterations`` shortens DeepInversion's and CMI's rounds (synthesis
 iterations and student steps) for CPU smoke runs only; the JSON records it. FLOPs (for TFLOP/s and MFU)
 are jka's jaxpr count of the same unit, used for both frameworks.
+
+``--torch-tuned`` also times the strongest PyTorch a user would run, as ``throughput.py --torch-tuned``
+does for the KD step (rows ``torch_tuned``, ``torch_tuned_compile``; fields
+``speedup_vs_torch_tuned_eager``, ``speedup_vs_torch_tuned_compile``, and ``mfu``, jka's):
+``cudnn.benchmark``, channels_last, bf16 autocast, the frozen teacher's BatchNorms folded into its
+convolutions by ``torch.fx`` and its weights in bf16, eager and ``torch.compile(mode="max-autotune")``.
+DFQ's, DeepInversion's and CMI's BatchNorm prior stays exact on the folded teacher (its statistics are
+recovered from the folded convolutions' outputs, ``torch_datafree.BNPrior``); each row names its
+teacher's form (``teacher``). ``--tuned-only`` leaves out the plain PyTorch rows. Every row is timed
+per synchronised unit (``ms_per_step``) and ``--steps`` units with one synchronisation
+(``chained_ms_per_step``).
 """
 from __future__ import annotations
 
@@ -46,9 +57,13 @@ os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 import jax  # noqa: E402
 
 from benchmarks import families  # noqa: E402
-from benchmarks.throughput import RESULTS_DIR, device_name, has_accelerator, speedup, time_torch, write_json
+from benchmarks.throughput import (COMPILE_OFF, RESULTS_DIR, SPEEDUP_KEYS, device_name, has_accelerator,  # noqa: E402
+                                   speedup, time_torch, wants_torch_compile, write_json)
 
 FAMILY = families.DATAFREE
+# PyTorch's rows → (compiled, tuned)
+TORCH_SIDES = {"torch": (False, False), "torch_compile": (True, False), "torch_tuned": (False, True),
+               "torch_tuned_compile": (True, True)}
 
 
 # ---------------------------------------------------------------------------------------------- the two sides
@@ -58,16 +73,29 @@ def bench_jka(name: str, args) -> dict:
     return families.bench_family(FAMILY[name], ns, families.round_overrides(name, args.iterations))
 
 
-def bench_torch(name: str, args, compiled: bool, flops: float | None) -> dict:
+def bench_torch(name: str, args, compiled: bool, flops: float | None, tuned: bool = False) -> dict:
     import torch
 
     from benchmarks.torch_datafree import SIDES  # PyTorch is only needed for this side
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(0)
-    step = SIDES[name](args, device, compiled)
+    step = SIDES[name](args, device, compiled, tuned)
     return time_torch(step, step.synchronize, device, step.batch, args.steps, args.warmup, flops,
-                      flops_source="jaxpr (jka's unit)", unit=step.unit)
+                      flops_source="jaxpr (jka's unit)", unit=step.unit, teacher=step.teacher_form,
+                      cudnn_benchmark=torch.backends.cudnn.benchmark,
+                      compile_mode=("max-autotune" if tuned else "default") if compiled else None)
+
+
+def skip_reason(side: str, args) -> str | None:
+    """Why ``side`` is not timed in this run, or None."""
+    if side not in {"both": (side,), "jax": ("jka",), "torch": tuple(TORCH_SIDES)}[args.framework]:
+        return f"--framework {args.framework}"
+    if side in ("torch", "torch_compile") and args.tuned_only:
+        return "--tuned-only"
+    if side.endswith("_compile") and not wants_torch_compile(args.torch_compile):
+        return COMPILE_OFF
+    return None
 
 
 def main(argv=None) -> int:
@@ -84,36 +112,41 @@ def main(argv=None) -> int:
                         "(default: the configs' 1000 + 400 and 200 + 400); for CPU smoke runs")
     p.add_argument("--framework", choices=("jax", "torch", "both"), default="both",
                    help="which sides to time (benchmarks.cpu_side_by_side runs each in its own process)")
+    p.add_argument("--torch-tuned", action="store_true",
+                   help="also time the strongest PyTorch: cudnn.benchmark, the teacher folded and in bf16, "
+                        "torch.compile(mode='max-autotune') (rows torch_tuned, torch_tuned_compile)")
+    p.add_argument("--tuned-only", action="store_true", help="with --torch-tuned, leave out the plain PyTorch rows")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     args.dtype = args.dtype or ("bfloat16" if has_accelerator() else "float32")
     names = [n.strip() for n in args.only.split(",") if n.strip()]
-    if any(n not in FAMILY for n in names) or args.steps < 1 or args.batch < 1:
-        print(f"--only takes {sorted(FAMILY)}; --steps and --batch must be >= 1", file=sys.stderr)
+    if any(n not in FAMILY for n in names) or args.steps < 1 or args.batch < 1 or (
+            args.tuned_only and not args.torch_tuned):
+        print(f"--only takes {sorted(FAMILY)}; --steps and --batch must be >= 1; --tuned-only needs --torch-tuned",
+              file=sys.stderr)
         return 2
     import torch
 
-    use_compile = args.torch_compile == "on" or (args.torch_compile == "auto" and torch.cuda.is_available())
     kind = (getattr(jax.devices()[0], "device_kind", "") or "cpu").lower().replace(" ", "_")
-    path = args.json or (os.path.join(RESULTS_DIR, f"datafree_b{args.batch}_{args.dtype}_{kind}.json")
+    suffix = "_tuned" if args.torch_tuned else ""
+    path = args.json or (os.path.join(RESULTS_DIR, f"datafree{suffix}_b{args.batch}_{args.dtype}_{kind}.json")
                          if has_accelerator() else None)
     result = {"device": device_name(), "jax_version": jax.__version__, "torch_version": torch.__version__,
-              "batch": args.batch, "dtype": args.dtype, "iterations_override": args.iterations, "families": {}}
+              "batch": args.batch, "dtype": args.dtype, "iterations_override": args.iterations,
+              "steps": args.steps, "warmup": args.warmup, "torch_tuned": args.torch_tuned, "families": {}}
     failed = 0
+    sides = ["jka", *(s for s in TORCH_SIDES if args.torch_tuned or "tuned" not in s)]
     for name in names:
         r = result["families"][name] = {}
-        for side in ("jka", "torch", "torch_compile"):
-            if side not in {"both": (side,), "jax": ("jka",), "torch": ("torch", "torch_compile")}[args.framework]:
-                r[side] = {"skipped": f"--framework {args.framework}"}
-                continue
-            if side == "torch_compile" and not use_compile:
-                r[side] = {"skipped": "off (--torch-compile auto compiles only on CUDA)"}
-                continue
+        for side in sides:
             try:
-                if side == "jka":
+                if skip_reason(side, args):
+                    r[side] = {"skipped": skip_reason(side, args)}
+                elif side == "jka":
                     r[side] = bench_jka(name, args)
                 else:
-                    r[side] = bench_torch(name, args, side == "torch_compile", r.get("jka", {}).get("flops_per_step"))
+                    compiled, tuned = TORCH_SIDES[side]
+                    r[side] = bench_torch(name, args, compiled, r.get("jka", {}).get("flops_per_step"), tuned)
             except Exception as e:  # one failure must not lose the other numbers
                 failed += 1
                 r[side] = {"error": f"{type(e).__name__}: {e}"[:2000]}
@@ -122,12 +155,14 @@ def main(argv=None) -> int:
                     f"compile {row['compile_s']:6.1f} s"
                     + (f"  MFU {100 * row['mfu']:.1f}%" if row.get("mfu") else "") if "ms_per_step" in row
                     else str(row)[:300])
-            print(f"{name:13s} {side:14s} {line}", flush=True)
-            r["speedup_vs_torch_eager"] = speedup(r.get("jka"), r.get("torch"))
-            r["speedup_vs_torch_compile"] = speedup(r.get("jka"), r.get("torch_compile"))
-            if path:
+            if "skipped" not in row:
+                print(f"{name:13s} {side:19s} {line}", flush=True)
+            for other in sides[1:]:
+                r[SPEEDUP_KEYS[other]] = speedup(r.get("jka"), r.get(other))
+            r["mfu"] = r.get("jka", {}).get("mfu")
+            if path:  # after every row: a run cut short by its time limit keeps what it measured
                 write_json(result, path)
-        for key in ("speedup_vs_torch_eager", "speedup_vs_torch_compile"):
+        for key in (SPEEDUP_KEYS[other] for other in sides[1:]):
             if r.get(key):
                 print(f"{name:13s} {key} = {r[key]:.2f}x")
     print("wrote", path) if path else None

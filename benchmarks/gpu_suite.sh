@@ -7,8 +7,8 @@
 #   bash benchmarks/gpu_suite.sh datafree    # KD b1024 again, then DFAD and CMI's round, jka vs PyTorch
 #   bash benchmarks/gpu_suite.sh bridge      # torchvision checkpoints convert within 1e-4; one-stage GAN at CIFAR size
 #   bash benchmarks/gpu_suite.sh diagnose    # KD b1024: per-kernel profile without command buffers, HLO, XLA flag variants
-#   bash benchmarks/gpu_suite.sh strong      # KD b1024 against the strongest PyTorch (tuned eager, max-autotune), under
-#                                            # jka's default XLA flags and with command buffers taking convolutions
+#   bash benchmarks/gpu_suite.sh strong      # KD b1024, DFAD unit and CMI round (b256) against the strongest PyTorch
+#                                            # (tuned eager, max-autotune); KD also with command buffers taking convolutions
 #
 # Each benchmark writes its JSON under benchmarks/results/ (see benchmarks/README.md) and its log
 # under LOGDIR (default /tmp/jka_bench). A benchmark that fails or runs past its time limit does not
@@ -68,12 +68,22 @@ case "$group" in
       --json benchmarks/results/onestage_gan32_b256_${kind:-unknown}.json
     ;;
   strong)
-    # jka vs cudnn.benchmark + channels_last + bf16 + the folded bf16 teacher, eager and max-autotune
-    # (writes speedup_vs_torch_tuned_eager / _compile and mfu); about 7 minutes on an H100
-    bench kd_b1024_strong 300 -m benchmarks.throughput --task kd --batch 1024 --steps 30 --dtype bfloat16 \
-      --torch-compile on --torch-tuned
-    XLA_FLAGS="--xla_gpu_enable_command_buffer=+CONVOLUTION" bench kd_b1024_cmdbuf_conv 90 -m benchmarks.throughput \
+    # jka vs the strongest PyTorch: cudnn.benchmark + channels_last + bf16 + the teacher folded and in bf16, eager and
+    # torch.compile(mode="max-autotune"), writing speedup_vs_torch_tuned_eager / _compile and mfu (the plain PyTorch
+    # rows are the kd and datafree groups'). Limits sum to 450 s (≤ 8 minutes with the checks above); the data-free
+    # runs write their JSON after every row, so a max-autotune compile cut off by its limit keeps the rows before it.
+    bench kd_b1024_strong 200 -m benchmarks.throughput --task kd --batch 1024 --steps 30 --dtype bfloat16 \
+      --torch-compile on --torch-tuned --tuned-only
+    XLA_FLAGS="--xla_gpu_enable_command_buffer=+CONVOLUTION" bench kd_b1024_cmdbuf_conv 60 -m benchmarks.throughput \
       --task kd --batch 1024 --steps 30 --dtype bfloat16 --framework jax --json "$log/kd_cmdbuf_conv.json"
+    # DFAD's unit (1 G + 5 student steps) and CMI's round cut to 20 synthesis iterations + 20 student steps
+    # (the JSON's iterations_override), batch 256 as the datafree group
+    bench dfad_b256_strong 100 -m benchmarks.datafree_torch --only dfad --batch 256 --steps 5 --warmup 1 \
+      --dtype bfloat16 --torch-compile on --torch-tuned --tuned-only \
+      --json "benchmarks/results/datafree_tuned_dfad_b256_bfloat16_${kind:-unknown}.json"
+    bench cmi_b256_strong 90 -m benchmarks.datafree_torch --only cmi --batch 256 --steps 2 --warmup 1 --iterations 20 \
+      --dtype bfloat16 --torch-compile on --torch-tuned --tuned-only \
+      --json "benchmarks/results/datafree_tuned_cmi20_b256_bfloat16_${kind:-unknown}.json"
     ;;
   diagnose)
     # With CUDA command buffers off every fusion is its own kernel in the trace, so the profile names
@@ -89,7 +99,7 @@ case "$group" in
     done
     ;;
   *)
-    echo "unknown group $group (kd|families|profile|datafree|bridge|diagnose)" >&2
+    echo "unknown group $group (kd|families|profile|datafree|bridge|diagnose|strong)" >&2
     exit 2
     ;;
 esac

@@ -240,6 +240,19 @@ def device_name() -> str:
     return f"{d.platform} {kind}".strip()
 
 
+COMPILE_OFF = "off (--torch-compile auto compiles only on CUDA; use --torch-compile on)"
+# PyTorch's rows → the field with jka's speed-up over each (img/s ÷ img/s)
+SPEEDUP_KEYS = {"torch": "speedup_vs_torch_eager", "torch_compile": "speedup_vs_torch_compile",
+                "torch_tuned": "speedup_vs_torch_tuned_eager", "torch_tuned_compile": "speedup_vs_torch_tuned_compile"}
+
+
+def wants_torch_compile(choice: str) -> bool:
+    """``--torch-compile auto|on|off``: auto compiles on CUDA only (inductor on a small CPU takes minutes)."""
+    import torch
+
+    return choice == "on" or (choice == "auto" and torch.cuda.is_available())
+
+
 def speedup(a, b):
     return a["img_per_s"] / b["img_per_s"] if a and b and "img_per_s" in a and "img_per_s" in b else None
 
@@ -261,32 +274,26 @@ def run(args) -> dict:
             result["torch"] = result["torch_compile"] = {"skipped": "torch is not installed"}
         else:
             result["torch_version"] = torch.__version__
-            jax_flops = result["jax"]["flops_per_step"] if result["jax"] else None
-            result["torch"] = bench_torch(args, False, jax_flops, "jaxpr" if jax_flops else None)
-            flops, source = result["torch"]["flops_per_step"], result["torch"]["flops_source"]
-            use_compile = args.torch_compile == "on" or (args.torch_compile == "auto" and torch.cuda.is_available())
-            if not use_compile:
-                result["torch_compile"] = {"skipped": "off (--torch-compile auto compiles only on CUDA; "
-                                                      "use --torch-compile on)"}
-            else:
+            flops = result["jax"]["flops_per_step"] if result["jax"] else None
+            source = "jaxpr" if flops else None
+            variants = ([] if getattr(args, "tuned_only", False) else [False]) + (
+                [True] if getattr(args, "torch_tuned", False) else [])
+            if False not in variants:
+                result["torch"] = result["torch_compile"] = {"skipped": "--tuned-only (the plain rows: the kd group)"}
+            for tuned in variants:
+                eager, compiled = ("torch_tuned", "torch_tuned_compile") if tuned else ("torch", "torch_compile")
+                result[eager] = bench_torch(args, False, flops, source, tuned=tuned)
+                flops, source = result[eager]["flops_per_step"], result[eager]["flops_source"]
+                if not wants_torch_compile(args.torch_compile):
+                    result[compiled] = {"skipped": COMPILE_OFF}
+                    continue
                 try:
-                    result["torch_compile"] = bench_torch(args, True, flops, source)
+                    result[compiled] = bench_torch(args, True, flops, source, tuned=tuned)
                 except Exception as err:  # noqa: BLE001 - inductor missing/failing must not end the run
-                    result["torch_compile"] = {"skipped": f"torch.compile failed: {type(err).__name__}: {err}"[:500]}
-        if getattr(args, "torch_tuned", False) and "torch_version" in result:
-            flops, source = result["torch"]["flops_per_step"], result["torch"]["flops_source"]
-            result["torch_tuned"] = bench_torch(args, False, flops, source, tuned=True)
-            if "skipped" in (result["torch_compile"] or {}):
-                result["torch_tuned_compile"] = {"skipped": result["torch_compile"]["skipped"]}
-            else:
-                try:
-                    result["torch_tuned_compile"] = bench_torch(args, True, flops, source, tuned=True)
-                except Exception as err:  # noqa: BLE001 - as above
-                    result["torch_tuned_compile"] = {"skipped": f"torch.compile failed: {type(err).__name__}: {err}"[:500]}
-            result["speedup_vs_torch_tuned_eager"] = speedup(result["jax"], result["torch_tuned"])
-            result["speedup_vs_torch_tuned_compile"] = speedup(result["jax"], result.get("torch_tuned_compile"))
-    result["speedup_vs_torch_eager"] = speedup(result["jax"], result["torch"])
-    result["speedup_vs_torch_compile"] = speedup(result["jax"], result["torch_compile"])
+                    result[compiled] = {"skipped": f"torch.compile failed: {type(err).__name__}: {err}"[:500]}
+    for side, key in SPEEDUP_KEYS.items():
+        if side in result:
+            result[key] = speedup(result["jax"], result[side])
     result["mfu"] = (result["jax"] or {}).get("mfu")
     return result
 
@@ -323,8 +330,7 @@ def format_table(result: dict) -> str:
         mfu = f"  MFU {100 * r['mfu']:.1f}%" if r.get("mfu") else ""
         rows.append(f"  {name:19s} {r['img_per_s']:10.1f} img/s  {r['ms_per_step']:9.2f} ms/step  "
                     f"compile {r['compile_s']:.1f}s  warm-up {r['warmup_s']:.1f}s  {tf} TFLOP/s{mfu}  peak {mem}")
-    for key in ("speedup_vs_torch_eager", "speedup_vs_torch_compile", "speedup_vs_torch_tuned_eager",
-                "speedup_vs_torch_tuned_compile"):
+    for key in SPEEDUP_KEYS.values():
         if result.get(key) is not None:
             rows.append(f"  {key} = {result[key]:.2f}x")
     return "\n".join(rows)
@@ -348,6 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--torch-tuned", action="store_true",
                    help="also time the strongest PyTorch: cudnn.benchmark, the teacher folded and in bf16, "
                         "torch.compile(mode='max-autotune') (rows torch_tuned, torch_tuned_compile)")
+    p.add_argument("--tuned-only", action="store_true",
+                   help="with --torch-tuned, time only the tuned PyTorch rows (gpu_suite's strong group)")
     p.add_argument("--no-fold-bn", dest="fold_bn", action="store_false",
                    help="run the teacher's inference BatchNorms as separate passes instead of folding them into "
                         "the convolutions (jka.models.layers.conv_bn), to measure what folding gains")
@@ -360,8 +368,8 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.dtype is None:
         args.dtype = "bfloat16" if has_accelerator() else "float32"
-    if args.steps < 1 or args.batch < 1:
-        print("--steps and --batch must be >= 1", file=sys.stderr)
+    if args.steps < 1 or args.batch < 1 or (args.tuned_only and not args.torch_tuned):
+        print("--steps and --batch must be >= 1; --tuned-only needs --torch-tuned", file=sys.stderr)
         return 2
     result = run(args)
     print(format_table(result))

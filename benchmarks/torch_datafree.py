@@ -12,7 +12,16 @@ jka's (``jka.losses``, ``jka.losses.priors``, ``jka.methods.datafree.cmi``) in P
 Where the sides differ, on purpose: the student's learning rate is held constant (jka's schedule changes
 a scalar, no work); a PyTorch BatchNorm in training mode updates its running statistics where jka
 discards them (DFQ's generator step, the generator in the student steps): a few vector ops; jka's loop
-folds the teacher's variables once before the unit, PyTorch runs the teacher's BatchNorms as they are.
+folds the teacher's variables once before the unit, PyTorch runs the teacher's BatchNorms as they are
+(unless tuned).
+
+``tuned=True`` is the strongest PyTorch a user would write (as ``benchmarks/torch_steps.py``'s KD step):
+``cudnn.benchmark`` on CUDA, the frozen teacher's BatchNorms folded into its convolutions by ``torch.fx``
+and the teacher kept in bf16 (with bf16), and ``torch.compile(mode="max-autotune")`` when compiled. The
+methods with a BatchNorm prior (DFQ, DeepInversion, CMI) keep it exact on the folded teacher: a folded
+convolution outputs ``y = s·z + β − s·μ`` (``s = γ/√(σ² + ε)``) of the BatchNorm's input ``z``, so
+``mean(z) − μ = (mean(y) − β)/s`` and ``var(z) = var(y)/s²``, a few vector ops per layer (jka's fold
+recovers ``z`` the same way, ``jka.models.layers.conv_bn``).
 """
 from __future__ import annotations
 
@@ -25,6 +34,7 @@ from torch import nn
 
 from benchmarks import families
 from benchmarks.throughput import CIFAR_MEAN, CIFAR_STD
+from benchmarks.torch_steps import folded
 from jka import methods
 from jka.convert.torch_models import Generator, torch_create
 from jka.errors import ConfigError
@@ -79,20 +89,46 @@ def contrastive(local_emb, global_emb, tau: float, valid, n_batch: int):
     return mean(nll[:n_batch], w[:n_batch]) + mean(nll[n_batch:], w[n_batch:])
 
 
-class BNPrior:
-    """The teacher's BatchNorm inputs, recorded by forward pre-hooks while ``on``: ``R_bn`` (Σ over the
-    BatchNorms of ‖μ_batch − μ_run‖₂ + ‖var_batch − var_run‖₂, jka.losses.priors.bn_statistics) and the
-    per-sample spatial means of every input, in call order (CMI's ``bn`` feature)."""
+def fold_keeping_statistics(model: nn.Module):
+    """(``folded(model)``, {the name of each convolution a BatchNorm was folded into: that BatchNorm}).
+    The pairs are the ones ``torch.fx``'s fusion folds: a Conv2d whose only user is a BatchNorm."""
+    modules = dict(model.named_modules())
+    pairs = {}
+    for node in torch.fx.symbolic_trace(model).graph.nodes:
+        src = node.args[0] if node.op == "call_module" and node.args else None
+        if (isinstance(modules.get(node.target), nn.modules.batchnorm._BatchNorm) and isinstance(src, torch.fx.Node)
+                and src.op == "call_module" and isinstance(modules[src.target], nn.Conv2d) and len(src.users) == 1):
+            pairs[src.target] = modules[node.target]
+    fused = folded(model)
+    count = lambda m: sum(isinstance(x, nn.modules.batchnorm._BatchNorm) for x in m.modules())  # noqa: E731
+    if count(fused) != count(model) - len(pairs):
+        raise RuntimeError("torch.fx folded other BatchNorms than the Conv2d → BatchNorm pairs found")
+    return fused, pairs
 
-    def __init__(self, teacher: nn.Module):
+
+class BNPrior:
+    """The teacher's BatchNorm inputs, recorded while ``on``: ``R_bn`` (Σ over the BatchNorms of
+    ‖μ_batch − μ_run‖₂ + ‖var_batch − var_run‖₂, jka.losses.priors.bn_statistics) and the per-sample
+    spatial means of every input, in call order (CMI's ``bn`` feature). A BatchNorm is recorded by a
+    forward pre-hook; one folded into a convolution (``folded_bns``: {that convolution: the BatchNorm}) by a
+    forward hook on the convolution, its input's statistics recovered from the output's (module docstring)."""
+
+    def __init__(self, teacher: nn.Module, folded_bns: dict | None = None):
         self.on, self.inputs = False, []
         for m in teacher.modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.register_forward_pre_hook(self.record)
+                m.register_forward_pre_hook(lambda bn, inputs: self.record(inputs[0], None, bn))
+        for conv, bn in (folded_bns or {}).items():
+            w = bn.weight if bn.affine else torch.ones_like(bn.running_var)
+            fold = (w.detach().float() * torch.rsqrt(bn.running_var.float() + bn.eps),
+                    bn.bias.detach().float() if bn.affine else torch.zeros_like(bn.running_var))
+            conv.register_forward_hook(lambda _, __, out, fold=fold, bn=bn: self.record(out, fold, bn))
 
-    def record(self, bn, inputs):
+    def record(self, a, fold, bn):
+        """``a``: the BatchNorm's input (``fold`` None) or the output of the convolution it is folded into
+        (``fold = (s, β)``)."""
         if self.on:
-            self.inputs.append((bn, inputs[0]))
+            self.inputs.append((a, fold, bn))
 
     def __call__(self, teacher, x, means: bool = False, prior: bool = True):
         """(teacher logits, its features, R_bn (0 without ``prior``), with ``means`` the BN inputs' per-sample
@@ -102,15 +138,23 @@ class BNPrior:
             logits, feats = teacher(x)
         finally:
             self.on = False
-        r_bn, per_sample = 0.0, []
-        for bn, a in self.inputs:
+        stats, norm = self.statistics(prior, means), torch.linalg.vector_norm
+        r_bn = sum((norm(mu - bn.running_mean) + norm(var - bn.running_var) for bn, mu, var, _ in stats), 0.0
+                   ) if prior else 0.0
+        return logits, feats, r_bn, torch.cat([m for *_, m in stats], 1) if means else None
+
+    def statistics(self, moments: bool = True, means: bool = False):
+        """Per BatchNorm recorded by the last call, in call order: (the BatchNorm, its input's per-channel
+        batch mean and variance (None without ``moments``), its per-sample spatial means (None without
+        ``means``)); for a folded one, recovered from the mean and variance of y = s·z + β − s·μ."""
+        out = []
+        for a, fold, bn in self.inputs:
             a = a.float()
-            if prior:
-                mu, var = a.mean((0, 2, 3)), a.var((0, 2, 3), unbiased=False)
-                norm = torch.linalg.vector_norm
-                r_bn = r_bn + norm(mu - bn.running_mean) + norm(var - bn.running_var)
-            per_sample += [a.mean((2, 3))] if means else []
-        return logits, feats, r_bn, torch.cat(per_sample, 1) if means else None
+            z_mean = (lambda m: m) if fold is None else (lambda m: (m - fold[1]) / fold[0] + bn.running_mean)
+            mu = z_mean(a.mean((0, 2, 3))) if moments else None
+            var = a.var((0, 2, 3), unbiased=False) / (1 if fold is None else fold[0] ** 2) if moments else None
+            out.append((bn, mu, var, z_mean(a.mean((2, 3))) if means else None))
+        return out
 
 
 def stage_means(feats):
@@ -180,15 +224,25 @@ def local_view(x, scale=(0.25, 1.0), ratio=(3 / 4, 4 / 3), flip: bool = True):
 # ---------------------------------------------------------------------------------------------- the sides
 class TorchDataFree:
     """What every side shares: the config's settings, teacher and student twins, normalisation,
-    autocast, the student's optimizer (the config's SGD)."""
+    autocast, the student's optimizer (the config's SGD); ``tuned``: see the module docstring."""
 
-    def __init__(self, name: str, args, device, compiled: bool):
+    def __init__(self, name: str, args, device, compiled: bool, tuned: bool = False):
         self.device, self.bf16 = device, args.dtype == "bfloat16"
         self.cfg = families.load(families.DATAFREE[name], args.batch, families.round_overrides(name, args.iterations))
         self.s = methods.get(self.cfg.algorithm).read(self.cfg)
         _, (teacher_arch,), self.classes, _ = families.SUITE[families.DATAFREE[name]]
         cl = torch.channels_last
-        self.teacher = torch_create(teacher_arch, self.classes).to(device, memory_format=cl).eval()
+        if tuned and device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        teacher, self.folded_bns = torch_create(teacher_arch, self.classes).eval(), {}
+        self.teacher_dtype = torch.bfloat16 if tuned and self.bf16 else torch.float32
+        self.teacher_form = "as is (its BatchNorms run), float32 weights"
+        if tuned:
+            teacher, pairs = fold_keeping_statistics(teacher)
+            self.folded_bns = {teacher.get_submodule(k): bn.to(device) for k, bn in pairs.items()}
+            self.teacher_form = (f"{len(pairs)} BatchNorms folded into its convolutions (torch.fx), "
+                                 f"{str(self.teacher_dtype).split('.')[-1]} weights")
+        self.teacher = teacher.to(device, self.teacher_dtype, memory_format=cl).eval()
         self.teacher.requires_grad_(False)
         self.student = torch_create(self.cfg.model.name, self.classes).to(device, memory_format=cl).train()
         self.size, self.batch = args.image_size or 32, int(self.cfg.data.batch_size)
@@ -198,7 +252,12 @@ class TorchDataFree:
         o = self.cfg.optim
         self.opt_s = torch.optim.SGD(self.student.parameters(), lr=o.lr, momentum=o.momentum,
                                      weight_decay=o.weight_decay, nesterov=bool(o.nesterov), **self.fused)
-        self.compile = (lambda f: torch.compile(f)) if compiled else (lambda f: f)
+        mode = {"mode": "max-autotune"} if tuned else {}
+        self.compile = (lambda f: torch.compile(f, **mode)) if compiled else (lambda f: f)
+
+    def run_teacher(self, x):
+        """The teacher's (logits, features) of ``x``, given in the teacher's dtype."""
+        return self.teacher(x.to(self.teacher_dtype))
 
     def autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
@@ -233,8 +292,8 @@ class TorchGeneratorUnit(TorchDataFree):
     """A generator method's unit (jka.methods.datafree.generator, two-stage): ``g_steps`` generator steps
     (the student fixed) then ``kd_steps`` student steps on fresh samples; ``g_loss(z)``/``s_loss(z)``."""
 
-    def __init__(self, name, args, device, compiled):
-        super().__init__(name, args, device, compiled)
+    def __init__(self, name, args, device, compiled, tuned=False):
+        super().__init__(name, args, device, compiled, tuned)
         s, g = self.s, self.s.g_optim
         self.unit = f"{s.g_steps} generator step(s) + {s.kd_steps} student steps ({name}, two-stage)"
         self.gen = self.generator()
@@ -260,19 +319,19 @@ class TorchGeneratorUnit(TorchDataFree):
         """(normalised G(z), teacher logits), no gradient."""
         with torch.no_grad(), self.autocast():
             x = self.normalise(self.gen(z).float())
-            return x, self.teacher(x)[0]
+            return x, self.run_teacher(x)[0]
 
 
 class TorchDFAD(TorchGeneratorUnit):
     """DFAD: G maximises the L1 between teacher and student logits; the student minimises it."""
 
-    def __init__(self, args, device, compiled: bool):
-        super().__init__("dfad", args, device, compiled)
+    def __init__(self, args, device, compiled: bool, tuned: bool = False):
+        super().__init__("dfad", args, device, compiled, tuned)
 
     def _g_loss(self, z):
         with self.autocast():  # jka runs DFAD's generator in the compute dtype too
             x = self.normalise(self.gen(z).float())
-            t, _ = self.teacher(x)
+            t, _ = self.run_teacher(x)
             s, _ = self.student(x)
         return -(s.float() - t.float()).abs().mean()
 
@@ -286,9 +345,9 @@ class TorchDFAD(TorchGeneratorUnit):
 class TorchDFQ(TorchGeneratorUnit):
     """DFQ: ``L_G = adv·(−kd(s, t, T)) + bn·R_bn + oh·CE(t, argmax t) + bal·L_bal``; ``L_S = kd(s, t, T)``."""
 
-    def __init__(self, args, device, compiled: bool):
-        super().__init__("dfq", args, device, compiled)
-        self.prior = BNPrior(self.teacher)
+    def __init__(self, args, device, compiled: bool, tuned: bool = False):
+        super().__init__("dfq", args, device, compiled, tuned)
+        self.prior = BNPrior(self.teacher, self.folded_bns)
 
     def _g_loss(self, z):
         with self.autocast():
@@ -300,7 +359,7 @@ class TorchDFQ(TorchGeneratorUnit):
         (the student as it is: in training mode in the unit)."""
         s = self.s
         with self.autocast():
-            t, _, r_bn, _ = self.prior(self.teacher, x)
+            t, _, r_bn, _ = self.prior(self.run_teacher, x)
             logits, _ = self.student(x)
         t = t.float()
         terms = {"adv": -kd(logits, t, s.T), "bn": r_bn, "oh": F.cross_entropy(t, t.argmax(1)), "bal": balance(t)}
@@ -318,14 +377,14 @@ class TorchInversion(TorchDataFree):
     labels, the uint8 pool, the round's best batch, ``kd_steps`` student steps of ``kd(s, t, T)`` on
     pool batches (crop ``student_crop_pad`` + flip)."""
 
-    def __init__(self, name, args, device, compiled):
-        super().__init__(name, args, device, compiled)
+    def __init__(self, name, args, device, compiled, tuned=False):
+        super().__init__(name, args, device, compiled, tuned)
         s = self.s
         self.n = s.batch_size or self.batch  # the synthesis batch (jka's inversion.synthesis_batch)
         self.unit = f"1 {name} round: {s.steps} synthesis iterations + {s.kd_steps} student steps"
         pool_dtype = {"uint8": torch.uint8, "float32": torch.float32}[s.pool_dtype]
         self.pool = Ring(s.pool_size, (3, self.size, self.size), pool_dtype, device)
-        self.prior = BNPrior(self.teacher)
+        self.prior = BNPrior(self.teacher, self.folded_bns)
         self.kd_loss = self.compile(self._kd_loss)
 
     def labels(self):
@@ -346,7 +405,7 @@ class TorchInversion(TorchDataFree):
 
     def _kd_loss(self, x):
         with torch.no_grad(), self.autocast():
-            t, _ = self.teacher(x)
+            t, _ = self.run_teacher(x)
         with self.autocast():
             s, _ = self.student(x)
         return kd(s, t, self.s.T)
@@ -369,8 +428,8 @@ class TorchDeepInversion(TorchInversion):
     Adam(lr, β = 0.5, 0.99) on ``bn·R_bn + oh·CE(t, y) − adv·js_T(s, t) + tv·L_tv(v)`` of one jittered
     (a roll of ±jitter px for the batch) and flipped copy, clipped to the image of [0, 1] after each step."""
 
-    def __init__(self, args, device, compiled: bool):
-        super().__init__("deepinversion", args, device, compiled)
+    def __init__(self, args, device, compiled: bool, tuned: bool = False):
+        super().__init__("deepinversion", args, device, compiled, tuned)
         self.lo, self.hi = -self.mean / self.std, (1 - self.mean) / self.std
         self.syn_loss = self.compile(self._syn_loss)
 
@@ -391,7 +450,7 @@ class TorchDeepInversion(TorchInversion):
         ``x`` of the pixels ``v``."""
         s = self.s
         with self.autocast():
-            t, _, r_bn, _ = self.prior(self.teacher, x)
+            t, _, r_bn, _ = self.prior(self.run_teacher, x)
             logits, _ = self.student(x)
         t = t.float()
         terms = {"bn": r_bn, "oh": F.cross_entropy(t, y), "js": js(logits, t, s.js_T), "tv": total_variation(v)}
@@ -428,8 +487,8 @@ class TorchCMI(TorchInversion):
     its own Adam) embeds the batch and ``negatives`` distinct bank rows; the round's best batch goes to
     the pool and its [global | local] features to the bank."""
 
-    def __init__(self, args, device, compiled: bool):
-        super().__init__("cmi", args, device, compiled)
+    def __init__(self, args, device, compiled: bool, tuned: bool = False):
+        super().__init__("cmi", args, device, compiled, tuned)
         s = self.s
         self.gen = self.generator()
         resnet = hasattr(self.teacher, "layer4")
@@ -447,7 +506,7 @@ class TorchCMI(TorchInversion):
         """(teacher logits, R_bn (without ``prior``: 0, not computed), the contrastive feature (N, D)) of
         normalised ``x``."""
         with self.autocast():
-            logits, feats, r_bn, means = self.prior(self.teacher, x, means=not self.stages, prior=prior)
+            logits, feats, r_bn, means = self.prior(self.run_teacher, x, means=not self.stages, prior=prior)
         return logits.float(), r_bn, stage_means(feats) if self.stages else means
 
     def embed(self, f):

@@ -57,12 +57,15 @@ def test_each_pytorch_side_runs_its_configs_unit_and_writes_its_row(task, unit, 
     tiny(task, monkeypatch, **({"cmi.bank_size": 64, "cmi.negatives": 16} if task == "cmi" else {}))
     out = tmp_path / "row.json"
     assert datafree_torch.main(["--only", task, "--framework", "torch", "--batch", "4", "--image-size", "8",
-                                "--iterations", "2", "--steps", "1", "--warmup", "1", "--json", str(out)]) == 0
+                                "--iterations", "2", "--steps", "1", "--warmup", "1", "--torch-tuned",
+                                "--json", str(out)]) == 0
     result = json.loads(out.read_text())
-    row = result["families"][task]["torch"]
-    assert result["iterations_override"] == 2 and unit in row["unit"]
-    assert row["ms_per_step"] > 0 and row["chained_ms_per_step"] > 0 and row["torch_threads"] == 1
-    assert np.isfinite(row["final_loss"]) and row["img_per_s"] == pytest.approx(4e3 / row["ms_per_step"])
+    assert result["iterations_override"] == 2
+    for side in ("torch", "torch_tuned"):  # the tuned side: the teacher folded, its BN prior kept
+        row = result["families"][task][side]
+        assert unit in row["unit"] and ("folded" in row["teacher"]) == (side == "torch_tuned")
+        assert row["ms_per_step"] > 0 and row["chained_ms_per_step"] > 0 and row["torch_threads"] == 1
+        assert np.isfinite(row["final_loss"]) and row["img_per_s"] == pytest.approx(4e3 / row["ms_per_step"])
 
 
 @pytest.mark.parametrize("task", ["dfq", "deepinversion"])
@@ -184,3 +187,73 @@ def test_flip_mirrors_about_half_the_batch():
     out = td.flip_half(x)
     mirrored = [torch.equal(o, xi.flip(2)) and not torch.equal(o, xi) for o, xi in zip(out, x)]
     assert 150 < sum(mirrored) < 250
+
+
+def test_tuned_sides_write_their_rows_and_jkas_speedups_over_them(tmp_path, monkeypatch):
+    """--torch-tuned --tuned-only, DFAD's unit and CMI's round, tiny: the tuned rows with the folded bf16
+    teacher, the plain rows left out, and jka's speed-ups over the tuned rows and its MFU (the jka side is
+    a fixed row here: its step is timed by the families tests, and compiling it costs ~1 min of CPU)."""
+    tiny("dfad", monkeypatch)
+    tiny("cmi", monkeypatch, **{"cmi.bank_size": 64, "cmi.negatives": 16})
+    jka_row = {"img_per_s": 1000.0, "ms_per_step": 4.0, "compile_s": 1.0, "mfu": 0.25, "flops_per_step": 1e6}
+    monkeypatch.setattr(datafree_torch, "bench_jka", lambda name, args: dict(jka_row))
+    out = tmp_path / "tuned.json"
+    assert datafree_torch.main(["--only", "dfad,cmi", "--batch", "4", "--image-size", "8", "--iterations", "2",
+                                "--steps", "2", "--warmup", "1", "--dtype", "bfloat16", "--torch-tuned",
+                                "--tuned-only", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["torch_tuned"] and result["iterations_override"] == 2
+    for task in ("dfad", "cmi"):
+        r = result["families"][task]
+        assert r["torch"] == r["torch_compile"] == {"skipped": "--tuned-only"}
+        assert "skipped" in r["torch_tuned_compile"] and r["speedup_vs_torch_tuned_compile"] is None  # CPU: off
+        row = r["torch_tuned"]
+        assert "BatchNorms folded" in row["teacher"] and "bfloat16" in row["teacher"]
+        assert row["ms_per_step"] > 0 and row["chained_ms_per_step"] > 0 and row["timed_steps"] == 2
+        assert row["flops_per_step"] == 1e6 and np.isfinite(row["final_loss"])
+        assert r["speedup_vs_torch_tuned_eager"] == pytest.approx(1000.0 / row["img_per_s"])
+        assert r["mfu"] == 0.25 and r["speedup_vs_torch_eager"] is None
+    assert "2 synthesis iterations + 2 student steps" in result["families"]["cmi"]["torch_tuned"]["unit"]
+    assert datafree_torch.main(["--only", "dfad", "--tuned-only"]) == 2  # --tuned-only needs --torch-tuned
+
+
+@pytest.mark.parametrize("dtype, tol", [("float32", 1e-4), ("bfloat16", 5e-2)])
+def test_tuned_folded_teacher_keeps_logits_bn_prior_and_cmi_features(dtype, tol, monkeypatch):
+    """The tuned CMI side's teacher (BatchNorms folded by torch.fx, its weights in ``dtype``) gives the plain
+    side's logits, R_bn (statistics recovered from the folded convolutions' outputs) and contrastive
+    features on the same weights; running statistics and affine parameters are set away from 0 and 1 so
+    that a wrong recovery shows."""
+    tiny("cmi", monkeypatch, **{"cmi.bank_size": 64, "cmi.negatives": 16})
+
+    def with_stats(arch, classes):
+        net, g = torch_create(arch, classes), torch.Generator().manual_seed(7)
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                for p, (lo, hi) in zip((m.running_mean, m.running_var, m.weight.data, m.bias.data),
+                                       ((-0.5, 0.5), (0.5, 2.0), (0.5, 1.5), (-0.3, 0.3))):
+                    p.copy_(torch.rand(p.shape, generator=g) * (hi - lo) + lo)
+        return net
+
+    monkeypatch.setattr(td, "torch_create", with_stats)
+    sides = []
+    for tuned, dt in ((False, "float32"), (True, dtype)):
+        torch.manual_seed(0)
+        sides.append(td.SIDES["cmi"](argparse.Namespace(batch=4, image_size=8, iterations=2, dtype=dt),
+                                     torch.device("cpu"), False, tuned))
+    plain, tuned = sides
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in tuned.teacher.modules())
+    assert len(tuned.folded_bns) == 9 and tuned.teacher_dtype == getattr(torch, dtype)
+    x = torch.randn(3, 3, 8, 8).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        (want_t, want_r, want_f), (got_t, got_r, got_f) = plain.features(x), tuned.features(x)
+    scale = lambda a: tol * float(a.abs().max())  # noqa: E731
+    np.testing.assert_allclose(got_t.numpy(), want_t.numpy(), rtol=tol, atol=scale(want_t))
+    np.testing.assert_allclose(float(got_r), float(want_r), rtol=tol)
+    np.testing.assert_allclose(got_f.numpy(), want_f.numpy(), rtol=tol, atol=scale(want_f))
+    with torch.no_grad():  # each BatchNorm's input statistics, and its per-sample means (non-ResNet CMI's feature)
+        want, got = ([side.prior(side.run_teacher, x, means=True), side.prior.statistics(means=True)][1]
+                     for side in (plain, tuned))
+    assert len(got) == len(want) == 9
+    for (_, *w), (_, *g) in zip(want, got):
+        for a, b in zip(w, g):  # mean, variance, per-sample means
+            np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=tol, atol=scale(a))

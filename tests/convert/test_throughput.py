@@ -101,3 +101,12 @@ def test_tuned_pytorch_rows_fold_the_teacher_and_write_their_speedups(tmp_path):
         result["jax"]["img_per_s"] / result["torch_tuned"]["img_per_s"])
     assert "skipped" in result["torch_tuned_compile"] and result["speedup_vs_torch_tuned_compile"] is None
     assert "mfu" in result and math.isfinite(result["torch_tuned"]["final_loss"])
+
+    out = tmp_path / "tuned_only.json"  # --tuned-only: the plain PyTorch rows left out (gpu_suite's strong group)
+    assert throughput.main(["--task", "kd", "--teacher", "small_cnn", "--student", "small_cnn", "--batch", "8",
+                            "--steps", "1", "--warmup", "1", "--image-size", "8", "--num-classes", "10",
+                            "--framework", "torch", "--torch-compile", "off", "--torch-tuned", "--tuned-only",
+                            "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert "skipped" in result["torch"] and result["torch_tuned"]["flops_per_step"] > 0
+    assert throughput.main(["--framework", "torch", "--tuned-only"]) == 2  # --tuned-only needs --torch-tuned
