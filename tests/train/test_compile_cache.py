@@ -24,14 +24,15 @@ from jka.train import flops, loop
 hits, counted = [], []
 jax.monitoring.register_event_listener(lambda event, **kw: hits.append(event) if event.endswith("cache_hits") else 0)
 flops.PEAK_BF16_FLOPS[jax.devices()[0].device_kind.lower()] = 2e9
-real = loop._flops
+real = loop.compile_ahead
 
-def spy(step_fn, state, teacher_vars, batch, sums):
-    counted.append(flops.jaxpr_flops(jax.make_jaxpr(step_fn)(state, teacher_vars, batch, sums).jaxpr))
-    counted.append(real(step_fn, state, teacher_vars, batch, sums))
-    return counted[-1]
+def spy(step_fn, args):
+    counted.append(flops.jaxpr_flops(jax.make_jaxpr(step_fn)(*args).jaxpr))
+    compiled, step_flops = real(step_fn, args)
+    counted.append(step_flops)
+    return compiled, step_flops
 
-loop._flops = spy
+loop.compile_ahead = spy
 code = cli.main(sys.argv[1:])
 print(json.dumps({"code": code, "hits": len(hits), "flops": counted, "devices": jax.device_count()}))
 """
