@@ -193,3 +193,17 @@ def test_a_section_checks_types_against_its_defaults():
                        ("layers", "a")]:
         with pytest.raises(ConfigError, match=rf"^s\.{key}=.* is not valid: it must be a"):
             read(Section, {key: value}, "s")
+
+
+def test_after_every_refused_value_the_workdir_is_as_found_and_the_corrected_command_trains(tmp_path, capsys):
+    """Each bad value of the table above, given for a workdir the user already made, leaves it
+    byte-identical; the corrected command (the same config without the bad value) then trains there."""
+    workdir = tmp_path / "w"
+    workdir.mkdir()
+    (workdir / "notes.txt").write_text("the user's")
+    for override, _ in BAD_VALUES:
+        assert main(["train", TEACHER, *TINY, override, "--workdir", str(workdir)]) == 2, override
+        assert sorted(os.listdir(workdir)) == ["notes.txt"], override
+    capsys.readouterr()
+    assert main(["train", TEACHER, *TINY, "--workdir", str(workdir)]) == 0
+    assert (workdir / "notes.txt").read_text() == "the user's" and (workdir / "summary.json").exists()
