@@ -170,7 +170,8 @@ def _setup_logging():
     logger.propagate = False
     if not getattr(sys.unraisablehook, "jka", False):
         sys.unraisablehook = unraisable_hook(sys.unraisablehook)
-    for name in ("absl", "asyncio", "gcsfs"):  # orbax (gcsfs) reports a failed save (request) from its threads, traceback and all
+    # orbax reports a failed save, and gcsfs a failed request, from their threads, traceback and all
+    for name in ("absl", "asyncio", "gcsfs"):
         library = logging.getLogger(name)
         if not any(isinstance(f, QuietResourceFaults) for f in library.filters):
             library.addFilter(QuietResourceFaults())

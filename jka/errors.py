@@ -27,8 +27,9 @@ DISK_FULL_WORDS = ("no space left", "disk quota", "failed writing", "error writi
 
 def resource_fault(err: BaseException) -> str | None:
     """The one line to print for a fault of the machine's resources (a full disk or quota, storage
-    that cannot be reached, memory exhausted while compiling or running), or None when ``err`` is not one. These come from Python
-    (OSError), TensorStore (orbax's checkpoints) and XLA, each in its own words."""
+    that cannot be reached, memory exhausted while compiling or running), or None when ``err`` is not
+    one. These come from Python (OSError), TensorStore (orbax's checkpoints), a bucket's client and
+    XLA, each in its own words."""
     text = " ".join(str(err).split())
     lowered = text.lower()
     if getattr(err, "errno", None) in DISK_FULL_ERRNOS or (

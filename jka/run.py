@@ -28,7 +28,7 @@ from jka.train import loop, mesh as mesh_lib, preemption, schema
 from jka.train.export import has_model
 from jka.train.phases import Phase, evaluate_phase, finished, run_phase
 from jka.train.teachers import compute_dtype, load_teacher
-from jka.train.workdir import as_found_on_refusal, check_config, check_named, check_writable, lock, write_config
+from jka.train.workdir import as_found_on_refusal, check_config, check_directory, check_named, lock, write_config
 from jka.transfer.zoo import zoo_model
 
 log = logging.getLogger("jka")
@@ -217,8 +217,8 @@ def train(cfg, workdir: str, allow_changed=(), source: str | None = None) -> dic
     ``allow_changed``) before any work; SIGTERM/SIGINT stop the run at a step boundary with a
     checkpoint (:mod:`jka.train.preemption`)."""
     method = check(cfg, workdir)
-    with as_found_on_refusal(workdir):
-        check_writable(workdir)
+    with as_found_on_refusal(workdir):  # the workdir's location is checked first, once
+        check_directory(workdir)
         with lock(workdir), preemption.watch():
             return _train_locked(method, cfg, workdir, allow_changed, source)
 

@@ -42,6 +42,12 @@ def check_writable(workdir: str, create: bool = True, flag: str = "--workdir") -
     """Refuse a workdir (or output directory) that is empty, a file or not writable (``create``: make
     it first)."""
     check_location(workdir, flag)
+    check_directory(workdir, create, flag)
+
+
+def check_directory(workdir: str, create: bool = True, flag: str = "--workdir") -> None:
+    """:func:`check_writable` for a path :func:`check_location` has passed: refuse a file or a
+    directory that cannot be written (``create``: make it first)."""
     if paths.isfile(workdir):
         raise UserError(f"{flag} {workdir} is a file, not a directory; pass a directory path")
     _probe(workdir, flag, create, "pass a writable directory")
