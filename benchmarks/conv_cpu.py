@@ -1,20 +1,25 @@
 """One 3×3 convolution on the CPU, forward and forward with both gradients, XLA vs PyTorch (oneDNN).
 
-    python -m benchmarks.conv_cpu [--batch 64] [--size 32] [--channels 64] [--repeats 10]
+    python -m benchmarks.conv_cpu [--batch 64] [--size 32] [--channels 64] [--repeats 10] [--xla-own-defaults]
 
 Where jka's CPU training step loses to PyTorch's: the same convolution (NHWC in jax, NCHW and
 channels_last in PyTorch), its loss ``Σ y²`` and, for the backward, the gradients of the input and the
-weights. Each timing is the mean of ``--repeats`` synchronised calls after one warm-up call.
+weights. Each timing is the mean of ``--repeats`` synchronised calls after one warm-up call. jax runs
+with jka's default XLA flags (:mod:`jka.xla_flags`: convolutions kept off YNNPACK), or with XLA's own
+defaults under ``--xla-own-defaults``.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from jka import xla_flags
 
 
 def timed(fn, repeats: int) -> float:
@@ -31,7 +36,10 @@ def main(argv=None) -> int:
     p.add_argument("--size", type=int, default=32)
     p.add_argument("--channels", type=int, default=64)
     p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--xla-own-defaults", action="store_true", help="leave XLA's CPU defaults (YNNPACK convolutions)")
     args = p.parse_args(argv)
+    if not args.xla_own_defaults:
+        xla_flags.apply()
     rng = np.random.default_rng(0)
     x = rng.normal(size=(args.batch, args.size, args.size, args.channels)).astype(np.float32)
     w = (0.05 * rng.normal(size=(3, 3, args.channels, args.channels))).astype(np.float32)
@@ -42,7 +50,7 @@ def main(argv=None) -> int:
 
     fwd, both = jax.jit(loss), jax.jit(jax.grad(loss, argnums=(0, 1)))
     xj, wj = jnp.asarray(x), jnp.asarray(w)
-    print(f"jax {jax.__version__}: forward {timed(lambda: jax.block_until_ready(fwd(xj, wj)), args.repeats):.1f} ms, "
+    print(f"jax {jax.__version__} (XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}): forward {timed(lambda: jax.block_until_ready(fwd(xj, wj)), args.repeats):.1f} ms, "
           f"forward + gradients {timed(lambda: jax.block_until_ready(both(xj, wj)), args.repeats):.1f} ms")
     try:
         import torch

@@ -54,13 +54,14 @@ def one(framework: str, args) -> dict:
         if done.returncode != 0:
             raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
         result = json.load(open(out))
+    flags = result.get("xla_flags")
     if args.task in DATAFREE:
         result = result["families"][args.task]
         row = result["jka" if framework == "jax" else "torch"]
     else:
         row = result["jax" if framework == "jax" else "torch"]
     keep = ("img_per_s", "ms_per_step", "chained_ms_per_step", "compile_s", "flops_per_step", "torch_threads", "unit")
-    return {"framework": framework, "load_before": [round(x, 2) for x in load],
+    return {"framework": framework, "load_before": [round(x, 2) for x in load], "xla_flags": flags,
             **{k: row.get(k) for k in keep if k in row}}
 
 

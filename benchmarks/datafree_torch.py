@@ -59,6 +59,7 @@ import jax  # noqa: E402
 from benchmarks import families  # noqa: E402
 from benchmarks.throughput import (COMPILE_OFF, RESULTS_DIR, SPEEDUP_KEYS, device_name, has_accelerator,  # noqa: E402
                                    speedup, time_torch, wants_torch_compile, write_json)
+from jka import xla_flags  # noqa: E402
 
 FAMILY = families.DATAFREE
 # PyTorch's rows → (compiled, tuned)
@@ -99,6 +100,7 @@ def skip_reason(side: str, args) -> str | None:
 
 
 def main(argv=None) -> int:
+    xla_flags.apply()  # jka's defaults, as the jka command sets them, before jax starts its backends
     p = argparse.ArgumentParser(prog="python -m benchmarks.datafree_torch", description=__doc__.split("\n\n")[0])
     p.add_argument("--only", default=",".join(FAMILY), help=f"comma-separated units of {list(FAMILY)}")
     p.add_argument("--batch", type=int, default=256)
@@ -132,6 +134,7 @@ def main(argv=None) -> int:
     path = args.json or (os.path.join(RESULTS_DIR, f"datafree{suffix}_b{args.batch}_{args.dtype}_{kind}.json")
                          if has_accelerator() else None)
     result = {"device": device_name(), "jax_version": jax.__version__, "torch_version": torch.__version__,
+              "xla_flags": os.environ.get("XLA_FLAGS", ""),
               "batch": args.batch, "dtype": args.dtype, "iterations_override": args.iterations,
               "steps": args.steps, "warmup": args.warmup, "torch_tuned": args.torch_tuned, "families": {}}
     failed = 0

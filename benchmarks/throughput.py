@@ -22,6 +22,7 @@ import time
 import jax
 import numpy as np
 
+from jka import xla_flags
 from jka.check.standin import with_stand_in_data
 from jka.train.flops import jaxpr_flops, peak_flops
 
@@ -259,6 +260,7 @@ def speedup(a, b):
 
 def run(args) -> dict:
     result = {"device": device_name(), "task": args.task, "batch": args.batch, "jax_version": jax.__version__,
+              "xla_flags": os.environ.get("XLA_FLAGS", ""),
               "config": {"teacher": args.teacher if args.task == "kd" else None, "student": args.student,
                          "image_size": args.image_size, "num_classes": args.num_classes, "dtype": args.dtype,
                          "steps": args.steps, "warmup": args.warmup, "optimizer": "sgd(momentum=0.9, wd=5e-4)",
@@ -365,6 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    xla_flags.apply()  # jka's defaults, as the jka command sets them, before jax starts its backends
     args = build_parser().parse_args(argv)
     if args.dtype is None:
         args.dtype = "bfloat16" if has_accelerator() else "float32"

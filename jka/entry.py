@@ -13,6 +13,7 @@ runs imports :mod:`jka.cli` (and with it jax); it parses the same arguments agai
 import signal
 import sys
 
+from jka import xla_flags
 from jka.parser import parse
 
 EXIT_CODE = 75  # jka.train.preemption.EXIT_CODE, not imported: that module imports jax
@@ -31,6 +32,7 @@ def main(argv=None) -> int:
     if hasattr(signal, "SIGTERM"):
         signal.signal(signal.SIGTERM, _stop)
     parse(argv)  # --help, --version and usage errors end here, before any heavy import
+    xla_flags.apply()  # before jax starts its backends
     from jka.cli import main as cli_main
 
     return cli_main(argv)
