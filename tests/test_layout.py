@@ -12,7 +12,7 @@ PKG = os.path.join(REPO, "jka")
 # or above; the base modules (errors, config, paths) are importable from everywhere.
 RANK = {"models": 1, "losses": 1, "data": 1, "train": 2, "convert": 3, "transfer": 3, "methods": 4,
         "configs": 5, "run": 5, "demo": 6, "check": 6, "parser": 6, "cli": 7, "entry": 8}
-BASE = {"errors", "config", "paths", "settings", "__init__", "__main__"}
+BASE = {"errors", "config", "paths", "settings", "xla_flags", "__init__", "__main__"}
 
 
 def _modules():
