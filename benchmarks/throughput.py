@@ -258,7 +258,8 @@ def speedup(a, b):
     return a["img_per_s"] / b["img_per_s"] if a and b and "img_per_s" in a and "img_per_s" in b else None
 
 
-def run(args) -> dict:
+def run(args, save=lambda result: None) -> dict:
+    """Every side of ``args``; ``save(result)`` after each, so a run cut by a time limit keeps what it measured."""
     result = {"device": device_name(), "task": args.task, "batch": args.batch, "jax_version": jax.__version__,
               "xla_flags": os.environ.get("XLA_FLAGS", ""),
               "config": {"teacher": args.teacher if args.task == "kd" else None, "student": args.student,
@@ -269,6 +270,7 @@ def run(args) -> dict:
               "jax": None, "torch": None, "torch_compile": None}
     if args.framework in ("jax", "both"):
         result["jax"] = bench_jax(args)
+        save(result)
     if args.framework in ("torch", "both"):
         try:
             import torch
@@ -285,6 +287,7 @@ def run(args) -> dict:
             for tuned in variants:
                 eager, compiled = ("torch_tuned", "torch_tuned_compile") if tuned else ("torch", "torch_compile")
                 result[eager] = bench_torch(args, False, flops, source, tuned=tuned)
+                save(result)
                 flops, source = result[eager]["flops_per_step"], result[eager]["flops_source"]
                 if not wants_torch_compile(args.torch_compile):
                     result[compiled] = {"skipped": COMPILE_OFF}
@@ -293,10 +296,12 @@ def run(args) -> dict:
                     result[compiled] = bench_torch(args, True, flops, source, tuned=tuned)
                 except Exception as err:  # noqa: BLE001 - inductor missing/failing must not end the run
                     result[compiled] = {"skipped": f"torch.compile failed: {type(err).__name__}: {err}"[:500]}
+                save(result)
     for side, key in SPEEDUP_KEYS.items():
         if side in result:
             result[key] = speedup(result["jax"], result[side])
     result["mfu"] = (result["jax"] or {}).get("mfu")
+    save(result)
     return result
 
 
@@ -374,9 +379,9 @@ def main(argv=None) -> int:
     if args.steps < 1 or args.batch < 1 or (args.tuned_only and not args.torch_tuned):
         print("--steps and --batch must be >= 1; --tuned-only needs --torch-tuned", file=sys.stderr)
         return 2
-    result = run(args)
-    print(format_table(result))
     path = args.json or default_json_path(args)
+    result = run(args, save=(lambda r: write_json(r, path)) if path else (lambda r: None))
+    print(format_table(result))
     if path:
         print(f"wrote {write_json(result, path)}")
     return 0
