@@ -35,6 +35,7 @@ class Settings:
     deit: str = setting("off", choice("kd.deit", DEIT), "DeiT's distillation token (a ViT student with dist_token): "
                         "'hard' α CE(z_dist, argmax t), 'soft' α kd(z_dist, t, T), with β CE(z_cls, y); 'off': plain kd")
 
+
 def teacher_logits(teachers, teacher_vars, x):
     """Concatenated teacher logits (the student's target over the union of their classes)."""
     return jnp.concatenate([t(v, x)[0] for t, v in zip(teachers, teacher_vars)], axis=-1)
@@ -71,6 +72,7 @@ def check(cfg, s: Settings):
     if s.beta <= 0:
         raise ConfigError(f"kd.deit={s.deit!r} learns the labels through the class head: set kd.beta > 0 "
                           "(DeiT: kd.alpha=0.5, kd.beta=0.5)")
+
 
 def build(ctx):
     s, teachers = ctx.settings, ctx.teachers

@@ -78,16 +78,13 @@ def head_scale(log_scale):
 
 def derive_subtasks(teacher_classes):
     """Group the union of the teachers' classes by the set of teachers that know each class."""
-    order, groups = [], {}
+    groups = {}  # in the order the groups are first met
     for classes in teacher_classes:
         for c in classes:
-            key = tuple(k for k, cs in enumerate(teacher_classes) if c in cs)
-            if key not in groups:
-                groups[key] = []
-                order.append(key)
-            if c not in groups[key]:
-                groups[key].append(c)
-    return [groups[key] for key in order]
+            group = groups.setdefault(tuple(k for k, cs in enumerate(teacher_classes) if c in cs), [])
+            if c not in group:
+                group.append(c)
+    return list(groups.values())
 
 
 def subtasks_of(s: Settings, teacher_classes=None):
@@ -341,9 +338,8 @@ def plan(job):
         name = f"component_{g}"
         phases[name] = done = yield Phase(COMPONENT, component_cfg, os.path.join(job.workdir, name), teachers,
                                           dict(subtask=classes, calibration=calibration), name=name)
-        for key, v in done["eval"].items():
-            if key.startswith("selection_"):
-                selection[f"selection_subtask{g}_{key[len('selection_'):]}"] = v
+        selection.update({f"selection_subtask{g}_{key[len('selection_'):]}": v
+                          for key, v in done["eval"].items() if key.startswith("selection_")})
     components = [load_teacher(os.path.join(job.workdir, f"component_{g}"), classes, compute_dtype(cfg))
                   for g, classes in enumerate(subtasks)]
     overlap = [c for g in subtasks for c in g if sum(c in cs for cs in teacher_classes) > 1]

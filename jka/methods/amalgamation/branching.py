@@ -240,19 +240,13 @@ def build(ctx):
         return {"params": params, "batch_stats": variables.get("batch_stats", {})}
 
     def train_points(rng):
-        if points is not None:
-            return points
-        pts = jax.random.randint(rng, (n,), 0, NUM_POINTS)
-        return [pts[t] for t in range(n)]
+        return points if points is not None else list(jax.random.randint(rng, (n,), 0, NUM_POINTS))
 
     def loss(params, batch_stats, teacher_vars, x, maps, rng):
         t_outs = [t(v, x)[0] for t, v in zip(teachers, teacher_vars)]
         outs, new_bs = forward(net.module, n, params["student"], batch_stats["student"], x, train_points(rng), True)
-        metrics, total = {}, 0.0
-        for task, out, t in zip(tasks, outs, t_outs):
-            metrics[f"{task['name']}_loss"] = term = mimic_loss(task["kind"], out, t)
-            total = total + term
-        return total, ({"student": new_bs}, metrics)
+        metrics = {f"{task['name']}_loss": mimic_loss(task["kind"], out, t) for task, out, t in zip(tasks, outs, t_outs)}
+        return sum(metrics.values()), ({"student": new_bs}, metrics)
 
     def student_sums(state, batch):
         outs, _ = forward(net.module, n, state.params["student"], state.batch_stats["student"],

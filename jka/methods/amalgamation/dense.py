@@ -40,11 +40,7 @@ def flip_rows(rng, *arrays):
     samples in all arrays (an image and its dense maps stay aligned)."""
     b = arrays[0].shape[0]
     flip = jax.random.bernoulli(rng, 0.5, (b,))
-    out = []
-    for a in arrays:
-        f = flip.reshape((b,) + (1,) * (a.ndim - 1))
-        out.append(jnp.where(f, a[:, :, ::-1], a))
-    return out
+    return [jnp.where(flip.reshape((b,) + (1,) * (a.ndim - 1)), a[:, :, ::-1], a) for a in arrays]
 
 
 def task_sums(kind: str, out, batch, num_classes: int):

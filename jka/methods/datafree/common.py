@@ -35,14 +35,10 @@ def to_pixels(data: Split, x):
     return jnp.clip(x.astype(jnp.float32) * std + mean, 0.0, 1.0)
 
 
-def student_variables(net: common.Net, rng, data: Split, dtype) -> dict:
-    """The student's variables, initialised on zeros of the synthesized images' shape."""
-    return net.init(rng, jnp.zeros((1,) + data.image_shape, dtype))
-
-
 def student_init(net: common.Net, rng, data: Split, ctx, updates_per_step: int):
-    """(the student's variables, its optimizer group ``(('student',), tx)``), the optimizer scheduled
-    over every student update of the run; the student's key split as a classifier's is."""
+    """(the student's variables, initialised on zeros of the synthesized images' shape, and its optimizer
+    group ``(('student',), tx)``), the optimizer scheduled over every student update of the run; the
+    student's key split as a classifier's is."""
     k_init, _ = jax.random.split(rng)
     tx = make_optimizer(ctx.cfg.optim, ctx.steps * updates_per_step)
-    return student_variables(net, k_init, data, ctx.dtype), (("student",), tx)
+    return net.init(k_init, jnp.zeros((1,) + data.image_shape, ctx.dtype)), (("student",), tx)

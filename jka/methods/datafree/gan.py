@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jka.data.augment import to_unit
 from jka.data.images import save_grid
 from jka.errors import ConfigError
 from jka.methods import common
@@ -170,12 +171,6 @@ def nearest_distance(x, ref):
     return float(np.sqrt(np.maximum(d2.min(1), 0)).mean())
 
 
-def as_unit(images):
-    """Images as float32 in [0, 1] (uint8 batches are divided by 255)."""
-    x = jnp.asarray(images)
-    return x.astype(jnp.float32) / 255.0 if x.dtype == jnp.uint8 else x.astype(jnp.float32)
-
-
 def build(ctx):
     s = ctx.settings
     data = common.split(ctx.cfg)
@@ -184,11 +179,11 @@ def build(ctx):
     d_real = jax.jit(lambda state, x: jnp.mean(jax.nn.sigmoid(g.critic(state.variables("discriminator"), x)[0])))
 
     def step(state, teacher_vars, batch):
-        state, m = g.step(state, as_unit(batch["image"]))
+        state, m = g.step(state, to_unit(jnp.asarray(batch["image"])))
         return state, {"loss": m["d_loss"], **m}
 
     def evaluate(state, ectx):
-        fake, test = np.asarray(draw(state, 256, 1)), np.asarray(as_unit(data.test.images))
+        fake, test = np.asarray(draw(state, 256, 1)), np.asarray(to_unit(jnp.asarray(data.test.images)))
         if s.sample_grids and ectx.workdir:
             save_grid(os.path.join(ectx.workdir, f"samples_{ectx.step:06d}.png"), draw(state, 64, 0),
                       writer=ectx.writer, step=ectx.step, tag="samples/generator")

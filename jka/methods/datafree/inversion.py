@@ -141,8 +141,7 @@ def program(ctx, name: str, data, synthesizer, extra=None) -> Program:
         pool = RingBuffer.create(s.pool_size, data.image_shape, POOL_DTYPES[s.pool_dtype])
         parts, groups, buffers = {"student": variables}, {"student": group}, {"pool": pool}
         if extra is not None:
-            more = extra(k_e)
-            for mine, theirs in zip((parts, groups, buffers), more):
+            for mine, theirs in zip((parts, groups, buffers), extra(k_e)):
                 mine.update(theirs)
         return State.create(k_r, parts, groups, buffers)
 

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from jka.data.augment import random_crop_flip
+from jka.data.augment import random_crop_flip, to_unit
 from jka.errors import ConfigError
 from jka.losses.priors import bn_statistics
 
@@ -54,9 +54,7 @@ def scan_steps(body, init, xs=None, length=None):
     return carry, jax.tree.map(lambda *v: jnp.stack(v), *ys)
 
 
-# ---------------------------------------------------------------------------------------------------
-# Ring buffers (image pool, memory bank)
-# ---------------------------------------------------------------------------------------------------
+# -- ring buffers (image pool, memory bank) ---------------------------------------------------------
 @struct.dataclass
 class RingBuffer:
     """``capacity`` items of one shape; ``add`` writes at ``ptr`` and wraps around.
@@ -115,24 +113,16 @@ def to_pool(images, dtype):
     return images.astype(dtype)
 
 
-def from_pool(items):
-    """Pool storage → [0, 1] float32 images."""
-    if items.dtype == jnp.uint8:
-        return items.astype(jnp.float32) / 255.0
-    return items.astype(jnp.float32)
+from_pool = to_unit  # pool storage → [0, 1] float32 images
 
 
-# ---------------------------------------------------------------------------------------------------
-# Augmented views (on the device)
-# ---------------------------------------------------------------------------------------------------
+# -- augmented views (on the device) ----------------------------------------------------------------
 def random_flip(rng, x):
     do = jax.random.bernoulli(rng, 0.5, (x.shape[0], 1, 1, 1))
     return jnp.where(do, x[:, :, ::-1, :], x)
 
 
-def global_view(rng, x, pad: int = 4, flip: bool = True):
-    """Random crop after zero padding by ``pad`` pixels, then random horizontal flip (NHWC)."""
-    return random_crop_flip(rng, x, int(pad), bool(flip))
+global_view = random_crop_flip  # CMI's global view: random crop after zero padding, random horizontal flip
 
 
 def _bilinear_crop(img, top, left, h, w):
@@ -164,20 +154,13 @@ def local_view(rng, x, scale=(0.25, 1.0), ratio=(3.0 / 4.0, 4.0 / 3.0), flip: bo
     return random_flip(k_flip, out) if flip else out
 
 
-# ---------------------------------------------------------------------------------------------------
-# Teacher forward pass for inversion
-# ---------------------------------------------------------------------------------------------------
+# -- teacher forward pass for inversion -------------------------------------------------------------
 def bn_inputs_in_call_order(bn_stats) -> list:
     """The inputs sown by every BatchNorm (``bn_stats``), in the order the BatchNorms ran: a module's
     entry is created when it first writes, so walking the nested dicts in insertion order is call
     order (``jax.tree`` leaves would be sorted by name instead)."""
-    out = []
-    for key, value in bn_stats.items():
-        if key == "input":
-            out.append(value[0])
-        else:
-            out.extend(bn_inputs_in_call_order(value))
-    return out
+    return [a for key, value in bn_stats.items()
+            for a in ([value[0]] if key == "input" else bn_inputs_in_call_order(value))]
 
 
 def teacher_inversion_forward(teacher, variables, x, instance_means: bool = False):

@@ -145,13 +145,8 @@ def subnets(ctx, s: Settings, num_classes: int) -> list:
 
 def branch0(tree: dict) -> dict:
     """A shared-trunk model's trunk and branch 0, named as the single-branch model names them."""
-    out = {}
-    for k, v in tree.items():
-        if k.startswith("branch0_"):
-            out[k[len("branch0_"):]] = v
-        elif not k.startswith("branch"):
-            out[k] = v
-    return out
+    return {k.removeprefix("branch0_"): v for k, v in tree.items()
+            if k.startswith("branch0_") or not k.startswith("branch")}
 
 
 def build(ctx) -> Program:

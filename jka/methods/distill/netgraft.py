@@ -86,10 +86,8 @@ def few_shot_indices(labels: np.ndarray, n_per_class: int, seed: int) -> np.ndar
 
 def block_param_names(b: int) -> set:
     """Top-level parameter names of student block ``b`` and its adapters."""
-    names = {f"convs_{b}_{j}" for j in range(vgg16_graft.NUM_CONVS[b])} | {f"adapters_out_{b}"}
-    if b > 0:
-        names.add(f"adapters_in_{b}")
-    return names
+    return ({f"convs_{b}_{j}" for j in range(vgg16_graft.NUM_CONVS[b])} | {f"adapters_out_{b}"}
+            | ({f"adapters_in_{b}"} if b > 0 else set()))
 
 
 def default_batch_size(n_per_class: int) -> int:
@@ -225,16 +223,11 @@ def plan(job):
         results.append({"phase": name, "blocks": [start, stop], **summary["eval"]})
         total += int(p.cfg.train.steps)
     final = results[-1]
-    return {
-        "step": total,
-        "algorithm": "netgraft",
-        "eval": {"accuracy": final.get("student_accuracy"), "grafted_accuracy": final.get("accuracy"),
-                 "teacher_accuracy": teacher_accuracy(teacher.path), "n_per_class": s.n_per_class},
-        "phases": results,
-        "student_workdir": phase_dir(job.workdir, len(PHASES) - 1),
-        "teacher_workdir": teacher.path,
-        "labels_used": False,
-    }
+    return {"step": total, "algorithm": "netgraft",
+            "eval": {"accuracy": final.get("student_accuracy"), "grafted_accuracy": final.get("accuracy"),
+                     "teacher_accuracy": teacher_accuracy(teacher.path), "n_per_class": s.n_per_class},
+            "phases": results, "student_workdir": phase_dir(job.workdir, len(PHASES) - 1),
+            "teacher_workdir": teacher.path, "labels_used": False}
 
 
 def check_student(cfg, s: Settings) -> None:
