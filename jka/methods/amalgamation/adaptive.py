@@ -1,25 +1,19 @@
 """Adaptive / selective amalgamation (docs/methods.md, "Adaptive amalgamation"; ICCV 2019).
 
-Teachers may overlap in the classes they know. The union of their classes is split into sub-tasks
-(``adaptive.subtasks``, default: the groups of classes known by the same set of teachers); per sample and
-sub-task the teacher whose prediction has the least entropy is learned from (``adaptive.selection=
-'entropy'``, judged on the teacher's whole prediction as the reference code does, or on the sub-task's
-classes with ``adaptive.entropy_over='subtask'``; ``'average'`` learns from them all). The job
-(:func:`plan`) is the paper's two steps, each phase an ordinary training run:
+Teachers may overlap in the classes they know. Their union is split into sub-tasks (``adaptive.subtasks``,
+default: the classes known by the same set of teachers); per sample and sub-task the least-entropy
+teacher is learned from (:func:`weights_of`). The job (:func:`plan`), the paper's two steps:
 
 1. :data:`COMPONENT` per sub-task (``WORKDIR/component_<g>``): MSE to the selected teacher's raw
    sub-task logits + per-sample weighted feature matching through 1×1 projections.
-2. :data:`STUDENT` (``WORKDIR/student``, the final phase): the multi-head student from the frozen
-   components, logit MSE with a learnable (bounded) scale per head, folded into the exported linear
-   layer, + features.
+2. :data:`STUDENT` (``WORKDIR/student``, final): the multi-head student from the frozen components,
+   logit MSE with a bounded learnable scale per head (folded into the exported linear layer) + features.
 
-``adaptive.calibrate=True`` is jka's variant: before step 1, :func:`calibrate_teachers` fits a
-label-free affine map of each teacher's logits on the images two teachers both put in their shared
-classes, so heads built from teachers of very different logit scales compare in the student's joint
-argmax (computed once, kept in ``WORKDIR/calibration.json``).
-
-The summary is the student's plus the calibration (``eval.calibration_teacher<k>_scale/_bias``, 1 and 0
-without it), the selection shares (``eval.selection_subtask<g>_teacher<k>``) and ``eval.overlap_classes``.
+``adaptive.calibrate=True`` (jka's variant) first fits a label-free affine map of each teacher's logits
+(:func:`calibrate_teachers`, kept in ``WORKDIR/calibration.json``), so heads from teachers of very
+different logit scales compare in the student's joint argmax. The summary adds the calibration
+(``eval.calibration_teacher<k>_scale/_bias``), the selection shares (``eval.selection_subtask<g>_teacher<k>``)
+and ``eval.overlap_classes``.
 """
 from __future__ import annotations
 

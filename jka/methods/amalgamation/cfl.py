@@ -15,10 +15,9 @@ names per teacher, default the same names), with ``ch = C_s · cfl.ch_ratio`` (d
     L      = w0 kd(s, concat_k t_k, T) + w1 L_amal + w2 L_rec
              (cfl.weights; unset: the paper's (1, 10, 10), or (1, 20, 20) with four or more teachers)
 
-Student, aligners (teacher-side too), extractor and decoders train together. Teacher maps whose
-spatial size differs from the student's (different architectures, e.g. a WRN whose last stage is
-at 1/4 of the input and a small_cnn at 1/2) are resized bilinearly to the student's size before
-their aligner, so ``h_s`` and ``h_k`` have the same shape for the MMD.
+Student, aligners, extractor and decoders train together. Teacher maps of another spatial size
+(another architecture) are resized bilinearly to the student's before their aligner, so ``h_s`` and
+``h_k`` have one shape for the MMD.
 """
 from __future__ import annotations
 

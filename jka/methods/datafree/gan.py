@@ -7,12 +7,10 @@ minimises ``gan.loss``: ``asymmetric`` (non-saturating, ``mean softplus(−p_fak
 ONE backward pass of L_d updates both, the gradient reaching G's output reversed (symmetric) or
 scaled per sample by γ_i = −e^{−p_i} (asymmetric, exact with ``gan.d_norm='group'``; :mod:`.adversarial`).
 
-:func:`game` is the players, their state and one step of each schedule (also used by
-``benchmarks.onestage``). The method trains it through the shared loop, one step of each player per
-loop step on a batch of real training images (they enter only D). Its evaluation writes
-``WORKDIR/samples_<step>.png`` (``gan.sample_grids``) and reports ``nn_distance`` (mean distance of
-generated images to their nearest real training image) next to ``nn_distance_real_test`` (the same
-for held-out images) and D's mean "real" probability on both. It exports the generator.
+:func:`game` is the players, their state and one step of each schedule (also ``benchmarks.onestage``'s);
+the loop runs one step of each player per batch of real training images (seen by D only). Eval writes
+``WORKDIR/samples_<step>.png`` and reports ``nn_distance`` (generated images to their nearest training
+image), ``nn_distance_real_test`` (the same for test images) and D's "real" probability on both.
 """
 from __future__ import annotations
 

@@ -1,14 +1,11 @@
 """Generator-based data-free distillation: what DAFL, ZSKT, DFAD and DFQ share (docs/methods.md,
 "Data-free distillation"). Each method's file gives its settings and its two losses (a :class:`Game`).
 
-G maps z ~ N(0, I) to images in [0, 1], normalised before the frozen teacher(s) and the student see
-them. One loop step (a schedule unit) is ONE compiled function: ``g_steps`` generator steps (the
-student fixed; gradients flow through the teacher to the image, never to its variables) then
-``kd_steps`` student steps on fresh samples. With ``one_stage=True`` (symmetric games, ``L_G = −L_S``:
-ZSKT, DFAD) each generator step shares one backward pass with a student step through a gradient
-reversal at G's output (:mod:`.adversarial`). The state's parts are ``'student'`` and ``'generator'``,
-each with its own optimizer; the run's key is the generator's (the student's init key is split as a
-classifier's).
+G maps z ~ N(0, I) to images in [0, 1], normalised before the frozen teacher(s) and the student. One
+loop step (a schedule unit) is one compiled function: ``g_steps`` generator steps (the student fixed)
+then ``kd_steps`` student steps on fresh samples; with ``one_stage=True`` (symmetric games, ``L_G = −L_S``)
+a generator step shares its backward pass with a student step through a gradient reversal at G's
+output (:mod:`.adversarial`). Parts ``'student'`` and ``'generator'``, each with its own optimizer.
 """
 from __future__ import annotations
 

@@ -1,12 +1,10 @@
 """What DeepInversion and CMI share (docs/methods.md, "Model inversion"): the image pool, the student's
 steps on it, the round's best batch, sample grids, and the program they are built into.
 
-One loop step is one synthesis round and its student steps, compiled once. A round (the method's
-``synthesize``) returns its lowest-loss batch in [0, 1]; it goes into the on-device pool
-(:class:`.synthesis.RingBuffer`, ``state.buffers['pool']``). Then the student takes ``kd_steps``
-steps of ``kd(s, t, T)`` on pool batches (crop ``student_crop_pad``, flip). No real image is seen (the
-loop's batches are empty); pool grids go to ``grid_dir`` (default ``WORKDIR/samples``) at each
-evaluation. Both methods' sections hold these keys (:class:`PoolSettings`) besides their own.
+One loop step, compiled once, is a synthesis round (the method's ``synthesize``: its lowest-loss batch
+in [0, 1] goes into the on-device pool ``state.buffers['pool']``) and ``kd_steps`` student steps of
+``kd(s, t, T)`` on augmented pool batches. No real image is seen. Both methods' sections hold
+:class:`PoolSettings`'s keys besides their own.
 """
 from __future__ import annotations
 

@@ -10,14 +10,10 @@ dataset index ``i``, the positive is row ``i`` and the K negatives are random ro
     L_crd   = nce(h(v_s, M_t[i, j])) + nce(h(v_t, M_s[i, j]))
     L       = ce·CE(s, y) + kd·kd(s, t, T) + crd·L_crd
 
-After the step the banks move towards the batch: ``M[i] ← n(0.5·M[i] + 0.5·v_i)``. The banks start
-uniform in ``±1/√(dim/3)``, as RepDistiller's; they and the two Z live in ``state.buffers`` (carried,
-checkpointed and resumed with the state; no gradient reaches them).
-
-Negatives are drawn with replacement (the i.i.d. noise samples NCE assumes), by default uniformly among
-the samples of the *other* classes, as RepDistiller's dataset does; ``negatives='any'`` draws among all
-N (no label read). Defaults are RepDistiller's CIFAR-100 run ``-a 0 -b 0.8``: CE 1 + CRD 0.8, no KD,
-K = 16384, τ = 0.07, momentum 0.5; CRD+KD is ``crd.kd=1`` (T = 4).
+After the step ``M[i] ← n(0.5·M[i] + 0.5·v_i)``. The banks (uniform in ``±1/√(dim/3)`` at first, as
+RepDistiller's) and the two Z are ``state.buffers``. Negatives are drawn with replacement (NCE's i.i.d.
+noise), among the other classes' samples as RepDistiller's dataset does, or among all N
+(``negatives='any'``, no label read). Defaults: RepDistiller's CIFAR-100 run ``-a 0 -b 0.8``.
 """
 from __future__ import annotations
 

@@ -12,11 +12,9 @@ with a grafted part to the logits ``t`` of the untouched teacher:
 * Stage 2 (net grafting): chains of student blocks ``0..k`` (k = 1..4) replace the first teacher
   blocks and train together; the last chain is the whole student, which is exported.
 
-The student's classifier is a copy of the teacher's (it is the teacher-width head every grafted
-network ends in). The job is nine phases of :data:`PHASE` (options ``start``/``stop``: the blocks it
-grafts), each in its own sub-workdir, starting from the previous phase's student (``train.init_from``);
-finished phases are skipped. No model selection: each phase keeps its last step, so the test split is
-only reported, never used to pick.
+The student's classifier is a copy of the teacher's. The job is nine phases of :data:`PHASE` (options
+``start``/``stop``: the blocks grafted), each in its sub-workdir from the previous phase's student
+(``train.init_from``). Each phase keeps its last step: the test split is only reported, never used to pick.
 """
 from __future__ import annotations
 

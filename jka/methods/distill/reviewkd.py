@@ -1,17 +1,13 @@
 """ReviewKD, distilling knowledge via knowledge review (docs/methods.md, "ReviewKD"; Chen et al., CVPR 2021).
 
-Each teacher stage is learnt from a *fusion* of the student's stage at that depth and every deeper one.
-The student's levels (its spatial stages, then its pooled vector as a 1×1 map) are fused from the
-deepest up by attention-based fusion (ABF) modules: a 1×1 conv (+BN) to a common width; except at the
-deepest level, a merge with the fused map of the level below, upsampled (nearest), weighted per pixel by
-two sigmoid attention maps from a 1×1 conv of both; a 3×3 conv (+BN) to the teacher's width at the
-teacher's size. The loss is the hierarchical context loss between each output and the teacher's level
-(:func:`jka.losses.distill.hcl`):
+Each teacher stage is learnt from a fusion of the student's stage at that depth and every deeper one:
+the student's levels (spatial stages, then the pooled vector as a 1×1 map) are fused from the deepest
+up by attention-based fusion modules (:class:`ABF`, the state's ``'aux'`` part), each output compared
+with the teacher's level by the hierarchical context loss (:func:`jka.losses.distill.hcl`):
 
     L = ce·CE(s, y) + w(e)·weight·HCL,   w(e) = min(e / warmup_epochs, 1)
 
-for the 1-based epoch e. Defaults are the reference CIFAR-100 setting: weight 1, CE 1, 20 epochs of
-warm-up. The ABF modules are the ``'aux'`` part of the state, trained with the student.
+for the 1-based epoch e. Defaults: the reference CIFAR-100 setting.
 """
 from __future__ import annotations
 
@@ -58,7 +54,8 @@ def nearest(x, h: int, w: int):
 
 
 class ABF(nn.Module):
-    """One attention-based fusion: ``(output at the teacher's shape, the fused map passed up)``."""
+    """1×1 conv + BN to ``mid``; unless deepest, merged with the deeper fused map (nearest upsampled) by two
+    sigmoid attention maps; 3×3 conv + BN to the teacher's level: (that output, the fused map passed up)."""
 
     mid: int
     out_shape: Sequence[int]  # (H, W, C) of the teacher's level
