@@ -82,8 +82,7 @@ def derive_subtasks(teacher_classes):
 
 
 def subtasks_of(s: Settings, teacher_classes=None):
-    """``adaptive.subtasks`` (each class in one sub-task; with ``teacher_classes``, each sub-task inside
-    some teacher's classes), else the classes grouped by the teachers that know them."""
+    """``adaptive.subtasks`` (checked against ``teacher_classes`` if given), else :func:`derive_subtasks`'s."""
     if s.subtasks is None:
         return derive_subtasks(teacher_classes)
     sub = [[int(c) for c in g] for g in s.subtasks]
@@ -98,11 +97,9 @@ def subtasks_of(s: Settings, teacher_classes=None):
 
 
 def weights_of(s: Settings, knowing, index, logits):
-    """(raw sub-task logits of the knowing teachers, (B, K) per-sample weights of those K teachers)
-    from every teacher's logits (``logits[k]``; unused outside ``knowing``): the one-hot of the
-    teacher whose prediction has the least entropy, judged on its whole prediction
-    (``entropy_over='teacher'``, as the reference code) or on the sub-task's classes (``'subtask'``);
-    or 1/K each (``selection='average'``)."""
+    """(the knowing teachers' raw sub-task logits, their (B, K) per-sample weights): the one-hot of the
+    least-entropy teacher, judged on its whole prediction (``entropy_over='teacher'``, as the reference
+    code) or on the sub-task's classes (``'subtask'``); or 1/K each (``selection='average'``)."""
     sub = [jnp.take(logits[k], jnp.asarray(index[k], jnp.int32), axis=-1) for k in knowing]
     judged = sub if s.entropy_over == "subtask" else [logits[k] for k in knowing]
     if s.selection == "entropy":
@@ -111,19 +108,15 @@ def weights_of(s: Settings, knowing, index, logits):
 
 
 def target_logits(sub, w, calibration):
-    """``Σ_k w_k t̃_k|g``: the selected (or averaged) teacher's calibrated sub-task logits
-    (``calibration``: (scale, bias) of each knowing teacher)."""
+    """``Σ_k w_k t̃_k|g``: the selected (or averaged) knowing teachers' calibrated sub-task logits."""
     return sum(w[:, i:i + 1] * (a * t + b) for i, (t, (a, b)) in enumerate(zip(sub, calibration)))
 
 
 def calibrate_teachers(logits, teacher_classes):
-    """Label-free per-teacher affine calibration ``[(a_k, b_k)]`` from the teachers' logits on the
-    same unlabeled images (``logits[k]``: (N, |classes_k|)). Breadth-first over teachers that share
-    classes: teacher k, reached from calibrated teacher j, gets ``a_k = std(u)/std(v)``,
-    ``b_k = mean(u) − a_k mean(v)`` with ``u = a_j t_j|S + b_j`` and ``v = t_k|S`` over the shared
-    classes S, on the images that both teachers put in S (their argmax is a shared class: both are
-    in their own domain there; all images if fewer than two); the first teacher of each connected
-    group keeps (1, 0)."""
+    """Label-free affine calibration ``[(a_k, b_k)]`` from the teachers' logits on the same images
+    (``logits[k]``: (N, |classes_k|)), breadth-first over teachers that share classes S: k, reached from
+    calibrated j, gets ``a_k = std(u)/std(v)``, ``b_k = mean(u) − a_k mean(v)`` with ``u = a_j t_j|S + b_j``,
+    ``v = t_k|S`` on the images both put in S (all if fewer than two); each group's first keeps (1, 0)."""
     cal = [None] * len(logits)
     for root in range(len(logits)):
         if cal[root] is not None:
@@ -198,8 +191,7 @@ def who_knows(subtask, teacher_classes):
 
 
 def build_component(ctx):
-    """A component net for one sub-task (``options``: ``subtask``, its dataset classes; ``calibration``,
-    one (scale, bias) per teacher), from the per-sample least-entropy teacher."""
+    """A component net for the ``subtask`` option's classes (``calibration``: one (scale, bias) per teacher)."""
     s, teachers = ctx.settings, ctx.teachers
     subtask = [int(c) for c in ctx.options["subtask"]]
     calibration = [(float(a), float(b)) for a, b in ctx.options["calibration"]]
@@ -266,8 +258,7 @@ def folded(out, log_scale, heads):
 
 
 def build_student(ctx):
-    """The multi-head student from the frozen components (``ctx.teachers``, disjoint sub-tasks;
-    ``options``: ``overlap``, the classes several teachers know)."""
+    """The multi-head student from the frozen components (option ``overlap``: classes several teachers know)."""
     s, components = ctx.settings, ctx.teachers
     overlap = [int(c) for c in ctx.options.get("overlap", ())]
     data, net = parts.union_student(ctx, "adaptive")
@@ -307,8 +298,7 @@ STUDENT = Method("adaptive_student", build=build_student, settings=Settings, sec
 
 # -- the job -------------------------------------------------------------------------------------------
 def calibration_of(job, teacher_classes):
-    """The teachers' calibration: identity unless ``adaptive.calibrate`` (computed once from the
-    teachers' logits on the training images, then read back from ``WORKDIR/calibration.json``)."""
+    """The teachers' calibration: identity unless ``adaptive.calibrate`` (then kept in ``calibration.json``)."""
     path = os.path.join(job.workdir, CALIBRATION_FILE)
     if not job.settings.calibrate or job.rehearsal:
         return [(1.0, 0.0)] * len(job.teachers)

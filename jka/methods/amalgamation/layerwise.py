@@ -92,8 +92,7 @@ def stage_masks(step, n_layers: int, steps: int, schedule: str):
 
 
 def layerwise_loss(s: Settings, logits, t_logits, outs, t_maps, layer_w, kd_w):
-    """``w0 kd_w L_kd + w1 Σ_ℓ layer_w[ℓ] L_amal^ℓ + w2 L_rec`` from the blocks' outputs ``outs``
-    (``(fam, r, rec)`` per layer) and the teachers' maps per layer: (loss, metrics)."""
+    """(``w0 kd_w L_kd + w1 Σ_ℓ layer_w[ℓ] L_amal^ℓ + w2 L_rec``, metrics) from the blocks' outputs."""
     l_amal = jnp.float32(0.0)
     l_rec = jnp.float32(0.0)
     for i, ((fam, r, rec), fts) in enumerate(zip(outs, t_maps)):

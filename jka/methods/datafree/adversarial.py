@@ -68,8 +68,7 @@ scale_gradient.defvjp(_scale_fwd, _scale_bwd)
 
 
 def bce_gamma(p, max_exponent: float = 60.0):
-    """``γ = −e^{−p}`` for the non-saturating BCE GAN, the exponent clipped at ``max_exponent`` to stay
-    finite in float32 (σ(p) underflows first anyway, for p < −87)."""
+    """``γ = −e^{−p}`` (non-saturating BCE GAN), the exponent clipped to stay finite in float32."""
     return -jnp.exp(jnp.minimum(-p.astype(jnp.float32), max_exponent))
 
 

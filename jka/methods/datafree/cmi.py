@@ -138,9 +138,8 @@ def parts(ctx, data) -> Parts:
 
 
 def synthesis_loss(s: Settings, p: Parts, params, gen_bs, y, teacher_vars, student_logits, negatives, neg_valid, rng):
-    """``L`` (module docstring) of ``x = G(z)`` (``params``: ``'generator'``, ``'z'``, ``'head'``) with the
-    bank rows ``negatives``; ``student_logits(x)``: the (fixed) student's logits. Returns (loss, (the
-    generator's batch stats, x, [global | local] features, terms))."""
+    """(``L``, (G's batch stats, x, [global | local] features, terms)) of ``x = G(z)`` against the bank rows
+    ``negatives``; ``student_logits``: the fixed student."""
     k_g, k_l = jax.random.split(rng)
     x, upd = p.generator.apply({"params": params["generator"], "batch_stats": gen_bs}, params["z"], train=True,
                                mutable=["batch_stats"])
@@ -168,8 +167,7 @@ def adam(s: Settings):
 
 
 def synthesizer(ctx, data, p: Parts, net):
-    """One round: a fresh generator and z (group ``'generator'``) and the run's head (group ``'head'``)
-    trained together in a transient state; the head and its optimizer state go back to the run's."""
+    """One round: a fresh generator and z with the run's head (and its optimizer state) in a round's state."""
     s = ctx.settings
     n = inversion.synthesis_batch(ctx.cfg, s)
     n_neg = min(s.negatives, s.bank_size)

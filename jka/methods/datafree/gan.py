@@ -1,11 +1,9 @@
 """A DCGAN with one- or two-stage updates (docs/methods.md, "One-stage adversarial training").
 
-D (one logit p per image) minimises ``L_d = mean softplus(p_fake) + mean softplus(−p_real)``; G
-minimises ``gan.loss``: ``asymmetric`` (non-saturating, ``mean softplus(−p_fake)``) or ``symmetric``
-(minimax, ``−mean softplus(p_fake)``). Two-stage (``gan.one_stage=False``): G's forward pass once
-(``jax.vjp``), a D step on the detached fakes, then a G step through the *updated* D. One-stage:
-ONE backward pass of L_d updates both, the gradient reaching G's output reversed (symmetric) or
-scaled per sample by γ_i = −e^{−p_i} (asymmetric, exact with ``gan.d_norm='group'``; :mod:`.adversarial`).
+D minimises :func:`bce_d_loss`, G ``gan.loss`` (:func:`generator_loss`). Two-stage: G's forward pass
+once (``jax.vjp``), a D step on the detached fakes, then a G step through the updated D. One-stage: one
+backward pass of L_d updates both, the gradient at G's output reversed (symmetric) or scaled per sample
+by γ_i = −e^{−p_i} (asymmetric, exact with ``gan.d_norm='group'``; :mod:`.adversarial`).
 
 :func:`game` is the players, their state and one step of each schedule (also ``benchmarks.onestage``'s);
 the loop runs one step of each player per batch of real training images (seen by D only). Eval writes

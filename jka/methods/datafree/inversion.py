@@ -69,8 +69,7 @@ def random_targets(rng, n: int, num_classes: int):
 
 
 def keep_best(best, loss, value):
-    """(``value``, ``loss``) where ``loss`` is below the best loss so far, else the best (a round's
-    lowest-loss batch)."""
+    """(``value``, ``loss``) where ``loss`` is below the best so far, else the best."""
     best_value, best_loss = best
     better = loss < best_loss
     return jax.tree.map(lambda a, b: jnp.where(better, a, b), value, best_value), jnp.where(better, loss, best_loss)
@@ -125,9 +124,8 @@ def grid(name: str, state: State, s: PoolSettings, ectx) -> None:
 
 
 def program(ctx, name: str, data, synthesizer, extra=None) -> Program:
-    """The program of an inversion method. ``synthesizer(student net) -> synthesize(state, teacher_vars,
-    rng) -> (best images in [0, 1], state, metrics)`` makes one round; ``extra(rng) -> (variables, groups,
-    buffers)`` adds the method's own parts to the state."""
+    """``synthesizer(net) -> synthesize(state, teacher_vars, rng) -> (best images, state, metrics)``: a round;
+    ``extra(rng) -> (variables, groups, buffers)``: the method's own parts of the state."""
     s, teacher = ctx.settings, ctx.teachers[0]
     net = common.student_net(ctx, len(data.classes))
     normalise = datafree.normaliser(data, ctx.dtype)

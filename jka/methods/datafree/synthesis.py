@@ -79,9 +79,7 @@ class RingBuffer:
         return self.data[idx]
 
     def sample_distinct(self, rng, n: int):
-        """(items, valid): ``n`` distinct slots, valid ones first in random order; ``valid[i]`` is
-        False for slots beyond ``count`` (fewer than ``n`` stored). Used for contrastive negatives,
-        where a duplicate would be a second copy of a positive."""
+        """(items, valid): ``n`` distinct slots (contrastive negatives), the valid ones first, shuffled."""
         n = min(int(n), self.capacity)
         slots = jnp.arange(self.capacity)
         key = jax.random.uniform(rng, (self.capacity,)) + (slots >= self.count).astype(jnp.float32) * 2.0
@@ -122,8 +120,7 @@ def _bilinear_crop(img, top, left, h, w):
 
 
 def local_view(rng, x, scale=(0.25, 1.0), ratio=(3.0 / 4.0, 4.0 / 3.0), flip: bool = True):
-    """Random resized crop (area fraction in ``scale``, aspect ratio in ``ratio``) resized back to
-    the input size with bilinear interpolation, then random horizontal flip (NHWC)."""
+    """Random resized crop (area fraction ``scale``, aspect ``ratio``), resized back bilinearly, random flip."""
     n, H, W, _ = x.shape
     k_area, k_ratio, k_y, k_x, k_flip = jax.random.split(rng, 5)
     area = jax.random.uniform(k_area, (n,), minval=scale[0], maxval=scale[1]) * H * W
@@ -139,9 +136,7 @@ def local_view(rng, x, scale=(0.25, 1.0), ratio=(3.0 / 4.0, 4.0 / 3.0), flip: bo
 
 # -- teacher forward pass for inversion -------------------------------------------------------------
 def bn_inputs_in_call_order(bn_stats) -> list:
-    """The inputs sown by every BatchNorm (``bn_stats``), in the order the BatchNorms ran: a module's
-    entry is created when it first writes, so walking the nested dicts in insertion order is call
-    order (``jax.tree`` leaves would be sorted by name instead)."""
+    """The inputs sown by every BatchNorm in call order (the dicts' insertion order; jax.tree sorts by name)."""
     return [a for key, value in bn_stats.items()
             for a in ([value[0]] if key == "input" else bn_inputs_in_call_order(value))]
 

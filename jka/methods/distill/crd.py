@@ -72,9 +72,8 @@ def initial_buffers(rng, n: int, dim: int) -> dict:
 
 
 def contrast_indices(rng, index, labels, k: int, n: int, pools=None):
-    """Per sample: its own index, then ``k`` negatives drawn with replacement, uniformly among all ``n``
-    rows (``pools`` None), or among the rows of the other classes (``pools = (order, start, count)``:
-    the rows sorted by class, where each class starts and how many it has)."""
+    """Per sample: its index, then ``k`` negatives drawn with replacement among all ``n`` rows, or among the
+    other classes' (``pools``: :func:`class_pools`)."""
     if pools is None:
         neg = jax.random.randint(rng, (index.shape[0], k), 0, n)
     else:
@@ -117,8 +116,7 @@ def normaliser(z, e, n: int):
 
 
 def crd_loss(v_s, v_t, buffers: dict, idx, tau: float, n: int):
-    """``L_crd`` (student anchors against the teacher's bank, teacher anchors against the student's)
-    and the normalisers ``(Z_s, Z_t)`` it used."""
+    """(``L_crd``, the normalisers ``(Z_s, Z_t)`` used)."""
     e_s, e_t = scores(v_s, buffers["bank_t"], idx, tau), scores(v_t, buffers["bank_s"], idx, tau)
     z_s, z_t = normaliser(buffers["z_s"], e_s, n), normaliser(buffers["z_t"], e_t, n)
     return nce(e_s / z_s, n) + nce(e_t / z_t, n), (z_s, z_t)

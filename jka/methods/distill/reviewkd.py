@@ -47,8 +47,7 @@ class Settings:
 
 
 def nearest(x, h: int, w: int):
-    """An NHWC map resized to ``h × w`` by nearest neighbour, PyTorch's rule: output ``i`` reads input
-    ``floor(i·H/h)``."""
+    """An NHWC map resized to ``h × w`` by PyTorch's nearest rule: output ``i`` reads input ``floor(i·H/h)``."""
     rows, cols = (np.arange(h) * x.shape[1]) // h, (np.arange(w) * x.shape[2]) // w
     return x[:, rows][:, :, cols]
 
@@ -129,8 +128,7 @@ def parts(ctx) -> Parts:
 
 
 def loss(p: Parts, s: Settings, teacher, params, batch_stats, teacher_vars, x, batch, warmup=1.0):
-    """``ce·CE(s, y) + warmup·weight·HCL(ABF(student levels), teacher levels)``: (loss, (new batch stats,
-    metrics))."""
+    """``ce·CE(s, y) + warmup·weight·HCL(ABF(student levels), teacher levels)``."""
     _, t_feats = teacher(teacher_vars[0], x)
     logits, s_feats, bs_student = p.net.forward(params, batch_stats, x, train=True)
     fused, upd = p.review.apply({"params": params["aux"], "batch_stats": batch_stats["aux"]},
