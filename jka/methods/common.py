@@ -205,9 +205,8 @@ def start_from_student(method: str) -> Callable:
 def classifier(ctx, name: str, data: Split, net: Net, loss: Callable, *, uses_labels: bool, extra: Callable | None = None,
                predict: Callable | None = None, groups: dict | None = None, export: Callable | None = None,
                **details) -> Program:
-    """The program of a student classifier trained with ``loss`` (:func:`loss_step`) and ``extra`` helpers
-    (:func:`student_state`), evaluated by the accuracy of ``predict`` (default the student's) per ``groups``
-    (default per teacher), exported as the student (or by ``export``)."""
+    """The program of a student classifier (:func:`loss_step`, :func:`student_state`), evaluated by the
+    accuracy of ``predict`` (default the student's) per ``groups`` (default per teacher)."""
     prepare = preparer(ctx.cfg, data, ctx.dtype)
     predict = predict or predictor(net, prepare)
     groups = teacher_groups(data, ctx.teachers) if groups is None else groups

@@ -158,8 +158,7 @@ def run_task(module, t, point, params, batch_stats, maps, indices, train):
 
 
 def forward(module, n_tasks: int, params, batch_stats, x, points, train: bool):
-    """Every task's output with branch points ``points`` (Python ints, or traced ints: then each
-    task's branch runs under ``lax.switch``), and the updated batch statistics."""
+    """(every task's output at ``points``, the batch statistics); a traced point runs under ``lax.switch``."""
     (maps, indices), batch_stats = _with_stats(module, "shared", params, batch_stats, x, train=train)
     outs = []
     for t in range(n_tasks):
@@ -197,8 +196,7 @@ def loss_table(cfg, s: Settings, teachers, variables) -> np.ndarray:
 
 
 def teacher_sums(teachers, tasks, data, dtype):
-    """The teachers' metric sums as one function object per (teachers, tasks, normalisation), so
-    every phase of a job (and ``jka eval``) reuses one compilation."""
+    """The teachers' metric sums, one function object per key: every phase and ``jka eval`` compile it once."""
     key = (tuple((t.arch, json.dumps(t.kwargs, sort_keys=True), len(t.classes)) for t in teachers),
            tuple((t["kind"], t["channels"]) for t in tasks), tuple(data.mean), tuple(data.std), jnp.dtype(dtype).name)
     if key not in _TEACHER_SUMS:
@@ -263,8 +261,7 @@ def build(ctx):
             out.update({f"{name}_{k}": v for k, v in student.items()})
             out.update({f"teacher_{name}_{k}": v for k, v in teacher.items()})
             key = "miou" if task["kind"] == "segmentation" else "rmse"
-            ratio = student[key] / max(teacher[key], 1e-12)
-            out[f"{name}_{key}_ratio"] = ratio
+            out[f"{name}_{key}_ratio"] = ratio = student[key] / max(teacher[key], 1e-12)
             out.setdefault(f"{key}_ratio", ratio)
         return out
 
@@ -283,8 +280,7 @@ BRANCHY = Method("branching_phase", build=build, settings=Settings, section="bra
 
 # -- the job -------------------------------------------------------------------------------------------
 def selection(job, cfg, tasks, search_dir: str) -> dict:
-    """Phase 2's record (``points``, ``tolerance``, ``tasks``, ``losses``), computed once into
-    ``WORKDIR/branch_points.json``; a rehearsal stands in point 0 (the most work per step) for every task."""
+    """Phase 2's record, kept in ``branch_points.json``; a rehearsal stands in point 0 (the most work)."""
     path, tol = os.path.join(job.workdir, POINTS_FILE), float(job.settings.tolerance)
     if job.rehearsal:
         return {"points": [0] * len(tasks), "losses": {}}

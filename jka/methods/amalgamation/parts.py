@@ -67,9 +67,8 @@ def apply_blocks(module, params, batch_stats, inputs, train: bool = True):
 def program(ctx, name: str, data, net: common.Net, module, inputs: Callable, loss: Callable, *,
             groups: dict | None = None, predict: Callable | None = None, more_eval: Callable | None = None,
             export: Callable | None = None) -> Program:
-    """:func:`common.classifier` of ``net`` and ``module`` (part ``'blocks'``, initialised on
-    ``inputs(student features, teacher features)``) with ``loss(params, batch_stats, teacher outputs, x,
-    step)``, no labels; eval adds ``more_eval(state, ectx)``'s values."""
+    """:func:`common.classifier` of ``net`` and ``module`` (part ``'blocks'``, initialised on ``inputs(student
+    features, teacher features)``), ``loss(params, batch_stats, teacher outputs, x, step)``, ``more_eval``."""
     teachers = ctx.teachers
 
     def blocks(rng, x, student_vars):

@@ -138,8 +138,7 @@ def parts(ctx, data) -> Parts:
 
 
 def synthesis_loss(s: Settings, p: Parts, params, gen_bs, y, teacher_vars, student_logits, negatives, neg_valid, rng):
-    """(``L``, (G's batch stats, x, [global | local] features, terms)) of ``x = G(z)`` against the bank rows
-    ``negatives``; ``student_logits``: the fixed student."""
+    """(``L``, (G's batch stats, x, [global | local] features, terms)) of ``x = G(z)`` against ``negatives``."""
     k_g, k_l = jax.random.split(rng)
     x, upd = p.generator.apply({"params": params["generator"], "batch_stats": gen_bs}, params["z"], train=True,
                                mutable=["batch_stats"])

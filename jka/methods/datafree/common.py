@@ -33,8 +33,7 @@ def to_pixels(data: Split, x):
 
 
 def student_init(net: common.Net, rng, data: Split, ctx, updates_per_step: int):
-    """(the student's variables, its group ``(('student',), tx)`` scheduled over every student update), the
-    key split as a classifier's is."""
+    """(the student's variables, its group scheduled over every student update); the key split as a classifier's."""
     k_init, _ = jax.random.split(rng)
     tx = make_optimizer(ctx.cfg.optim, ctx.steps * updates_per_step)
     return net.init(k_init, jnp.zeros((1,) + data.image_shape, ctx.dtype)), (("student",), tx)

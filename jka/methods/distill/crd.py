@@ -72,8 +72,7 @@ def initial_buffers(rng, n: int, dim: int) -> dict:
 
 
 def contrast_indices(rng, index, labels, k: int, n: int, pools=None):
-    """Per sample: its index, then ``k`` negatives drawn with replacement among all ``n`` rows, or among the
-    other classes' (``pools``: :func:`class_pools`)."""
+    """Per sample: its index, then ``k`` negatives drawn with replacement (among ``pools``' other classes)."""
     if pools is None:
         neg = jax.random.randint(rng, (index.shape[0], k), 0, n)
     else:
