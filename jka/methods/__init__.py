@@ -1,9 +1,6 @@
-"""Every method a config may name (``algorithm=...``): one file each, collected here.
-
-A method (:class:`~jka.methods.api.Method`) is its settings (``cfg.<name>``), its config-only checks, and
-how it is built: ``build`` for a single-phase method (the loop's :class:`~jka.train.program.Program`),
-``plan`` for a job of several phases. Phases internal to a job (a component net, a dual block) are
-methods of that job's file, not named here. Adding a method: its file, and one line below.
+"""Every method a config may name (``algorithm=...``, :class:`~jka.methods.api.Method`): one file each,
+collected here. Phases internal to a job (a component net, a dual block) are methods of that job's file,
+not named here. Adding a method: its file, and one line below.
 """
 from __future__ import annotations
 

@@ -1,15 +1,12 @@
-"""What a method is.
+"""What a method is: a :class:`Method`, one object in one file: its name, its settings (a dataclass: every
+key of ``cfg.<section>`` with its default, :mod:`jka.settings`), ``check(cfg, settings)`` (what the config
+alone shows wrong, refused before any teacher trains), and ``build(Context) -> Program`` (a single
+phase) or ``plan(JobContext)`` (a job).
 
-A :class:`Method` is one object in one file: its name, its settings (a dataclass: every key of
-``cfg.<section>`` with its default, :mod:`jka.settings`), config-only checks that refuse a run before
-any work, and either ``build`` (a single-phase method: ``build(Context) -> Program``, what the loop
-runs) or ``plan`` (a job: a generator of phases, :class:`JobContext`). :mod:`jka.methods` collects the
-methods users can name.
-
-A job's plan yields :class:`~jka.train.phases.Phase` objects in order and receives each phase's summary
-back (``summary = yield phase``); what it returns is the job's summary. ``jka train`` runs the phases,
-``jka eval`` walks them to the one marked ``final``, ``jka check`` rehearses each
-(``job.rehearsal``: what a job computes between phases from trained networks is stood in for there).
+A job's plan yields :class:`~jka.train.phases.Phase` objects and receives each one's summary back
+(``summary = yield phase``); it returns the job's summary. ``jka eval`` walks the phases to the one marked
+``final``, ``jka check`` rehearses each (``job.rehearsal``: what a job computes between phases from
+trained networks is stood in for).
 """
 from __future__ import annotations
 
@@ -25,8 +22,7 @@ from jka.train.teachers import compute_dtype
 
 @dataclasses.dataclass(frozen=True)
 class Context:
-    """What a method is built from: the config, its settings read, the teachers, the mesh, and the
-    options a job computed for this phase."""
+    """What a method is built from (``options``: what a job computed for this phase)."""
 
     cfg: Any
     settings: Any
@@ -49,10 +45,7 @@ class Context:
 
 @dataclasses.dataclass(frozen=True)
 class JobContext:
-    """What a job's plan is run with: the config, its settings, the job's workdir, its teachers,
-    whether the phases are only rehearsed (``jka check``), and ``network(spec)``: the phase that
-    trains a network entry (a dict with ``workdir`` and ``config``, as ``teachers[i]``) into its
-    workdir, or None when that workdir holds an exported model already."""
+    """What a job's plan runs with; ``network(spec)``: the phase training a network entry, None if it exists."""
 
     cfg: Any
     settings: Any
@@ -64,9 +57,7 @@ class JobContext:
 
 @dataclasses.dataclass(frozen=True)
 class Method:
-    """One method (module docstring). ``section``: the config key of its settings (default: its
-    name); ``check(cfg, settings)`` refuses what the config alone shows wrong (the number of
-    teachers, the model a method needs), before any teacher trains."""
+    """One method (module docstring); ``section``: its settings' config key (default: its name)."""
 
     name: str
     build: Optional[Callable[[Context], Program]] = None

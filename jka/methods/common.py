@@ -1,7 +1,5 @@
-"""Parts most methods are built from: the run's data, the student network, input preparation, the
-state of a student (and the helpers that train with it), the step of a loss on real batches,
-classification accuracy, the exported student. Each is a plain function a method composes; none is
-a base class.
+"""Parts most methods compose (plain functions, no base class): the run's data, the student network, input
+preparation, a student's state, the step of a loss on real batches, accuracy, the exported student.
 """
 from __future__ import annotations
 
@@ -35,8 +33,7 @@ def disjoint_union(teachers, method: str) -> list[int]:
 
 
 def split(cfg, classes: Sequence[int] | None = None, train_classes: Sequence[int] | None = None) -> Split:
-    """The run's data over ``classes`` (default ``data.classes``, else every class), relabelled in
-    that order; ``train_classes``: the training images' classes when they differ (unlabelled)."""
+    """The run's data over ``classes`` (default ``data.classes``, else all); ``train_classes``: if others."""
     full = load_split(cfg.data, "train")
     if classes is None:
         given = cfg.data.get("classes", None)
@@ -75,8 +72,7 @@ class Net:
 
 
 def feature_shapes(net: Net, teachers, image_shape, dtype, n: int = 2):
-    """(the student's features, each teacher's features) as shapes (``jax.ShapeDtypeStruct``) on ``n``
-    images of ``image_shape``: what modules built on the features are sized from, with nothing run."""
+    """(the student's features, each teacher's) as shapes on ``n`` images of ``image_shape``, nothing run."""
     x = jax.ShapeDtypeStruct((n,) + tuple(image_shape), dtype)
     s_feats = jax.eval_shape(lambda x: net.module.init_with_output(jax.random.PRNGKey(0), x, train=False)[0][1], x)
     t_feats = [jax.eval_shape(lambda v, x, t=t: t(v, x)[1], t.variables, x) for t in teachers]
@@ -89,9 +85,8 @@ def student_net(ctx, num_classes: int) -> Net:
 
 
 def preparer(cfg, data: Split, dtype) -> Callable:
-    """``prepare(rng, images, augment=True)``: raw batch images → normalised compute-dtype inputs with
-    the device-side augmentation of ``data.augment`` (in pixel space: the crop pads black, as
-    torchvision's ``RandomCrop`` before ``Normalize``), or its evaluation view when ``augment=False``."""
+    """``prepare(rng, images, augment=True)``: raw images → normalised inputs, augmented by ``data.augment``
+    in pixel space (the crop pads black, as torchvision's ``RandomCrop`` before ``Normalize``)."""
     view = viewer(cfg.data.get("augment", {}))
 
     def prepare(rng, images, augment: bool = True):
@@ -101,16 +96,14 @@ def preparer(cfg, data: Split, dtype) -> Callable:
 
 
 def batches(cfg, data: Split, with_labels: bool, with_index: bool = False):
-    """Step-indexed batches of the training set (batch k is a pure function of (seed, k)); ``with_index``:
-    each sample's row in ``data.train`` too (``'index'``)."""
+    """Step-indexed batches of the training set; ``with_index``: each sample's row too (``'index'``)."""
     return Batches(data.train, int(cfg.data.batch_size), int(cfg.seed), with_labels=with_labels,
                    with_index=with_index)
 
 
 def epoch_warmup(cfg, data: Split, epochs: float) -> Callable:
-    """``weight(step)`` = min(e / ``epochs``, 1) for the 1-based epoch e of loop step ``step`` (an epoch:
-    the training images over ``data.batch_size``, the remainder dropped): the reference ramp of DKD and
-    ReviewKD, constant within an epoch. 1 from the start when ``epochs`` is 0."""
+    """``weight(step)`` = min(e / ``epochs``, 1) (1 if ``epochs`` is 0) for the 1-based epoch e of ``step``,
+    the remainder batch dropped: DKD's and ReviewKD's reference ramp."""
     per_epoch = max(1, len(data.train) // int(cfg.data.batch_size))
 
     def weight(step):
@@ -122,9 +115,8 @@ def epoch_warmup(cfg, data: Split, epochs: float) -> Callable:
 
 
 def student_state(net: Net, sample: Callable, optim, steps: int, extra: Callable | None = None) -> Callable:
-    """``init(rng, batch) -> State``: the student (part ``'student'``) initialised on
-    ``sample(batch)`` and, with ``extra(rng, x, student_variables) -> {part: variables}``, helpers
-    that train with it under the same optimizer (one group, ``'student'``), ``steps`` updates long."""
+    """``init(rng, batch) -> State``: the student initialised on ``sample(batch)`` and ``extra(rng, x,
+    student_variables) -> {part: variables}``'s helpers, all in group ``'student'``, ``steps`` updates long."""
     def init(rng, batch):
         if extra is None:
             k_init, k_state = jax.random.split(rng)
@@ -140,9 +132,8 @@ def student_state(net: Net, sample: Callable, optim, steps: int, extra: Callable
 
 
 def loss_step(prepare: Callable, loss: Callable, group: str = "student") -> Callable:
-    """The step of a loss on real batches: ``loss(params, batch_stats, teacher_vars, x, batch, rng, step)
-    -> (loss, (new batch stats, metrics))`` minimised over ``group`` (``params``/``batch_stats``: part →
-    tree; ``step``: the loop step), ``x`` the prepared (augmented) images."""
+    """The step minimising ``loss(params, batch_stats, teacher_vars, x, batch, rng, step) -> (loss, (new
+    batch stats, metrics))`` over ``group`` on real batches, ``x`` the prepared (augmented) images."""
     def step(state: State, teacher_vars, batch):
         state, rng = state.next_rng()
         k_aug, k_loss = jax.random.split(rng)
@@ -193,8 +184,7 @@ def learning_rate(optim, steps: int, per_step: int = 1) -> Callable:
 
 
 def start_from_student(method: str) -> Callable:
-    """``train.init_from`` for a state that trains the student alone: its variables from an exported
-    model of the same architecture and shapes, a fresh optimizer state."""
+    """``train.init_from`` for a state that trains the student alone (a fresh optimizer state)."""
     def start_from(state: State, variables, info):
         if set(state.params) != {"student"}:
             raise ConfigError(f"{method} trains more than one network and cannot start from train.init_from; "
@@ -215,10 +205,8 @@ def start_from_student(method: str) -> Callable:
 def classifier(ctx, name: str, data: Split, net: Net, loss: Callable, *, uses_labels: bool, extra: Callable | None = None,
                predict: Callable | None = None, groups: dict | None = None, export: Callable | None = None,
                **details) -> Program:
-    """The program of a student classifier trained on real batches with ``loss`` (:func:`loss_step`),
-    with ``extra`` helpers (:func:`student_state`), evaluated by accuracy (``predict``, default the
-    student's logits; ``groups`` of outputs, default per teacher) and exported as the student (or
-    ``export(state)``)."""
+    """The program of a student classifier (:func:`loss_step`, :func:`student_state`), evaluated by the
+    accuracy of ``predict`` (default the student's) per ``groups`` (default per teacher)."""
     prepare = preparer(ctx.cfg, data, ctx.dtype)
     predict = predict or predictor(net, prepare)
     groups = teacher_groups(data, ctx.teachers) if groups is None else groups

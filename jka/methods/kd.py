@@ -1,14 +1,12 @@
 """Knowledge distillation from one or several frozen teachers (docs/methods.md, "Knowledge distillation").
 
-With K teachers over disjoint class subsets, the student predicts their union in teacher order
-and learns ``kd(s, concat_k t_k, T)`` with no labels. With ``beta > 0`` (one teacher over the
-student's classes) it is the classic ``α kd(s, t, T) + β CE(s, y)``. ``logit_std``: both sides of kd
-are standardised per sample first (:func:`jka.losses.standardize`).
+With K teachers over disjoint class subsets the student predicts their union, in teacher order, from
+``kd(s, concat_k t_k, T)`` alone; with ``beta > 0`` (one teacher) it is ``α kd(s, t, T) + β CE(s, y)``.
+``logit_std`` standardises both sides of kd per sample first (:func:`jka.losses.standardize`).
 
-``deit`` (one teacher, a ViT student with a distillation token, DeiT): the class head learns the
-labels, ``β CE(z_cls, y)``, and the distillation head the teacher, ``α CE(z_dist, argmax t)``
-('hard', DeiT's default) or ``α kd(z_dist, t, T)`` ('soft'); the student predicts with the mean of
-the two heads (the ViT's logits).
+``deit`` (DeiT: one teacher, a ViT student with a distillation token): the class head learns ``β CE(z_cls,
+y)``, the distillation head ``α CE(z_dist, argmax t)`` ('hard') or ``α kd(z_dist, t, T)`` ('soft'); the
+student predicts with the mean of the two heads.
 """
 from __future__ import annotations
 
@@ -35,14 +33,14 @@ class Settings:
     deit: str = setting("off", choice("kd.deit", DEIT), "DeiT's distillation token (a ViT student with dist_token): "
                         "'hard' α CE(z_dist, argmax t), 'soft' α kd(z_dist, t, T), with β CE(z_cls, y); 'off': plain kd")
 
+
 def teacher_logits(teachers, teacher_vars, x):
     """Concatenated teacher logits (the student's target over the union of their classes)."""
     return jnp.concatenate([t(v, x)[0] for t, v in zip(teachers, teacher_vars)], axis=-1)
 
 
 def objective(s: Settings, logits, t, labels=None):
-    """``α·kd(s, t, T) + β·CE(s, y)`` (standardised logits in kd with ``logit_std``) and its parts; labels
-    read only when ``β > 0``."""
+    """``α·kd(s, t, T) + β·CE(s, y)`` and its parts (labels read only when ``β > 0``)."""
     l_kd = losses.kd(*losses.standardized(s.logit_std, logits, t), s.T)
     metrics, total = {"kd": l_kd}, s.alpha * l_kd
     if s.beta > 0:
@@ -52,8 +50,7 @@ def objective(s: Settings, logits, t, labels=None):
 
 
 def deit_objective(s: Settings, feats, t, labels):
-    """``β CE(z_cls, y) + α D(z_dist, t)``, D = CE to the teacher's argmax ('hard') or kd at T ('soft',
-    on standardised logits with ``logit_std``)."""
+    """``β CE(z_cls, y) + α D(z_dist, t)``, D: CE to the teacher's argmax ('hard') or kd at T ('soft')."""
     z_dist = feats["logits_dist"]
     distil = (losses.cross_entropy(z_dist, jnp.argmax(t, axis=-1)) if s.deit == "hard"
               else losses.kd(*losses.standardized(s.logit_std, z_dist, t), s.T))
@@ -71,6 +68,7 @@ def check(cfg, s: Settings):
     if s.beta <= 0:
         raise ConfigError(f"kd.deit={s.deit!r} learns the labels through the class head: set kd.beta > 0 "
                           "(DeiT: kd.alpha=0.5, kd.beta=0.5)")
+
 
 def build(ctx):
     s, teachers = ctx.settings, ctx.teachers

@@ -1,9 +1,7 @@
-"""The transferability study (docs/methods.md, "Transferability"): a job whose phases train the networks
-of a zoo (``transfer_study.zoo``: entries with a ``name``, the ``task`` (labeling) they learn, a
-``workdir`` and the ``config`` that trains them there; a workdir that holds a model is not trained
-again), followed by the study itself (:func:`jka.transfer.study.run_study`): DEPARA and attribution
-distance computed from unlabelled probe images, checked against measured transfer (linear probes on
-each source's features with each target's labels). It trains no student; its summary is the study's.
+"""The transferability study (docs/methods.md, "Transferability"): a job that trains the networks of
+``transfer_study.zoo`` (``name``, ``task``, ``workdir``, ``config``; a workdir holding a model is kept),
+then runs :func:`jka.transfer.study.run_study`: DEPARA and attribution distance from unlabelled probe
+images against measured transfer (linear probes). It trains no student; its summary is the study's.
 """
 from __future__ import annotations
 
@@ -43,8 +41,7 @@ class Settings:
 
 
 def check_zoo(cfg, s: Settings) -> None:
-    """The zoo: two networks or more, each a network entry with a unique name and a known task; the
-    targets among their names."""
+    """Two zoo networks or more, with unique names and known tasks; the targets among their names."""
     check_networks(s.zoo, "transfer_study.zoo")
     if len(s.zoo) < 2:
         raise ConfigError("transfer_study.zoo needs at least two networks: "

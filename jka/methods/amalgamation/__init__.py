@@ -1,8 +1,6 @@
 """Knowledge amalgamation: several teachers → one student that masters all their tasks, no labels.
 
-``layerwise`` (layer-wise amalgamation), ``cfl`` (common feature learning), ``adaptive`` (selective
-amalgamation from overlapping teachers, a job) and ``branching`` (task branching of dense teachers,
-a job); ``dense_supervised`` trains the dense teachers. ``parts`` holds what the student + blocks
-methods share, ``dense`` the dense-task data, step and metrics. Data-free amalgamation is a data-free
-method (:mod:`jka.methods.datafree`).
+``layerwise``, ``cfl``, ``adaptive`` (a job) and ``branching`` (dense teachers, a job); ``dense_supervised``
+trains the dense teachers; ``parts`` and ``dense`` hold what they share. Data-free amalgamation is in
+:mod:`jka.methods.datafree`.
 """

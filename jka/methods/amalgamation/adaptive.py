@@ -1,25 +1,19 @@
 """Adaptive / selective amalgamation (docs/methods.md, "Adaptive amalgamation"; ICCV 2019).
 
-Teachers may overlap in the classes they know. The union of their classes is split into sub-tasks
-(``adaptive.subtasks``, default: the groups of classes known by the same set of teachers); per sample and
-sub-task the teacher whose prediction has the least entropy is learned from (``adaptive.selection=
-'entropy'``, judged on the teacher's whole prediction as the reference code does, or on the sub-task's
-classes with ``adaptive.entropy_over='subtask'``; ``'average'`` learns from them all). The job
-(:func:`plan`) is the paper's two steps, each phase an ordinary training run:
+Teachers may overlap in the classes they know. Their union is split into sub-tasks (``adaptive.subtasks``,
+default: the classes known by the same set of teachers); per sample and sub-task the least-entropy
+teacher is learned from (:func:`weights_of`). The job (:func:`plan`), the paper's two steps:
 
 1. :data:`COMPONENT` per sub-task (``WORKDIR/component_<g>``): MSE to the selected teacher's raw
    sub-task logits + per-sample weighted feature matching through 1×1 projections.
-2. :data:`STUDENT` (``WORKDIR/student``, the final phase): the multi-head student from the frozen
-   components, logit MSE with a learnable (bounded) scale per head, folded into the exported linear
-   layer, + features.
+2. :data:`STUDENT` (``WORKDIR/student``, final): the multi-head student from the frozen components,
+   logit MSE with a bounded learnable scale per head (folded into the exported linear layer) + features.
 
-``adaptive.calibrate=True`` is jka's variant: before step 1, :func:`calibrate_teachers` fits a
-label-free affine map of each teacher's logits on the images two teachers both put in their shared
-classes, so heads built from teachers of very different logit scales compare in the student's joint
-argmax (computed once, kept in ``WORKDIR/calibration.json``).
-
-The summary is the student's plus the calibration (``eval.calibration_teacher<k>_scale/_bias``, 1 and 0
-without it), the selection shares (``eval.selection_subtask<g>_teacher<k>``) and ``eval.overlap_classes``.
+``adaptive.calibrate=True`` (jka's variant) first fits a label-free affine map of each teacher's logits
+(:func:`calibrate_teachers`, kept in ``WORKDIR/calibration.json``), so heads from teachers of very
+different logit scales compare in the student's joint argmax. The summary adds the calibration
+(``eval.calibration_teacher<k>_scale/_bias``), the selection shares (``eval.selection_subtask<g>_teacher<k>``)
+and ``eval.overlap_classes``.
 """
 from __future__ import annotations
 
@@ -78,21 +72,17 @@ def head_scale(log_scale):
 
 def derive_subtasks(teacher_classes):
     """Group the union of the teachers' classes by the set of teachers that know each class."""
-    order, groups = [], {}
+    groups = {}  # in the order the groups are first met
     for classes in teacher_classes:
         for c in classes:
-            key = tuple(k for k, cs in enumerate(teacher_classes) if c in cs)
-            if key not in groups:
-                groups[key] = []
-                order.append(key)
-            if c not in groups[key]:
-                groups[key].append(c)
-    return [groups[key] for key in order]
+            group = groups.setdefault(tuple(k for k, cs in enumerate(teacher_classes) if c in cs), [])
+            if c not in group:
+                group.append(c)
+    return list(groups.values())
 
 
 def subtasks_of(s: Settings, teacher_classes=None):
-    """``adaptive.subtasks`` (each class in one sub-task; with ``teacher_classes``, each sub-task inside
-    some teacher's classes), else the classes grouped by the teachers that know them."""
+    """``adaptive.subtasks`` (checked against ``teacher_classes`` if given), else :func:`derive_subtasks`'s."""
     if s.subtasks is None:
         return derive_subtasks(teacher_classes)
     sub = [[int(c) for c in g] for g in s.subtasks]
@@ -107,11 +97,9 @@ def subtasks_of(s: Settings, teacher_classes=None):
 
 
 def weights_of(s: Settings, knowing, index, logits):
-    """(raw sub-task logits of the knowing teachers, (B, K) per-sample weights of those K teachers)
-    from every teacher's logits (``logits[k]``; unused outside ``knowing``): the one-hot of the
-    teacher whose prediction has the least entropy, judged on its whole prediction
-    (``entropy_over='teacher'``, as the reference code) or on the sub-task's classes (``'subtask'``);
-    or 1/K each (``selection='average'``)."""
+    """(the knowing teachers' raw sub-task logits, their (B, K) per-sample weights): the one-hot of the
+    least-entropy teacher, judged on its whole prediction (``entropy_over='teacher'``, as the reference
+    code) or on the sub-task's classes (``'subtask'``); or 1/K each (``selection='average'``)."""
     sub = [jnp.take(logits[k], jnp.asarray(index[k], jnp.int32), axis=-1) for k in knowing]
     judged = sub if s.entropy_over == "subtask" else [logits[k] for k in knowing]
     if s.selection == "entropy":
@@ -120,19 +108,15 @@ def weights_of(s: Settings, knowing, index, logits):
 
 
 def target_logits(sub, w, calibration):
-    """``Σ_k w_k t̃_k|g``: the selected (or averaged) teacher's calibrated sub-task logits
-    (``calibration``: (scale, bias) of each knowing teacher)."""
+    """``Σ_k w_k t̃_k|g``: the selected (or averaged) knowing teachers' calibrated sub-task logits."""
     return sum(w[:, i:i + 1] * (a * t + b) for i, (t, (a, b)) in enumerate(zip(sub, calibration)))
 
 
 def calibrate_teachers(logits, teacher_classes):
-    """Label-free per-teacher affine calibration ``[(a_k, b_k)]`` from the teachers' logits on the
-    same unlabeled images (``logits[k]``: (N, |classes_k|)). Breadth-first over teachers that share
-    classes: teacher k, reached from calibrated teacher j, gets ``a_k = std(u)/std(v)``,
-    ``b_k = mean(u) − a_k mean(v)`` with ``u = a_j t_j|S + b_j`` and ``v = t_k|S`` over the shared
-    classes S, on the images that both teachers put in S (their argmax is a shared class: both are
-    in their own domain there; all images if fewer than two); the first teacher of each connected
-    group keeps (1, 0)."""
+    """Label-free affine calibration ``[(a_k, b_k)]`` from the teachers' logits on the same images
+    (``logits[k]``: (N, |classes_k|)), breadth-first over teachers that share classes S: k, reached from
+    calibrated j, gets ``a_k = std(u)/std(v)``, ``b_k = mean(u) − a_k mean(v)`` with ``u = a_j t_j|S + b_j``,
+    ``v = t_k|S`` on the images both put in S (all if fewer than two); each group's first keeps (1, 0)."""
     cal = [None] * len(logits)
     for root in range(len(logits)):
         if cal[root] is not None:
@@ -207,8 +191,7 @@ def who_knows(subtask, teacher_classes):
 
 
 def build_component(ctx):
-    """A component net for one sub-task (``options``: ``subtask``, its dataset classes; ``calibration``,
-    one (scale, bias) per teacher), from the per-sample least-entropy teacher."""
+    """A component net for the ``subtask`` option's classes (``calibration``: one (scale, bias) per teacher)."""
     s, teachers = ctx.settings, ctx.teachers
     subtask = [int(c) for c in ctx.options["subtask"]]
     calibration = [(float(a), float(b)) for a, b in ctx.options["calibration"]]
@@ -275,8 +258,7 @@ def folded(out, log_scale, heads):
 
 
 def build_student(ctx):
-    """The multi-head student from the frozen components (``ctx.teachers``, disjoint sub-tasks;
-    ``options``: ``overlap``, the classes several teachers know)."""
+    """The multi-head student from the frozen components (option ``overlap``: classes several teachers know)."""
     s, components = ctx.settings, ctx.teachers
     overlap = [int(c) for c in ctx.options.get("overlap", ())]
     data, net = parts.union_student(ctx, "adaptive")
@@ -316,8 +298,7 @@ STUDENT = Method("adaptive_student", build=build_student, settings=Settings, sec
 
 # -- the job -------------------------------------------------------------------------------------------
 def calibration_of(job, teacher_classes):
-    """The teachers' calibration: identity unless ``adaptive.calibrate`` (computed once from the
-    teachers' logits on the training images, then read back from ``WORKDIR/calibration.json``)."""
+    """The teachers' calibration: identity unless ``adaptive.calibrate`` (then kept in ``calibration.json``)."""
     path = os.path.join(job.workdir, CALIBRATION_FILE)
     if not job.settings.calibrate or job.rehearsal:
         return [(1.0, 0.0)] * len(job.teachers)
@@ -341,9 +322,8 @@ def plan(job):
         name = f"component_{g}"
         phases[name] = done = yield Phase(COMPONENT, component_cfg, os.path.join(job.workdir, name), teachers,
                                           dict(subtask=classes, calibration=calibration), name=name)
-        for key, v in done["eval"].items():
-            if key.startswith("selection_"):
-                selection[f"selection_subtask{g}_{key[len('selection_'):]}"] = v
+        selection.update({f"selection_subtask{g}_{key[len('selection_'):]}": v
+                          for key, v in done["eval"].items() if key.startswith("selection_")})
     components = [load_teacher(os.path.join(job.workdir, f"component_{g}"), classes, compute_dtype(cfg))
                   for g, classes in enumerate(subtasks)]
     overlap = [c for g in subtasks for c in g if sum(c in cs for cs in teacher_classes) > 1]

@@ -1,28 +1,25 @@
 """Task branching, "Student Becoming the Master" (docs/methods.md, "Task branching"; CVPR 2019): one
 branchy student from N dense teachers, no labels.
 
-``cfg.teachers[i]`` is the teacher of task i (``task``: its name, default ``task<i>``; ``kind``:
-``segmentation`` or ``depth``, default by its number of outputs). The student is ``branchy_segnet``: a
-shared SegNet encoder/decoder and, per task, an adaptor at every candidate branch point b ∈ {0..5}
-with its own copy of the decoder blocks after b. Each task mimics its teacher (:func:`mimic_loss`:
-per-pixel ``kd(s, t, 1)`` for segmentation, ``mean |s − t|`` for depth; the step's loss is the sum).
+``cfg.teachers[i]`` teaches task i (``task``: its name, default ``task<i>``; ``kind``: ``segmentation``
+or ``depth``, default by its number of outputs). The student, ``branchy_segnet``, is a shared SegNet
+encoder/decoder with, per task, an adaptor at every branch point b ∈ {0..5} and its own copy of the
+decoder blocks after b. The loss sums each task's :func:`mimic_loss` to its teacher.
 
 The job (:func:`plan`), three phases of :data:`BRANCHY`:
 
 1. Search (``WORKDIR/search``, ``branching.search_steps``, default half of ``train.steps``): a random
    branch point per task every step, inside one compiled step (``lax.switch``: only the drawn branch
    runs and updates its statistics).
-2. Selection: ``L_t(b)`` over one pass of the training images (``branching.select_batches``); task t
-   takes the deepest b within ``(1 + branching.tolerance)`` of its lowest loss
-   (:func:`select_branch_points`; tolerance 0 is the paper's rule). Written once to
-   ``WORKDIR/branch_points.json`` (and read back from it).
-3. Student (``WORKDIR`` itself, the remaining steps, the final phase): the search student continues
-   (``train.init_from``) with the points fixed; its checkpoints and ``WORKDIR/model`` are the job's,
-   so ``jka eval`` evaluates it.
+2. Selection: task t takes the deepest b whose ``L_t(b)`` over one pass of the training images
+   (``branching.select_batches``) is within ``(1 + branching.tolerance)`` of its lowest (tolerance 0:
+   the paper's rule), written once to ``WORKDIR/branch_points.json``.
+3. Student (``WORKDIR`` itself, the remaining steps, final): the search student continues
+   (``train.init_from``) with the points fixed, so ``jka eval`` evaluates it.
 
 Eval: per task ``<task>_miou`` / ``_pixel_acc`` or ``_rmse`` / ``_abs_rel`` / ``_delta1..3``, the same
-for its teacher (``teacher_<task>_*``), and the ratios ``<task>_miou_ratio`` / ``<task>_rmse_ratio``
-(``miou_ratio`` / ``rmse_ratio`` of the first task of each kind).
+for its teacher (``teacher_<task>_*``), and ``<task>_miou_ratio`` / ``<task>_rmse_ratio`` (``miou_ratio``
+/ ``rmse_ratio``: the first task of each kind's).
 """
 from __future__ import annotations
 
@@ -72,8 +69,7 @@ def mimic_loss(kind: str, student_out, teacher_out):
 
 
 def select_branch_points(point_losses, tolerance: float = 0.0) -> list[int]:
-    """Per task (row), the deepest branch point whose loss is within ``(1 + tolerance)`` of the row's
-    minimum (see the module docstring)."""
+    """Per task (row), the deepest point within ``(1 + tolerance)`` of the row's minimum."""
     point_losses = np.asarray(point_losses, np.float64)
     if point_losses.ndim != 2 or not np.isfinite(point_losses).all():
         raise UserError(f"branch-point losses must be a finite (tasks, points) table; got {point_losses}")
@@ -148,7 +144,7 @@ def student_of(cfg, teachers, dtype):
 
 
 def _with_stats(module, method: str, params, batch_stats, *args, train: bool):
-    """``module.<method>(*args, train)`` and the batch statistics it leaves (updated when training)."""
+    """``module.<method>(*args, train)`` and the batch statistics it leaves."""
     variables = {"params": params, "batch_stats": batch_stats}
     if not train:
         return module.apply(variables, *args, False, method=method), batch_stats
@@ -162,8 +158,7 @@ def run_task(module, t, point, params, batch_stats, maps, indices, train):
 
 
 def forward(module, n_tasks: int, params, batch_stats, x, points, train: bool):
-    """Every task's output with branch points ``points`` (Python ints, or traced ints: then each
-    task's branch runs under ``lax.switch``), and the updated batch statistics."""
+    """(every task's output at ``points``, the batch statistics); a traced point runs under ``lax.switch``."""
     (maps, indices), batch_stats = _with_stats(module, "shared", params, batch_stats, x, train=train)
     outs = []
     for t in range(n_tasks):
@@ -201,8 +196,7 @@ def loss_table(cfg, s: Settings, teachers, variables) -> np.ndarray:
 
 
 def teacher_sums(teachers, tasks, data, dtype):
-    """The teachers' metric sums as one function object per (teachers, tasks, normalisation), so
-    every phase of a job (and ``jka eval``) reuses one compilation."""
+    """The teachers' metric sums, one function object per key: every phase and ``jka eval`` compile it once."""
     key = (tuple((t.arch, json.dumps(t.kwargs, sort_keys=True), len(t.classes)) for t in teachers),
            tuple((t["kind"], t["channels"]) for t in tasks), tuple(data.mean), tuple(data.std), jnp.dtype(dtype).name)
     if key not in _TEACHER_SUMS:
@@ -218,8 +212,7 @@ def teacher_sums(teachers, tasks, data, dtype):
 
 
 def build(ctx):
-    """The branchy student learning every task from its teacher. No ``points`` option (phase 1,
-    search): each step draws a random branch point per task; ``points`` (one per task, phase 3): fixed."""
+    """The branchy student; without the ``points`` option (search) each step draws a point per task."""
     s, cfg, teachers = ctx.settings, ctx.cfg, ctx.teachers
     tasks, data, net = student_of(cfg, teachers, ctx.dtype)
     points = ctx.options.get("points", None)
@@ -240,19 +233,14 @@ def build(ctx):
         return {"params": params, "batch_stats": variables.get("batch_stats", {})}
 
     def train_points(rng):
-        if points is not None:
-            return points
-        pts = jax.random.randint(rng, (n,), 0, NUM_POINTS)
-        return [pts[t] for t in range(n)]
+        return points if points is not None else list(jax.random.randint(rng, (n,), 0, NUM_POINTS))
 
     def loss(params, batch_stats, teacher_vars, x, maps, rng):
         t_outs = [t(v, x)[0] for t, v in zip(teachers, teacher_vars)]
         outs, new_bs = forward(net.module, n, params["student"], batch_stats["student"], x, train_points(rng), True)
-        metrics, total = {}, 0.0
-        for task, out, t in zip(tasks, outs, t_outs):
-            metrics[f"{task['name']}_loss"] = term = mimic_loss(task["kind"], out, t)
-            total = total + term
-        return total, ({"student": new_bs}, metrics)
+        metrics = {f"{task['name']}_loss": mimic_loss(task["kind"], out, t)
+                   for task, out, t in zip(tasks, outs, t_outs)}
+        return sum(metrics.values()), ({"student": new_bs}, metrics)
 
     def student_sums(state, batch):
         outs, _ = forward(net.module, n, state.params["student"], state.batch_stats["student"],
@@ -273,8 +261,7 @@ def build(ctx):
             out.update({f"{name}_{k}": v for k, v in student.items()})
             out.update({f"teacher_{name}_{k}": v for k, v in teacher.items()})
             key = "miou" if task["kind"] == "segmentation" else "rmse"
-            ratio = student[key] / max(teacher[key], 1e-12)
-            out[f"{name}_{key}_ratio"] = ratio
+            out[f"{name}_{key}_ratio"] = ratio = student[key] / max(teacher[key], 1e-12)
             out.setdefault(f"{key}_ratio", ratio)
         return out
 
@@ -293,9 +280,7 @@ BRANCHY = Method("branching_phase", build=build, settings=Settings, section="bra
 
 # -- the job -------------------------------------------------------------------------------------------
 def selection(job, cfg, tasks, search_dir: str) -> dict:
-    """Phase 2's record (``points``, ``tolerance``, ``tasks``, ``losses``), computed once from the search
-    phase's model into ``WORKDIR/branch_points.json``. A rehearsal stands in point 0 for every task (the
-    most work per step)."""
+    """Phase 2's record, kept in ``branch_points.json``; a rehearsal stands in point 0 (the most work)."""
     path, tol = os.path.join(job.workdir, POINTS_FILE), float(job.settings.tolerance)
     if job.rehearsal:
         return {"points": [0] * len(tasks), "losses": {}}

@@ -15,10 +15,9 @@ names per teacher, default the same names), with ``ch = C_s · cfl.ch_ratio`` (d
     L      = w0 kd(s, concat_k t_k, T) + w1 L_amal + w2 L_rec
              (cfl.weights; unset: the paper's (1, 10, 10), or (1, 20, 20) with four or more teachers)
 
-Student, aligners (teacher-side too), extractor and decoders train together. Teacher maps whose
-spatial size differs from the student's (different architectures, e.g. a WRN whose last stage is
-at 1/4 of the input and a small_cnn at 1/2) are resized bilinearly to the student's size before
-their aligner, so ``h_s`` and ``h_k`` have the same shape for the MMD.
+Student, aligners, extractor and decoders train together. Teacher maps of another spatial size
+(another architecture) are resized bilinearly to the student's before their aligner, so ``h_s`` and
+``h_k`` have one shape for the MMD.
 """
 from __future__ import annotations
 
@@ -127,24 +126,20 @@ class CFLModules(nn.Module):
 
 
 def grouper(s: Settings, teachers):
-    """``gather(s_feats, t_feats)``: the student's feature per group and, per group, each teacher's
-    (resized to the student's)."""
+    """``gather(s_feats, t_feats)``: per group the student's feature and each teacher's, resized to it."""
     layers, t_layers = tuple(s.layers), s.teacher_layers or [s.layers] * len(teachers)
     t_key = "cfl.teacher_layers" if s.teacher_layers else "cfl.layers"
 
+    def teacher_feature(g, k, f, f_s):
+        ft = parts.feature(f, t_layers[k][g], f"teacher {k} ({teachers[k].arch})", t_key)
+        if (ft.ndim == 4) != (f_s.ndim == 4):
+            raise ConfigError(f"feature group {g}: the student's {layers[g]!r} and teacher {k}'s "
+                              f"{t_layers[k][g]!r} must both be maps or both vectors")
+        return parts.resize_to(ft, f_s)
+
     def gather(s_feats, t_feats):
         s_list = [parts.feature(s_feats, n, "the student", "cfl.layers") for n in layers]
-        t_lists = []
-        for g, f_s in enumerate(s_list):
-            fts = []
-            for k, f in enumerate(t_feats):
-                ft = parts.feature(f, t_layers[k][g], f"teacher {k} ({teachers[k].arch})", t_key)
-                if (ft.ndim == 4) != (f_s.ndim == 4):
-                    raise ConfigError(f"feature group {g}: the student's {layers[g]!r} and teacher {k}'s "
-                                      f"{t_layers[k][g]!r} must both be maps or both vectors")
-                fts.append(parts.resize_to(ft, f_s))
-            t_lists.append(fts)
-        return s_list, t_lists
+        return s_list, [[teacher_feature(g, k, f, f_s) for k, f in enumerate(t_feats)] for g, f_s in enumerate(s_list)]
 
     return gather
 
@@ -156,8 +151,7 @@ def modules(s: Settings, s_list, t_lists) -> CFLModules:
 
 
 def cfl_loss(w: tuple, T: float, logits, t_logits, outs, t_lists):
-    """``w0 kd + w1 Σ MMD²(h_s, h_k) + w2 Σ MSE(D_k(h_k), f_tk)`` from the groups' outputs ``outs``
-    (``(h_s, [h_k], [D_k(h_k)])``) and the teachers' features per group: (loss, metrics)."""
+    """(``w0 kd + w1 Σ MMD²(h_s, h_k) + w2 Σ MSE(D_k(h_k), f_tk)``, metrics) from the groups' outputs."""
     l_amal = jnp.float32(0.0)
     l_rec = jnp.float32(0.0)
     for (h_s, h_ts, recs), fts in zip(outs, t_lists):

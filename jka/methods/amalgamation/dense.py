@@ -1,9 +1,6 @@
-"""What the dense-task methods share (``dense_supervised``, task branching): their data is a
-``jka.data.scenes.DenseDataset`` (images with a segmentation map and a depth map) loaded through
-``load_dense_split`` (``data.name``: ``scenes`` | ``nyuv2``) and normalised with the training set's
-mean/std; the only augmentation is a horizontal flip (``data.augment.flip``) of the image *and* its
-maps together, in the step; dense outputs are evaluated by accumulating metric sums over the whole
-test split (``jka.losses.dense``).
+"""What the dense-task methods (``dense_supervised``, task branching) share: the data (images with a
+segmentation and a depth map, ``load_dense_split``), the one augmentation (``data.augment.flip``: the image
+and its maps flipped together, in the step), and metric sums accumulated over the whole test split.
 """
 from __future__ import annotations
 
@@ -36,15 +33,10 @@ def task_kind(kind) -> str:
 
 
 def flip_rows(rng, *arrays):
-    """Flip each sample of every (B, H, W, ...) array horizontally with probability 1/2, the same
-    samples in all arrays (an image and its dense maps stay aligned)."""
+    """The same random half of the samples of every (B, H, W, ...) array flipped horizontally."""
     b = arrays[0].shape[0]
     flip = jax.random.bernoulli(rng, 0.5, (b,))
-    out = []
-    for a in arrays:
-        f = flip.reshape((b,) + (1,) * (a.ndim - 1))
-        out.append(jnp.where(f, a[:, :, ::-1], a))
-    return out
+    return [jnp.where(flip.reshape((b,) + (1,) * (a.ndim - 1)), a[:, :, ::-1], a) for a in arrays]
 
 
 def task_sums(kind: str, out, batch, num_classes: int):
@@ -81,8 +73,7 @@ class ImageBatches(DenseBatches):
 
 
 def split(cfg, classes: Callable[[int], list]) -> Split:
-    """The run's dense data; the student's output channels are ``classes(number of segmentation
-    classes of the data)``."""
+    """The run's dense data; the student's outputs: ``classes(the data's segmentation classes)``."""
     train, test = load_dense_split(cfg.data, "train"), load_dense_split(cfg.data, "test")
     if train.images.shape[1:] != test.images.shape[1:]:
         raise ConfigError("the dense train and test images differ in size; prepare both splits at one size")
@@ -103,10 +94,9 @@ def with_bias(params: dict, path: tuple, value) -> dict:
 
 def program(ctx, name: str, data: Split, net: common.Net, variables: Callable, loss: Callable, evaluate: Callable,
             export: Callable, uses_labels: bool) -> Program:
-    """The program of a dense student (part ``'student'``, its first ``variables(rng, batch)``):
-    ``loss(params, batch_stats, teacher_vars, x, maps, rng) -> (loss, (new batch stats, metrics))`` with
-    ``maps`` the batch's ``seg``/``depth`` (none for a student of teachers), flipped with the image
-    when ``data.augment.flip``."""
+    """The program of a dense student (part ``'student'``, initialised by ``variables(rng, batch)``) and
+    ``loss(params, batch_stats, teacher_vars, x, maps, rng) -> (loss, (new batch stats, metrics))``,
+    ``maps`` the batch's ``seg``/``depth`` (if any), flipped with the image when ``data.augment.flip``."""
     cfg = ctx.cfg
     prepare = preparer(data, ctx.dtype)
     flips = bool(cfg.data.get("augment", {}).get("flip", False))

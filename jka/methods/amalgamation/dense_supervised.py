@@ -1,14 +1,8 @@
-"""One SegNet-style dense network from labels (how task branching's teachers are made),
-``dense_supervised.kind``:
-
-- ``segmentation``: ``num_classes`` logits per pixel, ``L = CE(s, seg)`` over labelled pixels (label
-  255 ignored); eval ``miou``, ``pixel_acc`` (also as ``accuracy``);
-- ``depth``: one channel (metres), ``L = mean |s − d|`` over valid pixels (ground truth > 0), or the
-  squared error with ``dense_supervised.depth_loss = "l2"``; eval ``rmse``, ``abs_rel``, ``delta1..3``.
-  The head's bias starts at the mean valid training depth.
-
-The data, the flips and the metric sums are :mod:`.dense`'s. The exported ``model.json`` records
-``task_kind``.
+"""One SegNet-style dense network from labels (how task branching's teachers are made), by
+``dense_supervised.kind``: ``segmentation`` (``L = CE(s, seg)`` over labelled pixels; eval ``miou``,
+``pixel_acc``, also as ``accuracy``) or ``depth`` (one channel, ``L = mean |s − d|`` over valid pixels, or
+the squared error with ``depth_loss='l2'``; eval ``rmse``, ``abs_rel``, ``delta1..3``; the head's bias
+starts at the mean valid training depth). ``model.json`` records ``task_kind``.
 """
 from __future__ import annotations
 

@@ -11,16 +11,11 @@ convolutions (``nn.Dense`` over the channel axis, which also serves vector featu
     L_kd   = kd(s, concat_k t_k, T)                   (T = layerwise.T, default 1)
     L      = w0 L_kd + w1 L_amal + w2 L_rec           (layerwise.weights, default 1, 1, 1)
 
-Student and blocks train together in one state: ``params = {'student': ..., 'blocks': ...}``.
-Teacher maps whose spatial size differs from the student's are resized bilinearly to the
-student's size before they are concatenated (``parts.resize_to``).
-
-``layerwise.schedule='blockwise'`` trains the student stage by stage: the steps are split into
-``len(layers)`` equal stages; during stage j the amalgamation term covers only layers 0..j (the
-later student stages receive no feature target yet) and ``L_kd`` is switched on only in the last
-stage; ``L_rec`` trains the blocks' encoders/decoders throughout. (The IJCAI 2019 paper also routes
-the student's stage output through the teachers' remaining stages; the zoo models cannot be run
-from an intermediate feature, so that variant is not implemented.)
+Student and blocks train together (parts ``'student'``, ``'blocks'``); teacher maps are resized to
+the student's (``parts.resize_to``). ``layerwise.schedule='blockwise'`` splits the steps into
+``len(layers)`` stages: in stage j ``L_amal`` covers layers 0..j, ``L_kd`` is on in the last stage only,
+``L_rec`` throughout. (The IJCAI 2019 variant that runs the teachers from the student's stage output
+is not implemented: the zoo models cannot start from an intermediate feature.)
 """
 from __future__ import annotations
 
@@ -97,8 +92,7 @@ def stage_masks(step, n_layers: int, steps: int, schedule: str):
 
 
 def layerwise_loss(s: Settings, logits, t_logits, outs, t_maps, layer_w, kd_w):
-    """``w0 kd_w L_kd + w1 Σ_ℓ layer_w[ℓ] L_amal^ℓ + w2 L_rec`` from the blocks' outputs ``outs``
-    (``(fam, r, rec)`` per layer) and the teachers' maps per layer: (loss, metrics)."""
+    """(``w0 kd_w L_kd + w1 Σ_ℓ layer_w[ℓ] L_amal^ℓ + w2 L_rec``, metrics) from the blocks' outputs."""
     l_amal = jnp.float32(0.0)
     l_rec = jnp.float32(0.0)
     for i, ((fam, r, rec), fts) in enumerate(zip(outs, t_maps)):

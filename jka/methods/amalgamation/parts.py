@@ -1,7 +1,5 @@
-"""What the amalgamation methods with trainable blocks share (layer-wise, CFL, adaptive): hooked
-features (teacher maps resized to the student's), and the program of a student trained together with
-its blocks (aligners, projections, ...) in one state, ``params = {'student': ..., 'blocks': ...}``
-under one optimizer, from the teachers' outputs only (no labels).
+"""What layer-wise, CFL and adaptive share: hooked features (teacher maps resized to the student's) and the
+program of a student trained with its blocks (part ``'blocks'``, one optimizer) from the teachers alone.
 """
 from __future__ import annotations
 
@@ -33,8 +31,7 @@ def feature(feats: dict, name: str, who: str, key: str):
 
 
 def hooked(s_feats, t_feats, layers, key: str, who: str = "teacher", ids=None):
-    """(student maps at ``layers``, per target network its maps of the same names resized to the
-    student's); ``ids`` number the targets in error messages."""
+    """(student maps at ``layers``, per target its maps of those names resized to the student's)."""
     s_maps = [feature(s_feats, n, "the student", key) for n in layers]
     ids = range(len(t_feats)) if ids is None else ids
     t_maps = [[resize_to(feature(f, n, f"{who} {k}", key), s) for n, s in zip(layers, s_maps)]
@@ -43,8 +40,7 @@ def hooked(s_feats, t_feats, layers, key: str, who: str = "teacher", ids=None):
 
 
 def shapes(ctx, net: common.Net, data, gather: Callable):
-    """``gather(student features, teacher features)`` as shapes: what blocks are sized from (nothing
-    runs; the features' names and kinds are checked)."""
+    """``gather(student features, teacher features)`` as shapes, nothing run (names and kinds checked)."""
     return jax.eval_shape(gather, *common.feature_shapes(net, ctx.teachers, data.image_shape, ctx.dtype))
 
 
@@ -60,8 +56,7 @@ def union_student(ctx, method: str):
 
 
 def apply_blocks(module, params, batch_stats, inputs, train: bool = True):
-    """(the blocks' outputs on ``inputs``, their new batch statistics): statistics move only when
-    training blocks that have any."""
+    """(the blocks' outputs on ``inputs``, their batch statistics, updated when training)."""
     variables = {"params": params["blocks"], "batch_stats": batch_stats["blocks"]}
     if train and batch_stats["blocks"]:
         out, upd = module.apply(variables, *inputs, train=True, mutable=["batch_stats"])
@@ -72,12 +67,8 @@ def apply_blocks(module, params, batch_stats, inputs, train: bool = True):
 def program(ctx, name: str, data, net: common.Net, module, inputs: Callable, loss: Callable, *,
             groups: dict | None = None, predict: Callable | None = None, more_eval: Callable | None = None,
             export: Callable | None = None) -> Program:
-    """The program of ``net`` (part ``'student'``) trained with ``module`` (part ``'blocks'``,
-    initialised on ``inputs(student features, teacher features)``) from the teachers' outputs alone.
-
-    ``loss(params, batch_stats, teacher outputs, x, step) -> (loss, (batch stats, metrics))``; eval is
-    the accuracy of ``predict`` (default the student's logits) per ``groups`` (default per teacher),
-    with ``more_eval(state, ectx)``'s values."""
+    """:func:`common.classifier` of ``net`` and ``module`` (part ``'blocks'``, initialised on ``inputs(student
+    features, teacher features)``), ``loss(params, batch_stats, teacher outputs, x, step)``, ``more_eval``."""
     teachers = ctx.teachers
 
     def blocks(rng, x, student_vars):

@@ -1,10 +1,9 @@
 """One-stage adversarial training (OSGAN, docs/methods.md "One-stage adversarial training"): both
 players from ONE backward pass.
 
-Two-player games alternate: the "critic" (a student or a discriminator, parameters θ_D) minimises
-``L_d`` while the generator (θ_G, output x = G(z)) minimises ``L_g``. Both gradients can come from
-the single backward pass of ``L_d`` if the cotangent that reaches x is transformed on its way
-into the generator:
+The critic (a student or a discriminator, θ_D) minimises ``L_d``, the generator (θ_G, x = G(z))
+``L_g``. Both gradients come from the one backward pass of ``L_d`` if the cotangent reaching x is
+transformed on its way into the generator:
 
 - symmetric games (``L_g = −L_d``: ZSKT, DFAD, the minimax GAN) — :func:`reverse_gradient`, an
   identity whose VJP multiplies by −1, placed at the generator's output. Exact for any critic.
@@ -52,11 +51,8 @@ def _per_sample(gamma, g):
 
 @jax.custom_vjp
 def scale_gradient(x, gamma):
-    """Identity on ``x`` (B, ...); the backward pass multiplies sample i's cotangent by ``gamma[i]``.
-
-    ``gamma`` receives no gradient. Use it when γ is known before x is consumed; when γ depends
-    on the critic's output at x, use :func:`scale_input_gradient`.
-    """
+    """Identity on ``x`` (B, ...); the backward pass multiplies sample i's cotangent by ``gamma[i]``
+    (no gradient to ``gamma``). For a γ that depends on the critic's output, :func:`scale_input_gradient`."""
     return x
 
 
@@ -72,23 +68,13 @@ scale_gradient.defvjp(_scale_fwd, _scale_bwd)
 
 
 def bce_gamma(p, max_exponent: float = 60.0):
-    """``γ = −e^{−p}`` for the non-saturating BCE GAN (see the module docstring).
-
-    The exponent is clipped at ``max_exponent`` so γ stays finite in float32; σ(p) underflows
-    first anyway for p < −87, where the one-stage generator gradient vanishes (a float32 limit
-    of the trick, not reached in practice).
-    """
+    """``γ = −e^{−p}`` (non-saturating BCE GAN), the exponent clipped to stay finite in float32."""
     return -jnp.exp(jnp.minimum(-p.astype(jnp.float32), max_exponent))
 
 
 def scale_input_gradient(critic, gamma_fn):
-    """Wrap ``critic(params, x) -> (p, aux)`` (p: one value per sample, shape (B,)).
-
-    The wrapped function computes the same forward pass. In the backward pass ``params`` get their
-    usual cotangent, while the cotangent of ``x`` for sample i is multiplied by ``gamma_fn(p)[i]``,
-    computed from the forward output: a per-sample gradient scaler at the critic's input, i.e. at
-    the generator's output. ``aux`` (e.g. updated batch statistics) is not differentiated.
-    """
+    """``critic(params, x) -> (p, aux)`` (p: (B,)) with, in the backward pass, the cotangent of ``x`` for
+    sample i multiplied by ``gamma_fn(p)[i]`` (``params`` get theirs unchanged; ``aux`` is not differentiated)."""
 
     @jax.custom_vjp
     def wrapped(params, x):

@@ -7,15 +7,11 @@ pad ``crop_pad`` + flip) and local (resized crop, scale ``local_scale``, + flip)
     L = bn·R_bn + oh·CE(t, y) + adv·L_adv + cr·L_cr
 
 with balanced random labels ``y`` and ``L_adv = −mean KL(p_t ‖ p_s)`` over the samples whose argmaxes
-agree. ``L_cr`` (:func:`contrastive_loss`): a view's feature is a concatenation of per-sample spatial
-means (``features``): of the inputs of the teacher's four stages for ResNets (``stages``: the stem's and
-layer1..3's outputs, 512 values for resnet18/34, as the reference script hooks layer1..layer4), of
-every teacher BatchNorm input in call order for other teachers (``bn``); ``auto`` (default) picks as
-the reference does. A projection head (part ``'head'`` of the run's state, persistent across rounds,
-its own Adam) embeds the local and global features of the batch and of ``negatives`` distinct entries
-of the memory bank (``state.buffers['bank']``); positives on the diagonal; cross-entropy averaged
-over batch rows and bank rows separately and added (a single mean would dilute the generator's
-gradient); empty bank slots are masked out. The round's lowest-loss batch goes into the pool and its
+agree. ``L_cr`` (:func:`contrastive_loss`) compares a view's feature, per-sample spatial means of the
+inputs of a ResNet teacher's four stages (``stages``, as the reference hooks layer1..layer4) or of
+every teacher BatchNorm (``bn``; ``auto`` picks as the reference), embedded by a projection head
+(part ``'head'``, kept across rounds, its own Adam), with the batch's and ``negatives`` distinct rows of
+the memory bank (``state.buffers['bank']``). The round's lowest-loss batch goes into the pool and its
 features into the bank; the student learns ``kd(s, t, T = 20)`` on pool batches (:mod:`.inversion`).
 """
 from __future__ import annotations
@@ -87,12 +83,10 @@ class ProjectionHead(nn.Module):
 def contrastive_loss(local_emb, global_emb, tau: float, valid=None, n_batch: int | None = None):
     """Cross-entropy of ``logits = local·sg(global)ᵀ/τ`` with positives on the diagonal.
 
-    ``valid`` (rows,) masks rows that hold no data: their columns get no probability and their
-    rows are left out of the mean. Without ``n_batch`` the mean is over all valid rows. With it,
-    the first ``n_batch`` rows (this batch) and the rest (bank rows) are averaged separately and
-    the two means added, as the CMI authors' code does: only the batch rows carry gradient to the
-    generator, and one mean over batch + bank rows would shrink that gradient by
-    ``n_batch / rows`` (1/17 with 256 images and 4096 negatives).
+    ``valid`` (rows,) masks empty rows (no probability, left out of the mean). With ``n_batch`` the
+    first ``n_batch`` rows (the batch) and the rest (the bank) are averaged separately and added, as
+    the CMI authors' code does: one mean would shrink the generator's gradient, which only the batch
+    rows carry, by ``n_batch / rows`` (1/17 with 256 images and 4096 negatives).
     """
     logits = local_emb @ jax.lax.stop_gradient(global_emb).T / tau
     n = logits.shape[0]
@@ -144,9 +138,7 @@ def parts(ctx, data) -> Parts:
 
 
 def synthesis_loss(s: Settings, p: Parts, params, gen_bs, y, teacher_vars, student_logits, negatives, neg_valid, rng):
-    """``L`` (module docstring) of ``x = G(z)`` (``params``: ``'generator'``, ``'z'``, ``'head'``) with the
-    bank rows ``negatives``; ``student_logits(x)``: the (fixed) student's logits. Returns (loss, (the
-    generator's batch stats, x, [global | local] features, terms))."""
+    """(``L``, (G's batch stats, x, [global | local] features, terms)) of ``x = G(z)`` against ``negatives``."""
     k_g, k_l = jax.random.split(rng)
     x, upd = p.generator.apply({"params": params["generator"], "batch_stats": gen_bs}, params["z"], train=True,
                                mutable=["batch_stats"])
@@ -174,8 +166,7 @@ def adam(s: Settings):
 
 
 def synthesizer(ctx, data, p: Parts, net):
-    """One round: a fresh generator and z (group ``'generator'``) and the run's head (group ``'head'``)
-    trained together in a transient state; the head and its optimizer state go back to the run's."""
+    """One round: a fresh generator and z with the run's head (and its optimizer state) in a round's state."""
     s = ctx.settings
     n = inversion.synthesis_batch(ctx.cfg, s)
     n_neg = min(s.negatives, s.bank_size)

@@ -1,6 +1,5 @@
-"""What every data-free method shares: the loop's batches are empty (the step synthesizes its own),
-the real test split only evaluates the student, and the student predicts the teachers' classes (the
-union of several teachers' classes, in teacher order).
+"""What every data-free method shares: empty loop batches (the step synthesizes its own), the real test
+split for evaluation only, a student over the union of the teachers' classes in teacher order.
 """
 from __future__ import annotations
 
@@ -15,9 +14,7 @@ from jka.train.state import make_optimizer
 
 
 def teachers_split(ctx, classes=None) -> Split:
-    """The data of a data-free run: only its test split is read (and the training split's statistics
-    and image shape, which the teachers were trained with); the student's classes are ``classes``,
-    default the union of the teachers'."""
+    """The data of a data-free run over ``classes`` (default: the union of the teachers')."""
     return common.split(ctx.cfg, common.union_classes(ctx.teachers) if classes is None else classes)
 
 
@@ -35,14 +32,8 @@ def to_pixels(data: Split, x):
     return jnp.clip(x.astype(jnp.float32) * std + mean, 0.0, 1.0)
 
 
-def student_variables(net: common.Net, rng, data: Split, dtype) -> dict:
-    """The student's variables, initialised on zeros of the synthesized images' shape."""
-    return net.init(rng, jnp.zeros((1,) + data.image_shape, dtype))
-
-
 def student_init(net: common.Net, rng, data: Split, ctx, updates_per_step: int):
-    """(the student's variables, its optimizer group ``(('student',), tx)``), the optimizer scheduled
-    over every student update of the run; the student's key split as a classifier's is."""
+    """(the student's variables, its group scheduled over every student update); the key split as a classifier's."""
     k_init, _ = jax.random.split(rng)
     tx = make_optimizer(ctx.cfg.optim, ctx.steps * updates_per_step)
-    return student_variables(net, k_init, data, ctx.dtype), (("student",), tx)
+    return net.init(k_init, jnp.zeros((1,) + data.image_shape, ctx.dtype)), (("student",), tx)

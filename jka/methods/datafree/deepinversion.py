@@ -1,16 +1,11 @@
 """DeepInversion (docs/methods.md, "Model inversion"): distil a teacher into a student from inputs
 optimised in pixel space.
 
-Synthesis (``deepinversion.steps`` per round), as the reference code: the inputs ``v`` are optimised in
-the teacher's normalised space, starting from N(0, 1) (``init='normal'``; ``'uniform'``: uniform pixels
-in [0, 1]), with balanced random labels ``y``; each iteration jitters (one roll of ±``jitter`` px for the
-batch, flip) and minimises
-
-    bn·R_bn + oh·CE(t, y) − adv·js_{js_T}(s, t) + tv·L_tv(v)
-
-(``L_tv`` on the un-jittered normalised inputs; Adam ``lr``, β = (0.5, 0.99)), then clips ``v`` to the
-normalised image of [0, 1]. The round's lowest-loss batch goes into the pool, on which the student
-learns ``kd(s, t, T = 20)`` (:mod:`.inversion`).
+Synthesis (``deepinversion.steps`` per round, as the reference code): normalised inputs ``v`` (from
+N(0, 1), or uniform pixels with ``init='uniform'``) with balanced random labels ``y``; each iteration
+jitters and flips them, minimises ``bn·R_bn + oh·CE(t, y) − adv·js_{js_T}(s, t) + tv·L_tv(v)`` (``L_tv``
+un-jittered; Adam ``lr``, β = (0.5, 0.99)) and clips ``v`` to the normalised [0, 1]. The round's lowest-loss
+batch goes into the pool, on which the student learns ``kd(s, t, T = 20)`` (:mod:`.inversion`).
 """
 from __future__ import annotations
 
@@ -58,8 +53,7 @@ def jitter_flip(rng, x, jitter: int, flip: bool):
 
 
 def synthesis_loss(s: Settings, teacher, teacher_vars, student_logits, v, y, rng, dtype):
-    """The objective (module docstring) on one jittered/flipped batch of normalised inputs ``v``;
-    ``student_logits(x)``: the (fixed) student's logits. Returns (loss, terms)."""
+    """(the objective, its terms) on one jittered/flipped batch of ``v``; ``student_logits``: the fixed student."""
     xn = jitter_flip(rng, v, s.jitter, s.flip).astype(dtype)
     t_logits, _, r_bn, _ = teacher_inversion_forward(teacher, teacher_vars, xn)
     s_logits = student_logits(xn)

@@ -1,18 +1,14 @@
 """A DCGAN with one- or two-stage updates (docs/methods.md, "One-stage adversarial training").
 
-D (one logit p per image) minimises ``L_d = mean softplus(p_fake) + mean softplus(−p_real)``; G
-minimises ``gan.loss``: ``asymmetric`` (non-saturating, ``mean softplus(−p_fake)``) or ``symmetric``
-(minimax, ``−mean softplus(p_fake)``). Two-stage (``gan.one_stage=False``): G's forward pass once
-(``jax.vjp``), a D step on the detached fakes, then a G step through the *updated* D. One-stage:
-ONE backward pass of L_d updates both, the gradient reaching G's output reversed (symmetric) or
-scaled per sample by γ_i = −e^{−p_i} (asymmetric, exact with ``gan.d_norm='group'``; :mod:`.adversarial`).
+D minimises :func:`bce_d_loss`, G ``gan.loss`` (:func:`generator_loss`). Two-stage: G's forward pass
+once (``jax.vjp``), a D step on the detached fakes, then a G step through the updated D. One-stage: one
+backward pass of L_d updates both, the gradient at G's output reversed (symmetric) or scaled per sample
+by γ_i = −e^{−p_i} (asymmetric, exact with ``gan.d_norm='group'``; :mod:`.adversarial`).
 
-:func:`game` is the players, their state and one step of each schedule (also used by
-``benchmarks.onestage``). The method trains it through the shared loop, one step of each player per
-loop step on a batch of real training images (they enter only D). Its evaluation writes
-``WORKDIR/samples_<step>.png`` (``gan.sample_grids``) and reports ``nn_distance`` (mean distance of
-generated images to their nearest real training image) next to ``nn_distance_real_test`` (the same
-for held-out images) and D's mean "real" probability on both. It exports the generator.
+:func:`game` is the players, their state and one step of each schedule (also ``benchmarks.onestage``'s);
+the loop runs one step of each player per batch of real training images (seen by D only). Eval writes
+``WORKDIR/samples_<step>.png`` and reports ``nn_distance`` (generated images to their nearest training
+image), ``nn_distance_real_test`` (the same for test images) and D's "real" probability on both.
 """
 from __future__ import annotations
 
@@ -24,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jka.data.augment import to_unit
 from jka.data.images import save_grid
 from jka.errors import ConfigError
 from jka.methods import common
@@ -170,12 +167,6 @@ def nearest_distance(x, ref):
     return float(np.sqrt(np.maximum(d2.min(1), 0)).mean())
 
 
-def as_unit(images):
-    """Images as float32 in [0, 1] (uint8 batches are divided by 255)."""
-    x = jnp.asarray(images)
-    return x.astype(jnp.float32) / 255.0 if x.dtype == jnp.uint8 else x.astype(jnp.float32)
-
-
 def build(ctx):
     s = ctx.settings
     data = common.split(ctx.cfg)
@@ -184,11 +175,11 @@ def build(ctx):
     d_real = jax.jit(lambda state, x: jnp.mean(jax.nn.sigmoid(g.critic(state.variables("discriminator"), x)[0])))
 
     def step(state, teacher_vars, batch):
-        state, m = g.step(state, as_unit(batch["image"]))
+        state, m = g.step(state, to_unit(jnp.asarray(batch["image"])))
         return state, {"loss": m["d_loss"], **m}
 
     def evaluate(state, ectx):
-        fake, test = np.asarray(draw(state, 256, 1)), np.asarray(as_unit(data.test.images))
+        fake, test = np.asarray(draw(state, 256, 1)), np.asarray(to_unit(jnp.asarray(data.test.images)))
         if s.sample_grids and ectx.workdir:
             save_grid(os.path.join(ectx.workdir, f"samples_{ectx.step:06d}.png"), draw(state, 64, 0),
                       writer=ectx.writer, step=ectx.step, tag="samples/generator")

@@ -1,14 +1,11 @@
 """Generator-based data-free distillation: what DAFL, ZSKT, DFAD and DFQ share (docs/methods.md,
 "Data-free distillation"). Each method's file gives its settings and its two losses (a :class:`Game`).
 
-G maps z ~ N(0, I) to images in [0, 1], normalised before the frozen teacher(s) and the student see
-them. One loop step (a schedule unit) is ONE compiled function: ``g_steps`` generator steps (the
-student fixed; gradients flow through the teacher to the image, never to its variables) then
-``kd_steps`` student steps on fresh samples. With ``one_stage=True`` (symmetric games, ``L_G = −L_S``:
-ZSKT, DFAD) each generator step shares one backward pass with a student step through a gradient
-reversal at G's output (:mod:`.adversarial`). The state's parts are ``'student'`` and ``'generator'``,
-each with its own optimizer; the run's key is the generator's (the student's init key is split as a
-classifier's).
+G maps z ~ N(0, I) to images in [0, 1], normalised before the frozen teacher(s) and the student. One
+loop step (a schedule unit) is one compiled function: ``g_steps`` generator steps (the student fixed)
+then ``kd_steps`` student steps on fresh samples; with ``one_stage=True`` (symmetric games, ``L_G = −L_S``)
+a generator step shares its backward pass with a student step through a gradient reversal at G's
+output (:mod:`.adversarial`). Parts ``'student'`` and ``'generator'``, each with its own optimizer.
 """
 from __future__ import annotations
 
@@ -58,9 +55,8 @@ class Settings:
 
 
 class Game(NamedTuple):
-    """A method's two losses: ``generator_loss(settings, t, t_pooled, r_bn, s) -> (loss, metrics)``
-    (G minimises it with the student fixed; ``s`` is None unless ``uses_student``, ``r_bn`` 0 unless
-    ``uses_bn``) and ``student_loss(settings, s, t)``; ``symmetric`` when ``L_G = −L_S``."""
+    """``generator_loss(settings, t, t_pooled, r_bn, s) -> (loss, metrics)`` (``s`` None unless
+    ``uses_student``, ``r_bn`` 0 unless ``uses_bn``), ``student_loss(settings, s, t)``; ``symmetric``: L_G = −L_S."""
 
     generator_loss: Callable
     student_loss: Callable
@@ -70,8 +66,7 @@ class Game(NamedTuple):
 
 
 def check(name: str, game: Game) -> Callable:
-    """The config-only checks: a teacher, and ``one_stage`` only for a symmetric game with
-    ``1 <= g_steps <= kd_steps`` (each generator step is merged with a student step)."""
+    """A teacher, and ``one_stage`` only for a symmetric game with ``1 <= g_steps <= kd_steps``."""
     def schedule(cfg, s):
         if s.one_stage and not 1 <= s.g_steps <= s.kd_steps:
             raise ConfigError(f"{name}.one_stage=True merges each generator step with a student step: set "
@@ -88,8 +83,7 @@ def kd_student(settings, s, t):
 
 
 def teacher_outputs(teachers, teacher_vars, x, with_bn: bool = False):
-    """(logits over the union of the teachers' classes, their pooled features, R_bn). Gradients flow
-    to ``x`` (the synthesis losses need them) but never to teacher variables."""
+    """(the teachers' concatenated logits, pooled features, R_bn), gradients to ``x`` only."""
     logits, pooled, r_bn = [], [], jnp.zeros((), jnp.float32)
     for teacher, variables in zip(teachers, teacher_vars):
         variables = jax.lax.stop_gradient(variables)
@@ -104,8 +98,7 @@ def teacher_outputs(teachers, teacher_vars, x, with_bn: bool = False):
 
 
 class Players(NamedTuple):
-    """A built run: the student, G, how G's images reach the networks, fresh z, the frozen teachers,
-    the game and the settings."""
+    """A built run: the student, G, the frozen teachers, the game and the settings."""
 
     net: common.Net
     module: object
@@ -124,8 +117,7 @@ def players(ctx, data, game: Game) -> Players:
     normalise, batch = df.normaliser(data, ctx.dtype), int(ctx.cfg.data.batch_size)
 
     def generate(params, batch_stats, z):
-        """G(z) with BN in training mode (as the references leave G); a generator of [0, 1] images is
-        normalised here, one of normalised images (DFAD's) used as it is."""
+        """G(z), BN in training mode as the references leave G; [0, 1] images are normalised here."""
         x, upd = module.apply({"params": params, "batch_stats": batch_stats}, z, train=True, mutable=["batch_stats"])
         return (x.astype(ctx.dtype) if module.normalised else normalise(x)), upd["batch_stats"]
 
@@ -193,8 +185,7 @@ def joint_step(p: Players, teacher_vars, state: State):
 
 
 def unit(p: Players) -> Callable:
-    """The loop's step: one schedule unit, ``g_steps`` generator and ``kd_steps`` student updates
-    (one-stage: the first ``g_steps`` student updates share their backward pass with G's)."""
+    """The loop's step: one unit of ``g_steps`` generator and ``kd_steps`` student updates."""
     s = p.s
 
     def step(state, teacher_vars, batch):
@@ -219,8 +210,7 @@ def unit(p: Players) -> Callable:
 
 
 def evaluation(ctx, data, p: Players) -> Callable:
-    """The student's accuracy; a grid of 64 of G's samples in the workdir (else ``sample_dir``), from a
-    fixed z so that the grids of one run are comparable."""
+    """The student's accuracy; a grid of G's samples from a fixed z in the workdir (else ``sample_dir``)."""
     pixels = jax.jit(lambda params, bs, z: df.to_pixels(data, p.generate(params, bs, z)[0]))
     z = jax.random.normal(jax.random.PRNGKey(0), (64, p.s.nz), jnp.float32)
     accuracy = common.accuracy(common.predictor(p.net, common.preparer(ctx.cfg, data, ctx.dtype)), data,
@@ -249,7 +239,6 @@ def program(ctx, name: str, game: Game) -> Program:
 
 
 def method(name: str, settings: type, game: Game, summary: str) -> Method:
-    """The method ``name`` playing ``game`` with ``settings``: the Program of :func:`program`, the
-    checks of :func:`check`, the MFU its unit reached on an H100 (DFAD's, batch 256)."""
+    """The method ``name`` playing ``game`` (``h100_mfu``: DFAD's unit at batch 256)."""
     return Method(name, build=lambda ctx: program(ctx, name, game), settings=settings, check=check(name, game),
                   summary=summary, h100_mfu=0.219)

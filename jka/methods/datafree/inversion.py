@@ -1,12 +1,10 @@
 """What DeepInversion and CMI share (docs/methods.md, "Model inversion"): the image pool, the student's
 steps on it, the round's best batch, sample grids, and the program they are built into.
 
-One loop step is one synthesis round and its student steps, compiled once. A round (the method's
-``synthesize``) returns its lowest-loss batch in [0, 1]; it goes into the on-device pool
-(:class:`.synthesis.RingBuffer`, ``state.buffers['pool']``). Then the student takes ``kd_steps``
-steps of ``kd(s, t, T)`` on pool batches (crop ``student_crop_pad``, flip). No real image is seen (the
-loop's batches are empty); pool grids go to ``grid_dir`` (default ``WORKDIR/samples``) at each
-evaluation. Both methods' sections hold these keys (:class:`PoolSettings`) besides their own.
+One loop step, compiled once, is a synthesis round (the method's ``synthesize``: its lowest-loss batch
+in [0, 1] goes into the on-device pool ``state.buffers['pool']``) and ``kd_steps`` student steps of
+``kd(s, t, T)`` on augmented pool batches. No real image is seen. Both methods' sections hold
+:class:`PoolSettings`'s keys besides their own.
 """
 from __future__ import annotations
 
@@ -71,8 +69,7 @@ def random_targets(rng, n: int, num_classes: int):
 
 
 def keep_best(best, loss, value):
-    """(``value``, ``loss``) where ``loss`` is below the best loss so far, else the best (a round's
-    lowest-loss batch)."""
+    """(``value``, ``loss``) where ``loss`` is below the best so far, else the best."""
     best_value, best_loss = best
     better = loss < best_loss
     return jax.tree.map(lambda a, b: jnp.where(better, a, b), value, best_value), jnp.where(better, loss, best_loss)
@@ -127,9 +124,8 @@ def grid(name: str, state: State, s: PoolSettings, ectx) -> None:
 
 
 def program(ctx, name: str, data, synthesizer, extra=None) -> Program:
-    """The program of an inversion method. ``synthesizer(student net) -> synthesize(state, teacher_vars,
-    rng) -> (best images in [0, 1], state, metrics)`` makes one round; ``extra(rng) -> (variables, groups,
-    buffers)`` adds the method's own parts to the state."""
+    """``synthesizer(net) -> synthesize(state, teacher_vars, rng) -> (best images, state, metrics)``: a round;
+    ``extra(rng) -> (variables, groups, buffers)``: the method's own parts of the state."""
     s, teacher = ctx.settings, ctx.teachers[0]
     net = common.student_net(ctx, len(data.classes))
     normalise = datafree.normaliser(data, ctx.dtype)
@@ -141,8 +137,7 @@ def program(ctx, name: str, data, synthesizer, extra=None) -> Program:
         pool = RingBuffer.create(s.pool_size, data.image_shape, POOL_DTYPES[s.pool_dtype])
         parts, groups, buffers = {"student": variables}, {"student": group}, {"pool": pool}
         if extra is not None:
-            more = extra(k_e)
-            for mine, theirs in zip((parts, groups, buffers), more):
+            for mine, theirs in zip((parts, groups, buffers), extra(k_e)):
                 mine.update(theirs)
         return State.create(k_r, parts, groups, buffers)
 

@@ -1,18 +1,8 @@
-"""Device-side pieces shared by the data-free methods (DeepInversion, CMI, the generator methods).
-
-- :class:`RingBuffer`: a fixed-size buffer that lives in the training state (so on the device).
-  The synthesized-image pool and CMI's memory bank are ring buffers: ``add`` overwrites the oldest
-  entries once full, valid entries are always the indices ``[0, count)``, and sampling never
-  touches the host. No synthesized image goes through PNG files or the host between synthesis and
-  training.
-- :func:`global_view` / :func:`local_view`: CMI's two augmented views, computed on the device
-  (global = random crop with zero padding + flip; local = random resized crop, area scale
-  [0.25, 1], aspect ratio [3/4, 4/3], bilinear resize back, + flip). Both keep shape and the [0, 1]
-  range (padding is 0 and bilinear weights are convex).
-- :func:`teacher_inversion_forward`: runs a frozen teacher on synthesized inputs and returns its
-  logits, the BN-statistics prior ``R_bn`` and, per sample, the spatial mean of the input of every
-  BatchNorm (CMI's feature), for any zoo model built on :class:`jka.models.layers.BatchNorm`.
-- :func:`scan_steps`: ``lax.scan`` of training steps, unrolled (see its docstring for why).
+"""Device-side pieces shared by the data-free methods (DeepInversion, CMI, the generator methods): the
+:class:`RingBuffer` in the training state (the image pool, CMI's memory bank: no synthesized image
+goes through the host), CMI's two augmented views (:func:`global_view`, :func:`local_view`: both keep
+shape and the [0, 1] range), :func:`teacher_inversion_forward` (a frozen teacher's logits, ``R_bn`` and
+per-sample BatchNorm input means) and :func:`scan_steps` (training steps, unrolled when few).
 """
 from __future__ import annotations
 
@@ -22,7 +12,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from jka.data.augment import random_crop_flip
+from jka.data.augment import random_crop_flip, to_unit
 from jka.errors import ConfigError
 from jka.losses.priors import bn_statistics
 
@@ -31,16 +21,12 @@ SCAN_UNROLL_MAX = 16
 
 
 def scan_steps(body, init, xs=None, length=None):
-    """``jax.lax.scan(body, init, xs, length)``, written out step by step for short loops.
+    """``jax.lax.scan(body, init, xs, length)``, written out step by step up to ``SCAN_UNROLL_MAX`` steps.
 
-    Still one compiled function per synthesis round / schedule unit. Up to ``SCAN_UNROLL_MAX``
-    steps, ``body`` is traced once per step in a Python loop (outputs stacked as ``scan`` stacks
-    them), because XLA:CPU runs the same steps several times slower inside a loop: measured on the
-    2-core CPU, a DFAD digits unit (batch 256, 1 generator + 5 student steps) took 0.59-0.63 s as
-    ``lax.scan(unroll=n)`` and 0.20 s written out, about the sum of its separately compiled steps
-    (a rolled scan was slower still). Longer loops stay a rolled ``lax.scan``: compile time grows with the
-    number of steps written out (a CMI round of 40 synthesis + 60 student steps had not finished
-    compiling after 5 minutes unrolled).
+    XLA:CPU runs the same steps several times slower inside a loop: on the 2-core CPU a DFAD digits unit
+    (batch 256, 1 generator + 5 student steps) took 0.59-0.63 s as ``lax.scan(unroll=n)``, 0.20 s written
+    out. Longer loops stay a rolled ``lax.scan``: compile time grows with the steps written out (a CMI
+    round of 40 + 60 steps had not compiled after 5 minutes unrolled).
     """
     n = int(length) if length is not None else int(jax.tree.leaves(xs)[0].shape[0])
     if n > SCAN_UNROLL_MAX:
@@ -54,16 +40,11 @@ def scan_steps(body, init, xs=None, length=None):
     return carry, jax.tree.map(lambda *v: jnp.stack(v), *ys)
 
 
-# ---------------------------------------------------------------------------------------------------
-# Ring buffers (image pool, memory bank)
-# ---------------------------------------------------------------------------------------------------
+# -- ring buffers (image pool, memory bank) ---------------------------------------------------------
 @struct.dataclass
 class RingBuffer:
-    """``capacity`` items of one shape; ``add`` writes at ``ptr`` and wraps around.
-
-    ``count`` is the number of valid items (``min(total added, capacity)``); because writing starts
-    at index 0 and wraps, the valid items are exactly ``data[:count]``.
-    """
+    """``capacity`` items of one shape; ``add`` writes at ``ptr`` and wraps around, overwriting the oldest,
+    so the ``count`` valid items are exactly ``data[:count]``."""
 
     data: jax.Array
     count: jax.Array
@@ -98,9 +79,7 @@ class RingBuffer:
         return self.data[idx]
 
     def sample_distinct(self, rng, n: int):
-        """(items, valid): ``n`` distinct slots, valid ones first in random order; ``valid[i]`` is
-        False for slots beyond ``count`` (fewer than ``n`` stored). Used for contrastive negatives,
-        where a duplicate would be a second copy of a positive."""
+        """(items, valid): ``n`` distinct slots (contrastive negatives), the valid ones first, shuffled."""
         n = min(int(n), self.capacity)
         slots = jnp.arange(self.capacity)
         key = jax.random.uniform(rng, (self.capacity,)) + (slots >= self.count).astype(jnp.float32) * 2.0
@@ -115,24 +94,16 @@ def to_pool(images, dtype):
     return images.astype(dtype)
 
 
-def from_pool(items):
-    """Pool storage → [0, 1] float32 images."""
-    if items.dtype == jnp.uint8:
-        return items.astype(jnp.float32) / 255.0
-    return items.astype(jnp.float32)
+from_pool = to_unit  # pool storage → [0, 1] float32 images
 
 
-# ---------------------------------------------------------------------------------------------------
-# Augmented views (on the device)
-# ---------------------------------------------------------------------------------------------------
+# -- augmented views (on the device) ----------------------------------------------------------------
 def random_flip(rng, x):
     do = jax.random.bernoulli(rng, 0.5, (x.shape[0], 1, 1, 1))
     return jnp.where(do, x[:, :, ::-1, :], x)
 
 
-def global_view(rng, x, pad: int = 4, flip: bool = True):
-    """Random crop after zero padding by ``pad`` pixels, then random horizontal flip (NHWC)."""
-    return random_crop_flip(rng, x, int(pad), bool(flip))
+global_view = random_crop_flip  # CMI's global view: random crop after zero padding, random horizontal flip
 
 
 def _bilinear_crop(img, top, left, h, w):
@@ -149,8 +120,7 @@ def _bilinear_crop(img, top, left, h, w):
 
 
 def local_view(rng, x, scale=(0.25, 1.0), ratio=(3.0 / 4.0, 4.0 / 3.0), flip: bool = True):
-    """Random resized crop (area fraction in ``scale``, aspect ratio in ``ratio``) resized back to
-    the input size with bilinear interpolation, then random horizontal flip (NHWC)."""
+    """Random resized crop (area fraction ``scale``, aspect ``ratio``), resized back bilinearly, random flip."""
     n, H, W, _ = x.shape
     k_area, k_ratio, k_y, k_x, k_flip = jax.random.split(rng, 5)
     area = jax.random.uniform(k_area, (n,), minval=scale[0], maxval=scale[1]) * H * W
@@ -164,30 +134,17 @@ def local_view(rng, x, scale=(0.25, 1.0), ratio=(3.0 / 4.0, 4.0 / 3.0), flip: bo
     return random_flip(k_flip, out) if flip else out
 
 
-# ---------------------------------------------------------------------------------------------------
-# Teacher forward pass for inversion
-# ---------------------------------------------------------------------------------------------------
+# -- teacher forward pass for inversion -------------------------------------------------------------
 def bn_inputs_in_call_order(bn_stats) -> list:
-    """The inputs sown by every BatchNorm (``bn_stats``), in the order the BatchNorms ran: a module's
-    entry is created when it first writes, so walking the nested dicts in insertion order is call
-    order (``jax.tree`` leaves would be sorted by name instead)."""
-    out = []
-    for key, value in bn_stats.items():
-        if key == "input":
-            out.append(value[0])
-        else:
-            out.extend(bn_inputs_in_call_order(value))
-    return out
+    """The inputs sown by every BatchNorm in call order (the dicts' insertion order; jax.tree sorts by name)."""
+    return [a for key, value in bn_stats.items()
+            for a in ([value[0]] if key == "input" else bn_inputs_in_call_order(value))]
 
 
 def teacher_inversion_forward(teacher, variables, x, instance_means: bool = False):
-    """(logits, features, R_bn, means) of a frozen teacher on ``x`` (normalised, NHWC).
-
-    The teacher runs in inference mode with stop-gradient parameters; gradients flow to ``x`` only.
-    ``R_bn`` is the BN-statistics prior. With ``instance_means`` the last output is the
-    concatenation over every BatchNorm (in call order) of the per-sample spatial mean of its input,
-    shape (N, D); otherwise None.
-    """
+    """(logits, features, R_bn, means) of a frozen teacher on ``x`` (normalised, NHWC), gradients to ``x``
+    only; ``means`` (``instance_means``, else None): the per-sample spatial mean of every BatchNorm's
+    input, concatenated in call order, (N, D)."""
     variables = jax.lax.stop_gradient(variables)
     (logits, feats), upd = teacher.module.apply(variables, x, train=False, mutable=["bn_stats"])
     r_bn = bn_statistics(upd["bn_stats"], variables["batch_stats"])

@@ -1,3 +1,2 @@
-"""Distillation with one teacher: the zoo's terms (``zoo``, ``terms``), DIST (``dist``), DKD (``dkd``),
-ReviewKD (``reviewkd``), online mutual distillation with feature fusion (``ffl``), and few-shot network
-grafting (``netgraft``)."""
+"""Distillation with one teacher: the zoo (``zoo``, ``terms``), DIST, DKD, ReviewKD, CRD, NetGraft, and
+FFL (online mutual distillation)."""

@@ -10,14 +10,10 @@ dataset index ``i``, the positive is row ``i`` and the K negatives are random ro
     L_crd   = nce(h(v_s, M_t[i, j])) + nce(h(v_t, M_s[i, j]))
     L       = ce·CE(s, y) + kd·kd(s, t, T) + crd·L_crd
 
-After the step the banks move towards the batch: ``M[i] ← n(0.5·M[i] + 0.5·v_i)``. The banks start
-uniform in ``±1/√(dim/3)``, as RepDistiller's; they and the two Z live in ``state.buffers`` (carried,
-checkpointed and resumed with the state; no gradient reaches them).
-
-Negatives are drawn with replacement (the i.i.d. noise samples NCE assumes), by default uniformly among
-the samples of the *other* classes, as RepDistiller's dataset does; ``negatives='any'`` draws among all
-N (no label read). Defaults are RepDistiller's CIFAR-100 run ``-a 0 -b 0.8``: CE 1 + CRD 0.8, no KD,
-K = 16384, τ = 0.07, momentum 0.5; CRD+KD is ``crd.kd=1`` (T = 4).
+After the step ``M[i] ← n(0.5·M[i] + 0.5·v_i)``. The banks (uniform in ``±1/√(dim/3)`` at first, as
+RepDistiller's) and the two Z are ``state.buffers``. Negatives are drawn with replacement (NCE's i.i.d.
+noise), among the other classes' samples as RepDistiller's dataset does, or among all N
+(``negatives='any'``, no label read). Defaults: RepDistiller's CIFAR-100 run ``-a 0 -b 0.8``.
 """
 from __future__ import annotations
 
@@ -76,9 +72,7 @@ def initial_buffers(rng, n: int, dim: int) -> dict:
 
 
 def contrast_indices(rng, index, labels, k: int, n: int, pools=None):
-    """Per sample: its own index, then ``k`` negatives drawn with replacement, uniformly among all ``n``
-    rows (``pools`` None), or among the rows of the other classes (``pools = (order, start, count)``:
-    the rows sorted by class, where each class starts and how many it has)."""
+    """Per sample: its index, then ``k`` negatives drawn with replacement (among ``pools``' other classes)."""
     if pools is None:
         neg = jax.random.randint(rng, (index.shape[0], k), 0, n)
     else:
@@ -121,8 +115,7 @@ def normaliser(z, e, n: int):
 
 
 def crd_loss(v_s, v_t, buffers: dict, idx, tau: float, n: int):
-    """``L_crd`` (student anchors against the teacher's bank, teacher anchors against the student's)
-    and the normalisers ``(Z_s, Z_t)`` it used."""
+    """(``L_crd``, the normalisers ``(Z_s, Z_t)`` used)."""
     e_s, e_t = scores(v_s, buffers["bank_t"], idx, tau), scores(v_t, buffers["bank_s"], idx, tau)
     z_s, z_t = normaliser(buffers["z_s"], e_s, n), normaliser(buffers["z_t"], e_t, n)
     return nce(e_s / z_s, n) + nce(e_t / z_t, n), (z_s, z_t)

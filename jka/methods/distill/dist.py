@@ -1,15 +1,13 @@
 """DIST, distillation from a stronger teacher (docs/methods.md, "DIST"; Huang et al., NeurIPS 2022).
 
-Instead of matching the teacher's probabilities exactly (KL), the student matches their *relations*,
-measured by Pearson correlation ρ, which ignores shifts and scales. With ``P = σ(z/T)`` row-wise
-(B × C) for student and teacher:
+The student matches the relations of the teacher's probabilities ``P = σ(z/T)`` (B × C) rather than
+the probabilities (KL), by Pearson correlation ρ (blind to shifts and scales):
 
     inter = 1 − mean_i ρ(P_s[i, :], P_t[i, :])     (per sample, across classes)
     intra = 1 − mean_j ρ(P_s[:, j], P_t[:, j])     (per class, across the batch)
     L     = ce·CE(s, y) + T²·(β·inter + γ·intra)
 
-Defaults are the paper's CIFAR setting: β = γ = 2, T = 4, CE weight 1 (ImageNet: 1, 1, T = 1).
-``logit_std`` standardises both logits per sample first (Sun et al., CVPR 2024).
+Defaults: the paper's CIFAR setting (ImageNet: β = γ = 1, T = 1).
 """
 from __future__ import annotations
 

@@ -1,15 +1,13 @@
 """DKD, decoupled knowledge distillation (docs/methods.md, "DKD"; Zhao et al., CVPR 2022).
 
-KD's loss splits into a target-class part and a non-target part whose weight is tied to the teacher's
-confidence; DKD weighs the two freely. With ``p = σ(z/T)`` per sample and ``y`` the label:
+KD splits into a target-class and a non-target part, weighed freely here. With ``p = σ(z/T)`` and label ``y``:
 
     b     = (p_y, 1 − p_y)                              (target vs the rest)
     p̂     = softmax over the non-target logits only (z/T with the target left out)
     TCKD  = KL(b_t ‖ b_s),   NCKD = KL(p̂_t ‖ p̂_s)
     L     = ce·CE(s, y) + w(e)·T²·(α·TCKD + β·NCKD),   w(e) = min(e / warmup_epochs, 1)
 
-for the 1-based epoch e. Defaults are the paper's CIFAR-100 setting: α 1, β 8, T 4, CE 1, 20 epochs of
-warm-up. ``logit_std`` standardises both logits per sample first (Sun et al., CVPR 2024).
+for the 1-based epoch e. Defaults: the paper's CIFAR-100 setting.
 """
 from __future__ import annotations
 

@@ -1,22 +1,17 @@
 """Online mutual distillation with feature fusion, FFL (docs/methods.md, "FFL").
 
-K ≥ 2 sub-networks train together from scratch with labels: either independent zoo models
-(``ffl.branches``, or K copies of ``cfg.model``), or one model with a shared trunk and K private
-branches (``ffl.shared_trunk=True``, e.g. ``cifar_resnet32`` with ``num_branches=K``). A fusion
-module concatenates their last feature maps → depthwise 3×3 conv → BN → ReLU → 1×1 conv → BN →
-ReLU → global pool → fused classifier. With logits ``l_i`` of the sub-networks and ``l_f`` of the
-fused classifier, the loss of a batch is
+K ≥ 2 sub-networks train together from scratch with labels: independent zoo models (``ffl.branches``,
+or K copies of ``cfg.model``), or one model with a shared trunk and K branches (``ffl.shared_trunk``).
+A :class:`FusionModule` fuses their last feature maps into a classifier. With logits ``l_i`` of the
+sub-networks and ``l_f`` of the fused classifier, the loss of a batch is
 
     Σ_i CE(l_i, y) + CE(l_f, y) + w(e) · [Σ_i kd(l_i ← sg l_f) + kd(l_f ← sg mean_i l_i)],
 
-``kd`` at temperature ``T`` (3), ``w(e) = exp(−5 (1 − min(e, R)/R)²)`` for epoch ``e`` (integer,
-from the step) with ramp length ``R = ffl.ramp_epochs``. The sub-networks are one optimizer group
-(``optim``), the fusion module another (``optim`` with ``ffl.fusion_optim``'s keys replaced), both
-updated from one backward pass.
-
-Evaluation reports the fused classifier as ``accuracy``, each sub-network as ``sub{i}_accuracy``
-and the mean of the sub-networks' logits as ``ensemble_accuracy``. The exported model is
-sub-network 0 as a plain zoo model (for a shared trunk: trunk + branch 0).
+``kd`` at temperature ``T``, ``w(e) = exp(−5 (1 − min(e, R)/R)²)`` for the integer epoch ``e``,
+``R = ffl.ramp_epochs``. The sub-networks (``optim``) and the fusion module (``optim`` changed by
+``ffl.fusion_optim``) are two optimizer groups updated from one backward pass. Eval: the fused classifier
+(``accuracy``), each sub-network (``sub{i}_accuracy``), their mean logits (``ensemble_accuracy``); the
+export is sub-network 0 as a plain zoo model (a shared trunk's: trunk + branch 0).
 """
 from __future__ import annotations
 
@@ -145,13 +140,8 @@ def subnets(ctx, s: Settings, num_classes: int) -> list:
 
 def branch0(tree: dict) -> dict:
     """A shared-trunk model's trunk and branch 0, named as the single-branch model names them."""
-    out = {}
-    for k, v in tree.items():
-        if k.startswith("branch0_"):
-            out[k[len("branch0_"):]] = v
-        elif not k.startswith("branch"):
-            out[k] = v
-    return out
+    return {k.removeprefix("branch0_"): v for k, v in tree.items()
+            if k.startswith("branch0_") or not k.startswith("branch")}
 
 
 def build(ctx) -> Program:

@@ -12,11 +12,9 @@ with a grafted part to the logits ``t`` of the untouched teacher:
 * Stage 2 (net grafting): chains of student blocks ``0..k`` (k = 1..4) replace the first teacher
   blocks and train together; the last chain is the whole student, which is exported.
 
-The student's classifier is a copy of the teacher's (it is the teacher-width head every grafted
-network ends in). The job is nine phases of :data:`PHASE` (options ``start``/``stop``: the blocks it
-grafts), each in its own sub-workdir, starting from the previous phase's student (``train.init_from``);
-finished phases are skipped. No model selection: each phase keeps its last step, so the test split is
-only reported, never used to pick.
+The student's classifier is a copy of the teacher's. The job is nine phases of :data:`PHASE` (options
+``start``/``stop``: the blocks grafted), each in its sub-workdir from the previous phase's student
+(``train.init_from``). Each phase keeps its last step: the test split is only reported, never used to pick.
 """
 from __future__ import annotations
 
@@ -86,10 +84,8 @@ def few_shot_indices(labels: np.ndarray, n_per_class: int, seed: int) -> np.ndar
 
 def block_param_names(b: int) -> set:
     """Top-level parameter names of student block ``b`` and its adapters."""
-    names = {f"convs_{b}_{j}" for j in range(vgg16_graft.NUM_CONVS[b])} | {f"adapters_out_{b}"}
-    if b > 0:
-        names.add(f"adapters_in_{b}")
-    return names
+    return ({f"convs_{b}_{j}" for j in range(vgg16_graft.NUM_CONVS[b])} | {f"adapters_out_{b}"}
+            | ({f"adapters_in_{b}"} if b > 0 else set()))
 
 
 def default_batch_size(n_per_class: int) -> int:
@@ -98,8 +94,7 @@ def default_batch_size(n_per_class: int) -> int:
 
 
 def grafted_logits(teacher, student, student_vars, teacher_vars, x, start: int, stop: int):
-    """Teacher blocks before ``start`` → student chain ``start..stop − 1`` → teacher blocks from ``stop``
-    → teacher head (``teacher``, ``student``: the Flax modules)."""
+    """Teacher blocks before ``start`` → student chain ``start..stop − 1`` → teacher blocks and head."""
     tv = jax.lax.stop_gradient(teacher_vars)
     h = teacher.apply(tv, x, 0, start, method="blocks")
     h = student.apply(student_vars, h, start, stop, method="chain")
@@ -116,8 +111,7 @@ def few_shot_split(cfg, s: Settings):
 
 
 def build_phase(ctx):
-    """One grafting phase: student blocks ``start .. stop − 1`` (options) with their adapters replace
-    the same teacher blocks and train on the few-shot images."""
+    """One phase: student blocks ``start .. stop − 1`` (options) replace the teacher's and train."""
     s, teacher = ctx.settings, ctx.teachers[0]
     start, stop = int(ctx.options.get("start", 0)), int(ctx.options.get("stop", NUM_BLOCKS))
     if len(ctx.teachers) != 1 or teacher.arch != TEACHER_ARCH:
@@ -140,11 +134,8 @@ def build_phase(ctx):
         variables = net.init(k_init, prepare(k_init, batch["image"][:1], augment=False))
         params, batch_stats = dict(variables["params"]), dict(variables.get("batch_stats", {}))
         t_vars = teacher.variables  # the student's classifier is the teacher's
-        for k in CLASSIFIER:
-            if k in t_vars["params"]:
-                params[k] = t_vars["params"][k]
-            if k in t_vars.get("batch_stats", {}):
-                batch_stats[k] = t_vars["batch_stats"][k]
+        params.update({k: v for k, v in t_vars["params"].items() if k in CLASSIFIER})
+        batch_stats.update({k: v for k, v in t_vars.get("batch_stats", {}).items() if k in CLASSIFIER})
         variables = jax.tree.map(jnp.asarray, {"params": params, "batch_stats": batch_stats})
         labels = {"student": {k: jax.tree.map(lambda _, k=k: "train" if k in trainable else "frozen", v)
                               for k, v in params.items()}}
@@ -170,8 +161,7 @@ def build_phase(ctx):
         return graft(state.variables("student"), teacher_vars, prepare(None, images, augment=False))
 
     def evaluate(state, ectx) -> dict:
-        """Test accuracy of the grafted teacher; with the whole chain grafted, also of the student alone.
-        Only reported, never used to choose anything; ``eval_every_phase=False`` skips it before the last."""
+        """Test accuracy of the grafted teacher, and of the student alone in the last phase."""
         if not (final or s.eval_every_phase):
             return {}
         bs = s.eval_batch_size
@@ -225,16 +215,11 @@ def plan(job):
         results.append({"phase": name, "blocks": [start, stop], **summary["eval"]})
         total += int(p.cfg.train.steps)
     final = results[-1]
-    return {
-        "step": total,
-        "algorithm": "netgraft",
-        "eval": {"accuracy": final.get("student_accuracy"), "grafted_accuracy": final.get("accuracy"),
-                 "teacher_accuracy": teacher_accuracy(teacher.path), "n_per_class": s.n_per_class},
-        "phases": results,
-        "student_workdir": phase_dir(job.workdir, len(PHASES) - 1),
-        "teacher_workdir": teacher.path,
-        "labels_used": False,
-    }
+    return {"step": total, "algorithm": "netgraft",
+            "eval": {"accuracy": final.get("student_accuracy"), "grafted_accuracy": final.get("accuracy"),
+                     "teacher_accuracy": teacher_accuracy(teacher.path), "n_per_class": s.n_per_class},
+            "phases": results, "student_workdir": phase_dir(job.workdir, len(PHASES) - 1),
+            "teacher_workdir": teacher.path, "labels_used": False}
 
 
 def check_student(cfg, s: Settings) -> None:

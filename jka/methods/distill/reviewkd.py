@@ -1,17 +1,13 @@
 """ReviewKD, distilling knowledge via knowledge review (docs/methods.md, "ReviewKD"; Chen et al., CVPR 2021).
 
-Each teacher stage is learnt from a *fusion* of the student's stage at that depth and every deeper one.
-The student's levels (its spatial stages, then its pooled vector as a 1×1 map) are fused from the
-deepest up by attention-based fusion (ABF) modules: a 1×1 conv (+BN) to a common width; except at the
-deepest level, a merge with the fused map of the level below, upsampled (nearest), weighted per pixel by
-two sigmoid attention maps from a 1×1 conv of both; a 3×3 conv (+BN) to the teacher's width at the
-teacher's size. The loss is the hierarchical context loss between each output and the teacher's level
-(:func:`jka.losses.distill.hcl`):
+Each teacher stage is learnt from a fusion of the student's stage at that depth and every deeper one:
+the student's levels (spatial stages, then the pooled vector as a 1×1 map) are fused from the deepest
+up by attention-based fusion modules (:class:`ABF`, the state's ``'aux'`` part), each output compared
+with the teacher's level by the hierarchical context loss (:func:`jka.losses.distill.hcl`):
 
     L = ce·CE(s, y) + w(e)·weight·HCL,   w(e) = min(e / warmup_epochs, 1)
 
-for the 1-based epoch e. Defaults are the reference CIFAR-100 setting: weight 1, CE 1, 20 epochs of
-warm-up. The ABF modules are the ``'aux'`` part of the state, trained with the student.
+for the 1-based epoch e. Defaults: the reference CIFAR-100 setting.
 """
 from __future__ import annotations
 
@@ -51,14 +47,14 @@ class Settings:
 
 
 def nearest(x, h: int, w: int):
-    """An NHWC map resized to ``h × w`` by nearest neighbour, PyTorch's rule: output ``i`` reads input
-    ``floor(i·H/h)``."""
+    """An NHWC map resized to ``h × w`` by PyTorch's nearest rule: output ``i`` reads input ``floor(i·H/h)``."""
     rows, cols = (np.arange(h) * x.shape[1]) // h, (np.arange(w) * x.shape[2]) // w
     return x[:, rows][:, :, cols]
 
 
 class ABF(nn.Module):
-    """One attention-based fusion: ``(output at the teacher's shape, the fused map passed up)``."""
+    """1×1 conv + BN to ``mid``; unless deepest, merged with the deeper fused map (nearest upsampled) by two
+    sigmoid attention maps; 3×3 conv + BN to the teacher's level: (that output, the fused map passed up)."""
 
     mid: int
     out_shape: Sequence[int]  # (H, W, C) of the teacher's level
@@ -132,8 +128,7 @@ def parts(ctx) -> Parts:
 
 
 def loss(p: Parts, s: Settings, teacher, params, batch_stats, teacher_vars, x, batch, warmup=1.0):
-    """``ce·CE(s, y) + warmup·weight·HCL(ABF(student levels), teacher levels)``: (loss, (new batch stats,
-    metrics))."""
+    """``ce·CE(s, y) + warmup·weight·HCL(ABF(student levels), teacher levels)``."""
     _, t_feats = teacher(teacher_vars[0], x)
     logits, s_feats, bs_student = p.net.forward(params, batch_stats, x, train=True)
     fused, upd = p.review.apply({"params": params["aux"], "batch_stats": batch_stats["aux"]},

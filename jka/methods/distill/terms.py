@@ -1,14 +1,9 @@
-"""The distillation zoo's extra terms, each declared once (:data:`TERMS`): its formula (a pure function
-of :mod:`jka.losses.distill`), its reference weights ``(α, β, γ)`` of
-``L = α kd(s, t, T) + β CE(s, y) + γ L_extra``, the features it reads (``where``: the ``'middle'``
-stage, all ``'stages'``, the ``'last'`` stage, ``'pooled'`` vectors, ``'stem+stages'``, ``'none'``)
-and the Flax module that maps the selected student/teacher features to ``L_extra`` with the term's
-trainable helpers (regressors, adapters, embedders, VID's σ, FT's paraphraser and translator).
-
-A module is built from the teacher's feature shapes and called as
-``extra(fs_list, ft_list, train) -> {'extra': L_extra[, 'aux': a loss trained alongside]}``; its
-parameters are the ``'aux'`` part of the distillation state. A new term: its formula in
-``jka/losses/distill/``, one :class:`Term` line below (and its module, if it trains anything).
+"""The distillation zoo's extra terms, each one :class:`Term` of :data:`TERMS`: its formula (from
+:mod:`jka.losses.distill`), its reference weights ``(α, β, γ)`` of ``L = α kd(s, t, T) + β CE(s, y) + γ
+L_extra``, the features it reads (``where``) and its Flax module, built from the teacher's feature shapes
+and called as ``extra(fs_list, ft_list, train) -> {'extra': L_extra[, 'aux': a loss trained alongside]}``
+with the term's trainable helpers (the state's ``'aux'`` part). A new term: its formula in
+``jka/losses/distill/`` and one line below (and its module, if it trains anything).
 """
 from __future__ import annotations
 
@@ -29,11 +24,7 @@ from jka.models.layers import BatchNorm
 
 
 class ConvRegressor(nn.Module):
-    """FitNet's ``R``: a conv chosen from the two shapes, then BN + ReLU, ``F_s → shape of F_t``.
-
-    ``H_s = 2 H_t``: 3×3 stride-2 conv; ``2 H_s = H_t``: 4×4 stride-2 transposed conv;
-    ``H_s ≥ H_t``: a valid conv with kernel ``1 + H_s − H_t`` (1×1 for equal sizes).
-    """
+    """FitNet's ``R``, ``F_s → shape of F_t``: a conv chosen from the two shapes (the branches below), BN, ReLU."""
 
     t_shape: Sequence[int]  # (H, W, C) of the teacher feature
 
@@ -117,8 +108,7 @@ class FeatureExtra(nn.Module):
 
 
 class CCExtra(nn.Module):
-    """CC on linear embeddings of the pooled features; ``normalise`` (``distill.cc_normalise``) is jka's
-    L2-normalised variant, off as in the reference code."""
+    """CC on linear embeddings of the pooled features (``normalise``: jka's L2-normalised variant)."""
 
     t_shapes: Sequence[Sequence[int]]
     dim: int = 128

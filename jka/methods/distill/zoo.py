@@ -1,14 +1,10 @@
 """Single-teacher distillation zoo (docs/methods.md, "Distillation zoo"):
 ``L = α kd(s, t, T) + β CE(s, y) + γ L_extra``.
 
-The extra term is chosen by name (``distill.method``, :data:`.terms.TERMS`); ``distill.alpha/beta/gamma``
-default to the reference weights of that term. Its trainable helpers train with the student under one
-optimizer (parts ``'student'`` and ``'aux'``). The teacher is ``teachers[0]``, over the same classes.
-
-Feature stages are picked by name from the models' ``features`` dicts: the stages are every key but
-``'pooled'`` and ``'stem'`` in natural order (``block1..3``, ``layer1..4``); when the two networks
-have different numbers of stages their last ones are paired. ``distill.student_stages`` /
-``distill.teacher_stages`` (lists of names) override the choice.
+The extra term is ``distill.method`` (:data:`.terms.TERMS`), its weights default to its reference ones,
+its helpers train with the student (parts ``'student'`` and ``'aux'``). The stages are the features but
+``'pooled'`` and ``'stem'`` in natural order, the last ones paired when the counts differ, unless
+``distill.student_stages`` / ``distill.teacher_stages`` name them.
 """
 from __future__ import annotations
 
@@ -57,8 +53,7 @@ def stage_names(feats) -> list[str]:
 
 
 def select_stages(where: str, s_feats, t_feats, s_override=None, t_override=None, section: str = "distill"):
-    """(student names, teacher names) that the term of kind ``where`` compares, pairwise (``section``: whose
-    ``student_stages``/``teacher_stages`` the errors name)."""
+    """(student names, teacher names) that a term of kind ``where`` compares pairwise."""
     if where == "none":
         return [], []
     if s_override or t_override:
@@ -88,8 +83,7 @@ def select_stages(where: str, s_feats, t_feats, s_override=None, t_override=None
 
 
 class Parts(NamedTuple):
-    """A built zoo run: the student, its data, the term with its weights (α, β, γ), the stages it
-    compares, its module (the ``'aux'`` part) and whether kd standardises the logits."""
+    """A built zoo run (``module``: the term's, the ``'aux'`` part)."""
 
     net: common.Net
     data: Split
@@ -117,8 +111,7 @@ def parts(ctx) -> Parts:
 
 
 def loss(p: Parts, T: float, teacher, params, batch_stats, teacher_vars, x, batch):
-    """``α kd(s, t, T) + β CE(s, y) + γ L_extra`` (+ the helpers' own loss, FT's reconstruction):
-    (loss, (new batch stats, metrics))."""
+    """``α kd(s, t, T) + β CE(s, y) + γ L_extra`` (+ the helpers' own loss, FT's reconstruction)."""
     alpha, beta, gamma = p.weights
     t, t_feats = teacher(teacher_vars[0], x)
     logits, s_feats, bs_student = p.net.forward(params, batch_stats, x, train=True)

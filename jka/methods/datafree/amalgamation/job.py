@@ -1,6 +1,5 @@
-"""The data-free amalgamation job (``algorithm: datafree_amalgamation``, section
-``datafree_amalgamation``): the GAN phase, B dual-block phases, the regrouped student, and the optional
-end-to-end assembly (package docstring); the student is exported to ``WORKDIR/model``."""
+"""The data-free amalgamation job: the GAN phase, B dual-block phases, the regrouped student, and the
+optional assembly (package docstring); the student is exported to ``WORKDIR/model``."""
 from __future__ import annotations
 
 import os

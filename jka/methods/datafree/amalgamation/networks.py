@@ -21,9 +21,7 @@ def small_cnn_input_shapes(image_shape, width: float) -> list[tuple]:
 
 
 def teacher_from(teacher, variables, x, start: int, collect_bn: bool = False):
-    """(logits, pooled features, sown BatchNorm inputs or None) of a frozen small_cnn teacher run from
-    the input of block ``start`` (1 = the image, ``NUM_BLOCKS + 1`` = the head alone). Gradients flow
-    to ``x`` only."""
+    """(logits, pooled, sown BN inputs or None) of a frozen small_cnn from block ``start``'s input (B + 1: head)."""
     variables = jax.lax.stop_gradient(variables)
     if collect_bn:
         (logits, feats), upd = teacher.module.apply(variables, x, train=False, start=start, mutable=["bn_stats"])
@@ -44,9 +42,7 @@ class DualBlock(nn.Module):
 
 
 class GroupStackGenerator(nn.Module):
-    """Groups 1..B; group j outputs a feature shaped like ``shapes[j-1]`` (``shapes`` = inputs of
-    teacher blocks B..1, the last one the image). Intermediate outputs are BN-ReLU features (the
-    teachers' block inputs are post-ReLU); the image is a sigmoid. Returns the list of outputs."""
+    """Groups 1..B shaped like ``shapes`` (teacher blocks B..1's post-ReLU inputs): BN-ReLU maps, a sigmoid image."""
 
     shapes: tuple
     nz: int = 64
@@ -65,12 +61,8 @@ class GroupStackGenerator(nn.Module):
             x = nn.Conv(self.ngf, (3, 3), padding=PAD1, use_bias=False, name=f"g{j + 1}_conv1")(x)
             x = nn.leaky_relu(bn(f"g{j + 1}_bn1")(x), 0.2)
             out = nn.Conv(c, (3, 3), padding=PAD1, name=f"g{j + 1}_out")(x)
-            if j == len(self.shapes) - 1:
-                outs.append(jax.nn.sigmoid(out))
-            else:
-                out = nn.relu(bn(f"g{j + 1}_bn_out")(out))
-                outs.append(out)
-                x = out
+            x = jax.nn.sigmoid(out) if j == len(self.shapes) - 1 else nn.relu(bn(f"g{j + 1}_bn_out")(out))
+            outs.append(x)
         return outs
 
 
@@ -87,20 +79,20 @@ class ChannelFilter(nn.Module):
         return x * w[:, None, None, :]
 
 
+def teacher_heads(teacher_vars, label_idx) -> dict:
+    """``{'t<m>': {'kernel', 'bias'}}``: each teacher's linear layer restricted to the requested labels."""
+    return {f"t{m}": {k: np.take(np.asarray(v["params"]["linear"][k]), idx, axis=-1) for k in ("kernel", "bias")}
+            for m, (v, idx) in enumerate(zip(teacher_vars, label_idx))}
+
+
 def regroup(blocks, teacher_vars, label_idx, heads=None) -> dict:
-    """A small_cnn's variables from dual blocks 1..B and per-teacher heads over the requested
-    labels, stacked in teacher order: the trained ``heads['t<m>']`` if given, else the teachers'
-    linear layers restricted to the requested labels."""
+    """A small_cnn's variables from dual blocks 1..B and ``heads`` (default :func:`teacher_heads`)."""
     params, stats = {}, {}
     for b in range(1, NUM_BLOCKS + 1):
         params[f"conv{b}"] = blocks[f"block{b}"]["params"]["conv"]
         params[f"bn{b}"] = blocks[f"block{b}"]["params"]["bn"]
         stats[f"bn{b}"] = blocks[f"block{b}"]["batch_stats"]["bn"]
-    if heads:
-        kernels = [np.asarray(heads[f"t{m}"]["kernel"]) for m in range(len(label_idx))]
-        biases = [np.asarray(heads[f"t{m}"]["bias"]) for m in range(len(label_idx))]
-    else:
-        kernels = [np.asarray(v["params"]["linear"]["kernel"])[:, idx] for v, idx in zip(teacher_vars, label_idx)]
-        biases = [np.asarray(v["params"]["linear"]["bias"])[idx] for v, idx in zip(teacher_vars, label_idx)]
-    params["linear"] = {"kernel": np.concatenate(kernels, 1), "bias": np.concatenate(biases)}
+    heads = heads or teacher_heads(teacher_vars, label_idx)
+    params["linear"] = {k: np.concatenate([np.asarray(heads[f"t{m}"][k]) for m in range(len(label_idx))], -1)
+                        for k in ("kernel", "bias")}
     return {"params": params, "batch_stats": stats}

@@ -16,8 +16,7 @@ def soft_ce(logits, target_logits):
 
 
 def union_logits(ys, label_idx):
-    """The teachers' logits restricted to the requested labels, concatenated in teacher order: the
-    teachers read as one classifier over the union label space (raw logits, as in ``kd``'s concat)."""
+    """The teachers' raw logits over the requested labels, concatenated: one classifier of the union."""
     return jnp.concatenate([y[:, idx] for y, idx in zip(ys, label_idx)], -1)
 
 
@@ -41,14 +40,10 @@ def claims(ys, label_idx):
 
 
 def gan_loss(s, ys, pooled, inter, label_idx=None, l_bn=None):
-    """``L_gan + inter·L_inter``. ``ys``/``pooled``: per teacher, on the final image; ``inter``: per
-    intermediate group, the list of per-teacher logits from that group's feature.
-
-    ``s.joint`` (jka's variant, multi-class teachers): the pseudo-label, balance, sparsity and the
-    intermediate consistency are taken over the union logits ``y = union_logits(ys, label_idx)``, so
-    every image is claimed by one teacher (its label's teacher out-scores the others) and the batch
-    covers every requested label of every teacher. Otherwise each term is per teacher and averaged
-    (an image is then pushed to be a confident class of *every* teacher at once). Returns (loss, terms)."""
+    """(``L_gan + inter·L_inter``, terms). ``ys``/``pooled``: per teacher, on the image; ``inter``: per
+    intermediate group, the per-teacher logits from its feature. Each term per teacher and averaged (an
+    image is pushed to be a confident class of every teacher at once), or with ``s.joint`` (jka's variant,
+    multi-class) over :func:`union_logits`, so every image is claimed by one teacher."""
     if s.joint and not s.multilabel:
         y = union_logits(ys, label_idx)
         l_oh, _, l_ie, l_dis = gan_terms(y, pooled[0], False)
@@ -68,10 +63,8 @@ def gan_loss(s, ys, pooled, inter, label_idx=None, l_bn=None):
 
 
 def reproduce_loss(s, heads, targets):
-    """``Σ_m CE(g_m(O_m(F)), g_m(O_m(I_g)))`` over per-teacher head logits and the teachers' logits
-    (both restricted to the requested labels); with ``s.joint`` (multi-class) plus the same CE over
-    all teachers' requested labels concatenated, so the per-teacher heads stay comparable in one
-    argmax (the per-teacher CE alone is blind to a constant added to one teacher's head)."""
+    """``Σ_m CE(g_m(O_m(F)), g_m(O_m(I_g)))`` over the requested labels; with ``s.joint`` plus the CE of all
+    heads concatenated, so they stay comparable in one argmax (blind to a constant added to one head)."""
     loss = sum(soft_ce(y, t) for y, t in zip(heads, targets))
     if s.joint and not s.multilabel:
         loss = loss + soft_ce(jnp.concatenate(heads, -1), jnp.concatenate(targets, -1))

@@ -1,9 +1,6 @@
-"""The three kinds of training phase of data-free amalgamation (the package docstring has the math),
-methods of the job (:mod:`.job`) that users do not name: :data:`GAN` (generator + filters),
-:data:`DUAL` (one dual block at a time) and :data:`ASSEMBLE` (the regrouped student end to end). All
-read the job's section (:class:`Settings`). What a phase receives frozen (the generator, earlier dual
-blocks) the job hands it as options; it is kept in the state's buffers, so a resumed phase needs
-nothing else.
+"""The job's three kinds of phase (the package docstring has the math): :data:`GAN`, :data:`DUAL` and
+:data:`ASSEMBLE`, all reading the job's section. What a phase receives frozen (G, earlier dual blocks)
+comes as options and is kept in the state's buffers, so a resumed phase needs nothing else.
 """
 from __future__ import annotations
 
@@ -20,7 +17,7 @@ from jka.methods import common
 from jka.methods.api import Method
 from jka.methods.datafree import common as df
 from jka.methods.datafree.amalgamation.networks import (ChannelFilter, DualBlock, GroupStackGenerator, regroup,
-                                                        small_cnn_input_shapes, teacher_from)
+                                                        small_cnn_input_shapes, teacher_from, teacher_heads)
 from jka.methods.datafree.amalgamation.objectives import claims, gan_loss, reproduce_loss, union_logits
 from jka.models.small_cnn import NUM_BLOCKS, small_cnn_channels
 from jka.settings import BOOL, integer, number, optional, setting
@@ -68,8 +65,7 @@ def adam(lr, steps: int):
 
 
 def requested_classes(cfg, teachers) -> list:
-    """The requested label set ``data.classes`` (default: every teacher's classes), in teacher order:
-    the student's outputs are teacher 1's requested classes, then teacher 2's, ..."""
+    """``data.classes`` (default: every teacher's classes), in teacher order: the student's outputs."""
     union = common.union_classes(teachers)
     requested = cfg.data.get("classes", None)
     if not requested:
@@ -84,8 +80,7 @@ def requested_classes(cfg, teachers) -> list:
 
 @dataclasses.dataclass(frozen=True)
 class Parts:
-    """What the phases share: small_cnn teachers of one width, the requested labels (per teacher, the
-    output indices it covers), G, the filters, the regrouped student's network."""
+    """What the phases share (``label_idx``: per teacher, its outputs among the requested labels)."""
 
     s: Settings
     teachers: list
@@ -132,8 +127,7 @@ def generate(a: Parts, gen_vars, z, train: bool):
 
 
 def through_teacher(a: Parts, m: int, teacher_vars, filters, feat, start: int):
-    """(logits, pooled) of teacher m from the input of block ``start``; a feature entering a block
-    after the first (not the head) passes teacher m's filter first."""
+    """(logits, pooled) of teacher m from block ``start``'s input, through its filter unless block 1 or the head."""
     if 1 < start <= NUM_BLOCKS:
         feat = a.filter.apply({"params": filters[f"t{m}_b{start}"]}, feat)
     return teacher_from(a.teachers[m], teacher_vars[m], feat, start)[:2]
@@ -151,9 +145,8 @@ def frozen_generator(gan_variables) -> dict:
 
 
 class Pieces(NamedTuple):
-    """One phase, before it is a Program (the tests call its functions one by one): its shared parts,
-    the optimizer group it trains, ``loss(params, state, teacher_vars, rng) -> (loss, (new batch stats,
-    terms))`` minimised over that group at each step, and how it starts, is evaluated and exported."""
+    """One phase before it is a Program (the tests call its parts): the group it trains by minimising
+    ``loss(params, state, teacher_vars, rng) -> (loss, (new batch stats, terms))``, its init, eval, export."""
 
     parts: Parts
     group: str
@@ -182,8 +175,7 @@ def program(ctx, name: str, p: Pieces) -> Program:
 
 
 def gan(ctx) -> Pieces:
-    """Phase 1: the group-stack generator and the filters against the frozen teachers. Exports
-    ``{'params': {'generator', 'filters'}, 'batch_stats'}`` (arch ``dfa_group_stack_generator``)."""
+    """Phase 1: G and the filters against the frozen teachers (exported as ``dfa_group_stack_generator``)."""
     a = parts(ctx)
     s, n = a.s, len(a.teachers)
 
@@ -227,8 +219,7 @@ def gan(ctx) -> Pieces:
         if not s.multilabel:  # which teacher claims each image in the union label space
             union = np.asarray(jnp.argmax(union_logits(ys, a.label_idx), -1))
             owner = np.searchsorted(np.cumsum([len(i) for i in a.label_idx]), union, side="right")
-            for m in range(n):
-                out[f"teacher{m}_share"] = float(np.mean(owner == m))
+            out.update({f"teacher{m}_share": float(np.mean(owner == m)) for m in range(n)})
             out["union_classes_hit"] = int(len(np.unique(union)))
         return out
 
@@ -241,10 +232,8 @@ def gan(ctx) -> Pieces:
 
 
 def dual(ctx) -> Pieces:
-    """Phase 2: dual block ``block`` (1..B) with G, the filters and dual blocks < ``block`` frozen
-    (options ``gan``: the GAN phase's exported variables; ``prev``: the earlier blocks, from the
-    previous phase's exported ``{'blocks': ...}``). Exports the earlier blocks and this one
-    (``dfa_dual_blocks``), and after block B the regrouped student (``small_cnn``)."""
+    """Phase 2: dual block ``block`` (1..B), G and the filters (option ``gan``) and the earlier blocks
+    (``prev``) frozen. Exports blocks 1..``block`` (``dfa_dual_blocks``), after B the regrouped student."""
     a = parts(ctx)
     s, b = a.s, int(ctx.options["block"])
     if not 1 <= b <= NUM_BLOCKS:
@@ -257,9 +246,7 @@ def dual(ctx) -> Pieces:
         v = blocks[b - 1].init(k_b, jnp.zeros((1,) + a.shapes[b - 1]), train=False)
         heads = {}
         if b == NUM_BLOCKS and s.train_heads:  # per-teacher heads, from the teachers' linear layers
-            heads = {f"t{m}": {"kernel": jnp.asarray(t.variables["params"]["linear"]["kernel"])[:, idx],
-                               "bias": jnp.asarray(t.variables["params"]["linear"]["bias"])[idx]}
-                     for m, (t, idx) in enumerate(zip(a.teachers, a.label_idx))}
+            heads = jax.tree.map(jnp.asarray, teacher_heads([t.variables for t in a.teachers], a.label_idx))
         return State.create(k_s, {"block": v, "heads": {"params": heads}},
                             {"dual": (("block", "heads"), adam(s.dual_lr, ctx.steps))},
                             jax.tree.map(jnp.asarray, frozen))
@@ -270,9 +257,8 @@ def dual(ctx) -> Pieces:
         return x
 
     def heads(frozen, teacher_vars, feat, head_params):
-        """Per-teacher logits (restricted to the requested labels) from the output of block b: the
-        teacher's blocks after b (via its filter); after block B its linear layer, or the student's
-        own per-teacher head ``head_params['t<m>']`` (``train_heads``)."""
+        """Per-teacher logits over the requested labels from block b's output: the teacher's blocks after b
+        (via its filter), or after block B the trained head ``head_params['t<m>']`` if any."""
         out = []
         for m in range(len(a.teachers)):
             if b == NUM_BLOCKS and head_params:
@@ -298,8 +284,7 @@ def dual(ctx) -> Pieces:
         return s.stream1 * l1 + s.stream2 * l2, ({"block": upd["batch_stats"]}, {"stream1": l1, "stream2": l2})
 
     def predict(state, images):
-        """Dual blocks 1..b, then each teacher's blocks after b (via its filter): concatenated logits.
-        For b = B this is exactly the regrouped student."""
+        """Dual blocks 1..b, then the teachers' blocks after b: concatenated logits (for b = B, the student's)."""
         x = run_prev(state.buffers["prev"], a.prepare(None, images, augment=False).astype(jnp.float32))
         x = blocks[b - 1].apply(state.variables("block"), x, train=False)
         teacher_vars = [t.variables for t in a.teachers]
@@ -317,9 +302,7 @@ def dual(ctx) -> Pieces:
 
 
 def assemble(ctx) -> Pieces:
-    """Phase 4: the regrouped student (``train.init_from``: the last dual phase) trained end to end,
-    G frozen (option ``gan``), on generated images, with the dual network's loss at block B
-    (``Σ_m CE`` per teacher + the union CE) on every layer at once."""
+    """Phase 4: the regrouped student (``train.init_from``) trained end to end with block B's dual loss."""
     a = parts(ctx)
     net, frozen = a.student, {"generator": frozen_generator(ctx.options["gan"])["generator"]}
 
