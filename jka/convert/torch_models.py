@@ -2,7 +2,8 @@
 
 Parameter names follow the PyTorch originals (DAFL/CMI CIFAR ResNet and Generator, CRD/RepDistiller
 WRN, VGG-BN and ``resnetv2.py`` ResNets, torchvision MobileNetV2, ResNet and VGG16; the rest of the
-CIFAR KD benchmark's zoo is in :mod:`jka.convert.torch_cifar_zoo`), so their state dicts load here unchanged;
+CIFAR KD benchmark's zoo, and the ResNet blocks all share, are in :mod:`jka.convert.torch_cifar_zoo`), so their
+state dicts load here unchanged;
 the SegNet twin uses ``encoder.b``/``decoder.k`` Sequentials. Where a family's names need more than
 the rule below, :mod:`jka.convert.families` holds its explicit rename table. Every
 ``forward`` returns ``(logits, features)`` with the same feature names as the Flax model (NCHW).
