@@ -43,6 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jka import models
+from jka.models import segnet, vgg16_graft
 from jka.models.generators import Generator, LargeGenerator
 
 # ---------------------------------------------------------------- which model, which input
@@ -71,7 +72,7 @@ ZOO_STATS = ((0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761))
 HUB_STATS = {"cifar10": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
              "cifar100": ((0.5070, 0.4865, 0.4409), (0.2673, 0.2564, 0.2761))}
 # jka names whose only public checkpoints are the zoo's (RepDistiller names them the same way)
-ZOO_ONLY = {*(f"resnet{d}" for d in (8, 14, 20, 32, 44, 56, 110)), "resnet8x4", "resnet32x4"}
+ZOO_RESNETS = (*(f"resnet{d}" for d in (8, 14, 20, 32, 44, 56, 110)), "resnet8x4", "resnet32x4")
 
 
 def known_normalisation(arch: str) -> dict:
@@ -80,7 +81,7 @@ def known_normalisation(arch: str) -> dict:
     hub = arch.split("_")[0]
     if hub in HUB_STATS and arch in ZOO_NAMES:
         mean, std = HUB_STATS[hub]
-    elif arch in ZOO_NAMES or arch in ZOO_ONLY:
+    elif arch in ZOO_NAMES or arch in ZOO_RESNETS:
         mean, std = ZOO_STATS
     else:
         return {}
@@ -146,8 +147,7 @@ def exported_image_shape(arch: str, kwargs: dict | None, size: int, in_channels:
 # `jka export` can refuse the others without importing torch (tests/convert checks it against the twins)
 TWINS = {
     **dict.fromkeys(("cifar_resnet18", "cifar_resnet34", "cifar_resnet50"), "CifarResNet"),
-    **dict.fromkeys(("resnet8", "resnet14", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet8x4",
-                     "resnet32x4"), "ZooResNet"),
+    **dict.fromkeys(ZOO_RESNETS, "ZooResNet"),
     "mobile_half": "MobileHalf", "shufflev1": "ShuffleNetV1", "shufflev2": "ShuffleNetV2",
     **dict.fromkeys(("wrn16_1", "wrn16_2", "wrn40_1", "wrn40_2"), "WideResNet"),
     **dict.fromkeys(("vgg8_bn", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn"), "VGG"),
@@ -175,35 +175,20 @@ def _generator_table(start_mult: int) -> dict[str, str]:
     return table
 
 
-VGG16_NUM_CONVS = (2, 2, 3, 3, 3)
-
-
-def vgg16_feature_indices() -> list[list[int]]:
-    """``features.N`` index of conv ``j`` of block ``b`` (conv, ReLU per conv; a max-pool per block)."""
-    out, n = [], 0
-    for convs in VGG16_NUM_CONVS:
-        out.append([n + 2 * j for j in range(convs)])
-        n += 2 * convs + 1
-    return out
-
-
 def _vgg16_table() -> dict[str, str]:
-    table = {f"features.{n}": f"convs_{b}_{j}"
-             for b, idx in enumerate(vgg16_feature_indices()) for j, n in enumerate(idx)}
+    table, n = {}, 0  # ``features.N``: conv, ReLU per conv; a max-pool per block
+    for b, convs in enumerate(vgg16_graft.NUM_CONVS):
+        table.update({f"features.{n + 2 * j}": f"convs_{b}_{j}" for j in range(convs)})
+        n += 2 * convs + 1
     table.update({"classifier.0": "classifier_fc1", "classifier.1": "classifier_bn", "classifier.2": "classifier_fc2"})
     return table
 
 
-SEGNET_ENCODER_CONVS = (2, 2, 3, 3, 3)
-SEGNET_DECODER_CONVS = (3, 3, 3, 2, 1)
-
-
 def _segnet_table() -> dict[str, str]:
     table = {}
-    for side, counts, flax_block in (("encoder", SEGNET_ENCODER_CONVS, "encoder.enc{}"),
-                                     ("decoder", SEGNET_DECODER_CONVS, "dec{}")):
-        for b, convs in enumerate(counts):
-            for j in range(convs):  # each conv is Conv, BN, ReLU in the block's nn.Sequential
+    for side, blocks, flax_block in (("encoder", segnet.ENCODER, "encoder.enc{}"), ("decoder", segnet.DECODER, "dec{}")):
+        for b, widths in enumerate(blocks):
+            for j in range(len(widths)):  # each conv is Conv, BN, ReLU in the block's nn.Sequential
                 table[f"{side}.{b}.{3 * j}"] = f"{flax_block.format(b + 1)}.conv{j}.conv"
                 table[f"{side}.{b}.{3 * j + 1}"] = f"{flax_block.format(b + 1)}.conv{j}.bn"
     return table
@@ -213,20 +198,17 @@ BRANCHY_MAX_TASKS = 16  # task indices the branchy table covers
 
 
 def _branchy_table() -> dict[str, str]:
-    segnet = _segnet_table()
-    table = {k: v for k, v in segnet.items() if k.startswith("encoder.")}
-    decoder = {k.removeprefix("decoder."): v for k, v in segnet.items() if k.startswith("decoder.")}
+    plain = _segnet_table()
+    table = {k: v for k, v in plain.items() if k.startswith("encoder.")}
+    decoder = {k.removeprefix("decoder."): v for k, v in plain.items() if k.startswith("decoder.")}
     table.update({f"decoder.{k}": f"shared_{v}" for k, v in decoder.items()})
     for t in range(BRANCHY_MAX_TASKS):
         table.update({f"tasks.{t}.decoder.{k}": f"task{t}.{v}" for k, v in decoder.items()})
         table[f"tasks.{t}.head"] = f"task{t}.head"
-        for b in range(len(SEGNET_DECODER_CONVS) + 1):
+        for b in range(segnet.NUM_POINTS):
             for part in ("squeeze", "excite"):
                 table[f"tasks.{t}.adaptors.{b}.{part}"] = f"task{t}.adaptor{b}.{part}"
     return table
-
-
-ZOO_RESNETS = (*(f"resnet{d}" for d in (8, 14, 20, 32, 44, 56, 110)), "resnet8x4", "resnet32x4")
 
 
 def _zoo_resnet_table() -> dict[str, str]:

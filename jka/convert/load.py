@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import traverse_util
 
 from jka.convert import families, naming
 from jka.convert.naming import flax_path
@@ -46,25 +48,16 @@ def _to_numpy(value, key: str) -> np.ndarray:
 
 
 def _unwrap(obj, where: str) -> Mapping:
-    """Descend into ``state_dict``/``model``/``net`` until the mapping holds tensors."""
+    """Descend into ``state_dict``/``model``/``net`` (up to 4 levels) until the mapping holds tensors."""
     for _ in range(4):
-        if not isinstance(obj, Mapping):
+        nested = [k for k in NESTED_KEYS if isinstance(obj, Mapping) and isinstance(obj.get(k), Mapping)]
+        if not nested:
             break
-        nested = [k for k in NESTED_KEYS if isinstance(obj.get(k), Mapping)]
-        if nested:
-            obj = obj[nested[0]]
-            continue
-        return obj
+        obj = obj[nested[0]]
     if isinstance(obj, Mapping):
         return obj
     raise UserError(f"{where} holds a {type(obj).__name__}, not a state dict; save model.state_dict() "
                     f"(or a dict with it under one of {', '.join(NESTED_KEYS)})")
-
-
-def _strip_module(key: str) -> str:
-    while key.startswith("module."):
-        key = key[len("module."):]
-    return key
 
 
 def read_state_dict(src) -> dict[str, np.ndarray]:
@@ -98,7 +91,7 @@ def read_state_dict(src) -> dict[str, np.ndarray]:
             raw = _unwrap(obj, where)
     out = {}
     for key, value in raw.items():
-        key = _strip_module(str(key))
+        key = re.sub(r"^(module\.)+", "", str(key))  # DataParallel's prefixes
         if key in out:
             raise UserError(f"{where} has key {key!r} twice (with and without 'module.'); keep one copy")
         out[key] = _to_numpy(value, key)
@@ -153,11 +146,6 @@ def to_flax_layout(a: np.ndarray) -> np.ndarray:
     return a.transpose(2, 3, 1, 0) if a.ndim == 4 else a.T if a.ndim == 2 else a
 
 
-def _torch_shape(flax_shape: tuple) -> tuple:
-    s = tuple(flax_shape)
-    return (s[3], s[2], s[0], s[1]) if len(s) == 4 else s[::-1] if len(s) == 2 else s
-
-
 def torch_key(arch: str, coll: str, path: tuple) -> str:
     """The PyTorch key of a Flax leaf of ``arch`` (``layer1_0/conv1/kernel`` → ``layer1.0.conv1.weight``):
     the inverse of the mapping above, along the family's rename table where it has one."""
@@ -202,7 +190,7 @@ def convert_state_dict(state: Mapping[str, np.ndarray], arch: str, num_classes: 
         coll, path = hits[0]
         value = to_flax_layout(families.reorder(arch, kwargs, key, np.asarray(value)))
         if tuple(value.shape) != target[coll][path]:
-            expected = _torch_shape(target[coll][path])
+            expected = to_torch_layout(np.broadcast_to(np.int8(0), target[coll][path])).shape
             misshaped.append(f"{key} {tuple(to_torch_layout(value).shape)} vs expected {expected}")
             misshaped_paths.add((coll, path))
             continue
@@ -216,14 +204,7 @@ def convert_state_dict(state: Mapping[str, np.ndarray], arch: str, num_classes: 
     if broken:
         raise UserError(f"{where} holds NaN or inf values in {len(broken)} tensor(s) ({', '.join(broken[:3])}): "
                         "it is not a usable trained network; convert a checkpoint saved before training diverged")
-    variables: dict = {"params": {}, "batch_stats": {}}
-    for coll, leaves in filled.items():
-        for path, value in leaves.items():
-            node = variables[coll]
-            for p in path[:-1]:
-                node = node.setdefault(p, {})
-            node[path[-1]] = value
-    return variables
+    return {coll: traverse_util.unflatten_dict(leaves) for coll, leaves in filled.items()}
 
 
 def mismatch_message(where, arch, num_classes, kwargs, missing, unexpected, misshaped) -> str:

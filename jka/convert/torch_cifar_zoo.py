@@ -1,77 +1,123 @@
 """PyTorch twins of the CIFAR-100 KD benchmark's networks (RepDistiller / mdistiller ``models/``:
 the ``cifar_teachers.tar`` teachers and their students), with the benchmark's state-dict key names, so
-its checkpoints load here strictly. ``forward`` returns ``(logits, features)`` with the feature names
-of jka's Flax models (NCHW). The ``resnetv2.py`` ResNet18/34/50 and the VGGs are
-:mod:`jka.convert.torch_models`' ``CifarResNet`` and ``VGG``; the WRNs are its ``WideResNet``.
+its checkpoints load here strictly, and the ResNet pieces :mod:`jka.convert.torch_models` shares.
+``forward`` returns ``(logits, features)`` with the feature names of jka's Flax models (NCHW). The
+``resnetv2.py`` ResNet18/34/50 and the VGGs are :mod:`jka.convert.torch_models`' ``CifarResNet`` and
+``VGG``; the WRNs are its ``WideResNet``.
 
 Only import this module when torch is installed.
 """
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from jka.models.mobilenetv2 import ZOO_FEATURES, ZOO_SETTINGS
 
-def _pool(x):
+
+def pool(x):
     return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
 
 
-def _conv(cin, cout, k, stride=1, groups=1):
+def conv(cin, cout, k, stride=1, groups=1):
+    """A bias-free ``k``×``k`` conv with PyTorch's symmetric padding ``(k − 1) // 2``."""
     return nn.Conv2d(cin, cout, k, stride, (k - 1) // 2, groups=groups, bias=False)
 
 
-# ---------------------------------------------------------------- resnet8..110, resnet8x4, resnet32x4
+def staged(net, x, n, head, last=None):
+    """``(logits, features)`` of ``net`` from its stem's output ``x``: ``layer1..n``, ``last`` (if
+    any), global average pool, ``head``."""
+    feats = {"stem": x}
+    for s in range(1, n + 1):
+        x = feats[f"layer{s}"] = getattr(net, f"layer{s}")(x)
+    feats["pooled"] = pool(x if last is None else last(x))
+    return head(feats["pooled"]), feats
 
 
-class ZooBasicBlock(nn.Module):
-    """conv-BN-ReLU-conv-BN plus the shortcut (``downsample`` 1x1 conv + BN when the shape changes), ReLU."""
+# ---------------------------------------------------------------- ResNets
 
-    def __init__(self, cin, planes, stride):
+
+class BasicBlock(nn.Module):
+    """conv3×3 (stride)-BN-ReLU-conv3×3-BN plus the shortcut, ReLU. The shortcut is a 1×1 conv + BN
+    where the shape changes, under the name ``shortcut`` (``downsample`` in torchvision's and the
+    benchmark's ``resnet.py``, ``shortcut`` in its ``resnetv2.py``)."""
+    expansion = 1
+
+    def __init__(self, cin, planes, stride=1, shortcut="downsample"):
         super().__init__()
-        self.conv1, self.bn1 = _conv(cin, planes, 3, stride), nn.BatchNorm2d(planes)
-        self.conv2, self.bn2 = _conv(planes, planes, 3), nn.BatchNorm2d(planes)
-        self.downsample = None
-        if stride != 1 or cin != planes:
-            self.downsample = nn.Sequential(_conv(cin, planes, 1, stride), nn.BatchNorm2d(planes))
+        self.conv1, self.bn1 = conv(cin, planes, 3, stride), nn.BatchNorm2d(planes)
+        self.conv2, self.bn2 = conv(planes, planes, 3), nn.BatchNorm2d(planes)
+        _add_shortcut(self, shortcut, cin, planes, stride)
 
     def forward(self, x):
         out = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
-        return F.relu(out + (x if self.downsample is None else self.downsample(x)))
+        return F.relu(out + getattr(self, self.shortcut_name)(x))
 
 
-class ZooResNet(nn.Module):
-    """``models/resnet.py``: a 3x3 stem of ``filters[0]`` channels, three stages of (depth − 2) / 6
-    blocks with ``filters[1:]`` channels (the second and third at stride 2), global pool, ``fc``."""
+class Bottleneck(nn.Module):
+    """1x1, 3x3 (stride), 1x1 to 4·planes, each with BN, plus the shortcut (as :class:`BasicBlock`), ReLU."""
+    expansion = 4
 
-    def __init__(self, depth, filters, num_classes=100):
+    def __init__(self, cin, planes, stride=1, shortcut="downsample"):
         super().__init__()
-        n = (depth - 2) // 6
-        self.conv1, self.bn1 = _conv(3, filters[0], 3), nn.BatchNorm2d(filters[0])
-        cin = filters[0]
-        for s, planes in enumerate(filters[1:], 1):
-            blocks = [ZooBasicBlock(cin if i == 0 else planes, planes, 2 if s > 1 and i == 0 else 1) for i in range(n)]
-            setattr(self, f"layer{s}", nn.Sequential(*blocks))
-            cin = planes
-        self.fc = nn.Linear(cin, num_classes)
+        self.conv1, self.bn1 = conv(cin, planes, 1), nn.BatchNorm2d(planes)
+        self.conv2, self.bn2 = conv(planes, planes, 3, stride), nn.BatchNorm2d(planes)
+        self.conv3, self.bn3 = conv(planes, planes * 4, 1), nn.BatchNorm2d(planes * 4)
+        _add_shortcut(self, shortcut, cin, planes * 4, stride)
 
     def forward(self, x):
-        x = F.relu(self.bn1(self.conv1(x)))
-        feats = {"stem": x}
-        for s in range(1, 4):
-            x = feats[f"layer{s}"] = getattr(self, f"layer{s}")(x)
-        feats["pooled"] = _pool(x)
-        return self.fc(feats["pooled"]), feats
+        out = F.relu(self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x))))))
+        return F.relu(self.bn3(self.conv3(out)) + getattr(self, self.shortcut_name)(x))
+
+
+def _add_shortcut(block, name, cin, cout, stride):
+    block.shortcut_name = name
+    identity = stride == 1 and cin == cout
+    setattr(block, name, nn.Identity() if identity else nn.Sequential(conv(cin, cout, 1, stride), nn.BatchNorm2d(cout)))
+
+
+class ResNet(nn.Module):
+    """torchvision's layout: a 7x7 stride-2 stem ``conv1``/``bn1`` and ``maxpool`` (``imagenet``; else a
+    3x3 stem), stages ``layer{s}`` of ``widths`` (every stage after the first starts at stride 2),
+    global pool and the linear ``head`` (its attribute name)."""
+
+    def __init__(self, block, num_blocks, num_classes=1000, in_channels=3, widths=(64, 128, 256, 512), stem=64,
+                 imagenet=True, shortcut="downsample", head="fc"):
+        super().__init__()
+        self.conv1 = conv(in_channels, stem, 7, 2) if imagenet else conv(in_channels, stem, 3)
+        self.bn1 = nn.BatchNorm2d(stem)
+        self.maxpool = nn.MaxPool2d(3, 2, 1) if imagenet else nn.Identity()
+        cin = stem
+        for s, (planes, n) in enumerate(zip(widths, num_blocks), 1):
+            blocks = []
+            for i in range(n):
+                blocks.append(block(cin, planes, 2 if s > 1 and i == 0 else 1, shortcut))
+                cin = planes * block.expansion
+            setattr(self, f"layer{s}", nn.Sequential(*blocks))
+        self.head_name, self.stages = head, len(widths)
+        setattr(self, head, nn.Linear(cin, num_classes))
+
+    def forward(self, x):
+        return staged(self, self.maxpool(F.relu(self.bn1(self.conv1(x)))), self.stages, getattr(self, self.head_name))
+
+
+class ZooResNet(ResNet):
+    """``models/resnet.py`` (resnet8..110, resnet8x4, resnet32x4): a 3x3 stem of ``filters[0]``
+    channels, three stages of (depth − 2) / 6 blocks with ``filters[1:]`` channels, ``fc``."""
+
+    def __init__(self, depth, filters, num_classes=100, in_channels=3):
+        super().__init__(BasicBlock, [(depth - 2) // 6] * 3, num_classes, in_channels, filters[1:], filters[0],
+                         imagenet=False)
 
 
 # ---------------------------------------------------------------- mobile_half (MobileNetV2 of the benchmark)
 
-MOBILE_SETTINGS = [(1, 16, 1, 1), (None, 24, 2, 1), (None, 32, 3, 2), (None, 64, 4, 2), (None, 96, 3, 1),
-                   (None, 160, 3, 2), (None, 320, 1, 1)]
-
 
 def _conv_bn_relu(cin, cout, k, stride=1, groups=1):
-    return [_conv(cin, cout, k, stride, groups), nn.BatchNorm2d(cout), nn.ReLU()]
+    return [conv(cin, cout, k, stride, groups), nn.BatchNorm2d(cout), nn.ReLU()]
 
 
 class MobileBlock(nn.Module):
@@ -80,7 +126,7 @@ class MobileBlock(nn.Module):
         hidden = cin * t
         self.residual = stride == 1 and cin == cout
         self.conv = nn.Sequential(*_conv_bn_relu(cin, hidden, 1), *_conv_bn_relu(hidden, hidden, 3, stride, hidden),
-                                  _conv(hidden, cout, 1), nn.BatchNorm2d(cout))
+                                  conv(hidden, cout, 1), nn.BatchNorm2d(cout))
 
     def forward(self, x):
         return x + self.conv(x) if self.residual else self.conv(x)
@@ -95,7 +141,7 @@ class MobileHalf(nn.Module):
         cin = int(32 * width)
         self.conv1 = nn.Sequential(*_conv_bn_relu(3, cin, 3, 2))
         self.blocks = nn.ModuleList()
-        for t, c, n, s in MOBILE_SETTINGS:
+        for t, c, n, s in ZOO_SETTINGS:
             cout = int(c * width)
             self.blocks.append(nn.Sequential(*[MobileBlock(cin if i == 0 else cout, cout, s if i == 0 else 1,
                                                            t or expansion) for i in range(n)]))
@@ -109,9 +155,9 @@ class MobileHalf(nn.Module):
         feats = {"stem": x}
         for k, block in enumerate(self.blocks):
             x = block(x)
-            if k in (1, 2, 4, 6):
-                feats[f"stage{(1, 2, 4, 6).index(k) + 1}"] = x
-        feats["pooled"] = _pool(self.conv2(x))
+            if k in ZOO_FEATURES:
+                feats[ZOO_FEATURES[k]] = x
+        feats["pooled"] = pool(self.conv2(x))
         return self.classifier(feats["pooled"]), feats
 
 
@@ -128,9 +174,9 @@ class ShuffleV1Block(nn.Module):
         super().__init__()
         mid, self.stride = cout // 4, stride
         self.g = 1 if cin == 24 else groups
-        self.conv1, self.bn1 = _conv(cin, mid, 1, groups=self.g), nn.BatchNorm2d(mid)
-        self.conv2, self.bn2 = _conv(mid, mid, 3, stride, mid), nn.BatchNorm2d(mid)
-        self.conv3, self.bn3 = _conv(mid, cout, 1, groups=groups), nn.BatchNorm2d(cout)
+        self.conv1, self.bn1 = conv(cin, mid, 1, groups=self.g), nn.BatchNorm2d(mid)
+        self.conv2, self.bn2 = conv(mid, mid, 3, stride, mid), nn.BatchNorm2d(mid)
+        self.conv3, self.bn3 = conv(mid, cout, 1, groups=groups), nn.BatchNorm2d(cout)
 
     def forward(self, x):
         out = shuffle(F.relu(self.bn1(self.conv1(x))), self.g)
@@ -145,7 +191,7 @@ class ShuffleNetV1(nn.Module):
 
     def __init__(self, num_classes=100, out_planes=(240, 480, 960), num_blocks=(4, 8, 4), groups=3):
         super().__init__()
-        self.conv1, self.bn1 = _conv(3, 24, 1), nn.BatchNorm2d(24)
+        self.conv1, self.bn1 = conv(3, 24, 1), nn.BatchNorm2d(24)
         cin = 24
         for s, (planes, n) in enumerate(zip(out_planes, num_blocks), 1):
             blocks = [ShuffleV1Block(cin, planes - cin, 2, groups)]
@@ -155,25 +201,16 @@ class ShuffleNetV1(nn.Module):
         self.linear = nn.Linear(cin, num_classes)
 
     def forward(self, x):
-        return _three_layers(self, x, lambda y: y)
-
-
-def _three_layers(net, x, head):
-    x = F.relu(net.bn1(net.conv1(x)))
-    feats = {"stem": x}
-    for s in range(1, 4):
-        x = feats[f"layer{s}"] = getattr(net, f"layer{s}")(x)
-    feats["pooled"] = _pool(head(x))
-    return net.linear(feats["pooled"]), feats
+        return staged(self, F.relu(self.bn1(self.conv1(x))), 3, self.linear)
 
 
 class ShuffleV2Block(nn.Module):
     def __init__(self, cin):
         super().__init__()
         c = cin // 2
-        self.conv1, self.bn1 = _conv(c, c, 1), nn.BatchNorm2d(c)
-        self.conv2, self.bn2 = _conv(c, c, 3, groups=c), nn.BatchNorm2d(c)
-        self.conv3, self.bn3 = _conv(c, c, 1), nn.BatchNorm2d(c)
+        self.conv1, self.bn1 = conv(c, c, 1), nn.BatchNorm2d(c)
+        self.conv2, self.bn2 = conv(c, c, 3, groups=c), nn.BatchNorm2d(c)
+        self.conv3, self.bn3 = conv(c, c, 1), nn.BatchNorm2d(c)
 
     def forward(self, x):
         kept, out = x.chunk(2, dim=1)
@@ -185,11 +222,11 @@ class ShuffleV2Down(nn.Module):
     def __init__(self, cin, cout):
         super().__init__()
         mid = cout // 2
-        self.conv1, self.bn1 = _conv(cin, cin, 3, 2, cin), nn.BatchNorm2d(cin)
-        self.conv2, self.bn2 = _conv(cin, mid, 1), nn.BatchNorm2d(mid)
-        self.conv3, self.bn3 = _conv(cin, mid, 1), nn.BatchNorm2d(mid)
-        self.conv4, self.bn4 = _conv(mid, mid, 3, 2, mid), nn.BatchNorm2d(mid)
-        self.conv5, self.bn5 = _conv(mid, mid, 1), nn.BatchNorm2d(mid)
+        self.conv1, self.bn1 = conv(cin, cin, 3, 2, cin), nn.BatchNorm2d(cin)
+        self.conv2, self.bn2 = conv(cin, mid, 1), nn.BatchNorm2d(mid)
+        self.conv3, self.bn3 = conv(cin, mid, 1), nn.BatchNorm2d(mid)
+        self.conv4, self.bn4 = conv(mid, mid, 3, 2, mid), nn.BatchNorm2d(mid)
+        self.conv5, self.bn5 = conv(mid, mid, 1), nn.BatchNorm2d(mid)
 
     def forward(self, x):
         left = F.relu(self.bn2(self.conv2(self.bn1(self.conv1(x)))))
@@ -203,23 +240,22 @@ class ShuffleNetV2(nn.Module):
 
     def __init__(self, num_classes=100, out_planes=(116, 232, 464, 1024), num_blocks=(3, 7, 3)):
         super().__init__()
-        self.conv1, self.bn1 = _conv(3, 24, 1), nn.BatchNorm2d(24)
+        self.conv1, self.bn1 = conv(3, 24, 1), nn.BatchNorm2d(24)
         cin = 24
         for s, (planes, n) in enumerate(zip(out_planes, num_blocks), 1):
             setattr(self, f"layer{s}", nn.Sequential(ShuffleV2Down(cin, planes), *[ShuffleV2Block(planes) for _ in range(n)]))
             cin = planes
-        self.conv2, self.bn2 = _conv(cin, out_planes[3], 1), nn.BatchNorm2d(out_planes[3])
+        self.conv2, self.bn2 = conv(cin, out_planes[3], 1), nn.BatchNorm2d(out_planes[3])
         self.linear = nn.Linear(out_planes[3], num_classes)
 
     def forward(self, x):
-        return _three_layers(self, x, lambda y: F.relu(self.bn2(self.conv2(y))))
+        return staged(self, F.relu(self.bn1(self.conv1(x))), 3, self.linear, lambda y: F.relu(self.bn2(self.conv2(y))))
 
 
 TWINS = {
-    **{f"resnet{d}": (lambda d: lambda nc, **kw: ZooResNet(d, (16, 16, 32, 64), nc, **kw))(d)
-       for d in (8, 14, 20, 32, 44, 56, 110)},
-    **{f"resnet{d}x4": (lambda d: lambda nc, **kw: ZooResNet(d, (32, 64, 128, 256), nc, **kw))(d) for d in (8, 32)},
-    "mobile_half": lambda nc, **kw: MobileHalf(nc, **{"width": 0.5, **kw}),
-    "shufflev1": lambda nc, **kw: ShuffleNetV1(nc, **kw),
-    "shufflev2": lambda nc, **kw: ShuffleNetV2(nc, **kw),
+    **{f"resnet{d}": partial(ZooResNet, d, (16, 16, 32, 64)) for d in (8, 14, 20, 32, 44, 56, 110)},
+    **{f"resnet{d}x4": partial(ZooResNet, d, (32, 64, 128, 256)) for d in (8, 32)},
+    "mobile_half": MobileHalf,
+    "shufflev1": ShuffleNetV1,
+    "shufflev2": ShuffleNetV2,
 }

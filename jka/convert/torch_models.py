@@ -2,7 +2,8 @@
 
 Parameter names follow the PyTorch originals (DAFL/CMI CIFAR ResNet and Generator, CRD/RepDistiller
 WRN, VGG-BN and ``resnetv2.py`` ResNets, torchvision MobileNetV2, ResNet and VGG16; the rest of the
-CIFAR KD benchmark's zoo is in :mod:`jka.convert.torch_cifar_zoo`), so their state dicts load here unchanged;
+CIFAR KD benchmark's zoo, and the ResNet blocks all share, are in :mod:`jka.convert.torch_cifar_zoo`), so their
+state dicts load here unchanged;
 the SegNet twin uses ``encoder.b``/``decoder.k`` Sequentials. Where a family's names need more than
 the rule below, :mod:`jka.convert.families` holds its explicit rename table. Every
 ``forward`` returns ``(logits, features)`` with the same feature names as the Flax model (NCHW).
@@ -17,88 +18,28 @@ Only import this module when torch is installed; nothing else in ``jka`` imports
 """
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from jka import errors
 from jka.models import segnet, vgg16_graft
-from jka.convert.families import VGG16_NUM_CONVS
-from jka.convert.torch_cifar_zoo import TWINS as CIFAR_ZOO_TWINS
+from jka.models.mobilenetv2 import SETTINGS as MOBILENETV2_SETTINGS, make_divisible
+from jka.models.vgg import CFGS as VGG_CFGS
+from jka.convert.torch_cifar_zoo import TWINS as CIFAR_ZOO_TWINS, BasicBlock, Bottleneck, ResNet, conv, pool
 from jka.convert.naming import flax_path  # noqa: F401  (torch-free; re-exported here)
 
-# ---------------------------------------------------------------- CIFAR ResNet (DAFL / CMI "8x")
+# ---------------------------------------------------------------- CIFAR ResNet (DAFL / CMI "8x", resnetv2.py)
 
 
-class CifarBasicBlock(nn.Module):
-    expansion = 1
+class CifarResNet(ResNet):
+    """A 3x3 stem, no max-pool, four stages of 64..512; the shortcut ``shortcut``, the head ``linear``."""
 
-    def __init__(self, in_planes, planes, stride=1):
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.shortcut = nn.Sequential()
-        if stride != 1 or in_planes != planes:
-            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
-
-    def forward(self, x):
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return F.relu(out + self.shortcut(x))
-
-
-def four_stages(net, stem, head):
-    """(logits, features) of a ResNet after its stem: ``layer1..4``, global pool, ``head``."""
-    feats, x = {"stem": stem}, stem
-    for i in range(1, 5):
-        x = feats[f"layer{i}"] = getattr(net, f"layer{i}")(x)
-    feats["pooled"] = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
-    return head(feats["pooled"]), feats
-
-
-class CifarBottleneck(nn.Module):
-    """RepDistiller's ``resnetv2.py`` Bottleneck: 1x1, 3x3 (stride), 1x1 to 4·planes, ``shortcut`` 1x1 + BN."""
-    expansion = 4
-
-    def __init__(self, in_planes, planes, stride=1):
-        super().__init__()
-        out = planes * 4
-        self.conv1, self.bn1 = nn.Conv2d(in_planes, planes, 1, bias=False), nn.BatchNorm2d(planes)
-        self.conv2, self.bn2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False), nn.BatchNorm2d(planes)
-        self.conv3, self.bn3 = nn.Conv2d(planes, out, 1, bias=False), nn.BatchNorm2d(out)
-        self.shortcut = nn.Sequential()
-        if stride != 1 or in_planes != out:
-            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, out, 1, stride, bias=False), nn.BatchNorm2d(out))
-
-    def forward(self, x):
-        out = F.relu(self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x))))))
-        return F.relu(self.bn3(self.conv3(out)) + self.shortcut(x))
-
-
-class CifarResNet(nn.Module):
-    def __init__(self, num_blocks, num_classes=10, block=CifarBasicBlock, in_channels=3):
-        super().__init__()
-        self.block = block
-        self.in_planes = 64
-        self.conv1 = nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
-        self.layer1 = self._make_layer(64, num_blocks[0], 1)
-        self.layer2 = self._make_layer(128, num_blocks[1], 2)
-        self.layer3 = self._make_layer(256, num_blocks[2], 2)
-        self.layer4 = self._make_layer(512, num_blocks[3], 2)
-        self.linear = nn.Linear(512 * block.expansion, num_classes)
-
-    def _make_layer(self, planes, n, stride):
-        layers = []
-        for s in [stride] + [1] * (n - 1):
-            layers.append(self.block(self.in_planes, planes, s))
-            self.in_planes = planes * self.block.expansion
-        return nn.Sequential(*layers)
-
-    def forward(self, x):
-        return four_stages(self, F.relu(self.bn1(self.conv1(x))), self.linear)
+    def __init__(self, num_blocks, num_classes=10, block=BasicBlock, in_channels=3):
+        super().__init__(block, num_blocks, num_classes, in_channels, imagenet=False, shortcut="shortcut",
+                         head="linear")
 
 
 # ---------------------------------------------------------------- Wide ResNet (CRD / RepDistiller)
@@ -107,12 +48,10 @@ class CifarResNet(nn.Module):
 class WRNBlock(nn.Module):
     def __init__(self, in_planes, out_planes, stride):
         super().__init__()
-        self.bn1 = nn.BatchNorm2d(in_planes)
-        self.conv1 = nn.Conv2d(in_planes, out_planes, 3, stride, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(out_planes)
-        self.conv2 = nn.Conv2d(out_planes, out_planes, 3, 1, 1, bias=False)
+        self.bn1, self.conv1 = nn.BatchNorm2d(in_planes), conv(in_planes, out_planes, 3, stride)
+        self.bn2, self.conv2 = nn.BatchNorm2d(out_planes), conv(out_planes, out_planes, 3)
         self.equal_in_out = in_planes == out_planes
-        self.convShortcut = None if self.equal_in_out else nn.Conv2d(in_planes, out_planes, 1, stride, 0, bias=False)
+        self.convShortcut = None if self.equal_in_out else conv(in_planes, out_planes, 1, stride)
 
     def forward(self, x):
         act = F.relu(self.bn1(x))
@@ -134,35 +73,21 @@ class WideResNet(nn.Module):
     def __init__(self, depth, widen_factor, num_classes=10, in_channels=3):
         super().__init__()
         ch = [16, 16 * widen_factor, 32 * widen_factor, 64 * widen_factor]
-        n = (depth - 4) // 6
-        self.conv1 = nn.Conv2d(in_channels, ch[0], 3, 1, 1, bias=False)
-        self.block1 = NetworkBlock(n, ch[0], ch[1], 1)
-        self.block2 = NetworkBlock(n, ch[1], ch[2], 2)
-        self.block3 = NetworkBlock(n, ch[2], ch[3], 2)
+        self.conv1 = conv(in_channels, ch[0], 3)
+        for b in range(1, 4):
+            setattr(self, f"block{b}", NetworkBlock((depth - 4) // 6, ch[b - 1], ch[b], 1 if b == 1 else 2))
         self.bn1 = nn.BatchNorm2d(ch[3])
         self.fc = nn.Linear(ch[3], num_classes)
 
     def forward(self, x):
-        feats = {}
-        x = self.conv1(x)
-        for i in range(1, 4):
-            x = getattr(self, f"block{i}")(x)
-            feats[f"block{i}"] = x
-        x = F.relu(self.bn1(x))
-        pooled = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
-        feats["pooled"] = pooled
-        return self.fc(pooled), feats
+        feats, x = {}, self.conv1(x)
+        for b in range(1, 4):
+            x = feats[f"block{b}"] = getattr(self, f"block{b}")(x)
+        feats["pooled"] = pool(F.relu(self.bn1(x)))
+        return self.fc(feats["pooled"]), feats
 
 
 # ---------------------------------------------------------------- VGG-BN (CRD / RepDistiller)
-
-VGG_CFGS = {
-    "S": [[64], [128], [256], [512], [512]],
-    "A": [[64], [128], [256, 256], [512, 512], [512, 512]],
-    "B": [[64, 64], [128, 128], [256, 256], [512, 512], [512, 512]],
-    "D": [[64, 64], [128, 128], [256, 256, 256], [512, 512, 512], [512, 512, 512]],
-    "E": [[64, 64], [128, 128], [256] * 4, [512] * 4, [512] * 4],
-}
 
 
 class VGG(nn.Module):
@@ -186,27 +111,15 @@ class VGG(nn.Module):
             feats[f"block{b}" if b else "stem"] = x
             if b < 3 or (b == 3 and h == 64):
                 x = self.pool(x)
-        pooled = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
-        feats["pooled"] = pooled
-        return self.classifier(pooled), feats
+        feats["pooled"] = pool(x)
+        return self.classifier(feats["pooled"]), feats
 
 
 # ---------------------------------------------------------------- MobileNetV2 (torchvision)
 
-MBV2_SETTINGS = [[1, 16, 1, 1], [6, 24, 2, 2], [6, 32, 3, 2], [6, 64, 4, 2], [6, 96, 3, 1], [6, 160, 3, 2],
-                 [6, 320, 1, 1]]
-
-
-def make_divisible(v, divisor=8):
-    new_v = max(divisor, int(v + divisor / 2) // divisor * divisor)
-    if new_v < 0.9 * v:
-        new_v += divisor
-    return new_v
-
 
 def conv_bn_relu6(inp, out, kernel=3, stride=1, groups=1):
-    return nn.Sequential(nn.Conv2d(inp, out, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False),
-                         nn.BatchNorm2d(out), nn.ReLU6(inplace=True))
+    return nn.Sequential(conv(inp, out, kernel, stride, groups), nn.BatchNorm2d(out), nn.ReLU6(inplace=True))
 
 
 class InvertedResidual(nn.Module):
@@ -215,8 +128,7 @@ class InvertedResidual(nn.Module):
         hidden = int(round(inp * expand_ratio))
         self.use_res_connect = stride == 1 and inp == oup
         layers = [conv_bn_relu6(inp, hidden, 1)] if expand_ratio != 1 else []
-        layers += [conv_bn_relu6(hidden, hidden, 3, stride, hidden), nn.Conv2d(hidden, oup, 1, bias=False),
-                   nn.BatchNorm2d(oup)]
+        layers += [conv_bn_relu6(hidden, hidden, 3, stride, hidden), conv(hidden, oup, 1), nn.BatchNorm2d(oup)]
         self.conv = nn.Sequential(*layers)
 
     def forward(self, x):
@@ -230,7 +142,7 @@ class MobileNetV2(nn.Module):
         self.last_channel = make_divisible(1280 * max(1.0, width))
         layers = [conv_bn_relu6(in_channels, inp, 3, stem_stride)]
         self.stage_ends = []  # indices into features whose output ends a resolution stage
-        for t, c, n, s in MBV2_SETTINGS:
+        for t, c, n, s in MOBILENETV2_SETTINGS:
             oup = make_divisible(c * width)
             for i in range(n):
                 stride = s if i == 0 else 1
@@ -249,76 +161,8 @@ class MobileNetV2(nn.Module):
             x = layer(x)
             if k in self.stage_ends:
                 feats[f"stage{self.stage_ends.index(k) + 1}"] = x
-        pooled = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
-        feats["pooled"] = pooled
-        return self.classifier(pooled), feats
-
-
-# ---------------------------------------------------------------- ResNet (torchvision)
-
-
-class BasicBlock(nn.Module):
-    expansion = 1
-
-    def __init__(self, inplanes, planes, stride=1, downsample=None):
-        super().__init__()
-        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.downsample = downsample
-
-    def forward(self, x):
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return F.relu(out + (x if self.downsample is None else self.downsample(x)))
-
-
-class Bottleneck(nn.Module):
-    expansion = 4
-
-    def __init__(self, inplanes, planes, stride=1, downsample=None):
-        super().__init__()
-        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
-        self.bn3 = nn.BatchNorm2d(planes * 4)
-        self.downsample = downsample
-
-    def forward(self, x):
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = F.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return F.relu(out + (x if self.downsample is None else self.downsample(x)))
-
-
-class ResNet(nn.Module):
-    def __init__(self, block, layers, num_classes=1000, in_channels=3):
-        super().__init__()
-        self.inplanes = 64
-        self.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
-        self.maxpool = nn.MaxPool2d(3, 2, 1)
-        self.layer1 = self._make_layer(block, 64, layers[0], 1)
-        self.layer2 = self._make_layer(block, 128, layers[1], 2)
-        self.layer3 = self._make_layer(block, 256, layers[2], 2)
-        self.layer4 = self._make_layer(block, 512, layers[3], 2)
-        self.fc = nn.Linear(512 * block.expansion, num_classes)
-
-    def _make_layer(self, block, planes, n, stride):
-        downsample = None
-        if stride != 1 or self.inplanes != planes * block.expansion:
-            downsample = nn.Sequential(nn.Conv2d(self.inplanes, planes * block.expansion, 1, stride, bias=False),
-                                       nn.BatchNorm2d(planes * block.expansion))
-        layers = [block(self.inplanes, planes, stride, downsample)]
-        self.inplanes = planes * block.expansion
-        layers += [block(self.inplanes, planes) for _ in range(1, n)]
-        return nn.Sequential(*layers)
-
-    def forward(self, x):
-        return four_stages(self, self.maxpool(F.relu(self.bn1(self.conv1(x)))), self.fc)
+        feats["pooled"] = pool(x)
+        return self.classifier(feats["pooled"]), feats
 
 
 # ---------------------------------------------------------------- small CNN (jka's own)
@@ -342,9 +186,8 @@ class SmallCNN(nn.Module):
             feats[f"block{i}"] = x
             if i == 2:
                 x = F.max_pool2d(x, 2, 2)
-        pooled = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
-        feats["pooled"] = pooled
-        return self.linear(pooled), feats
+        feats["pooled"] = pool(x)
+        return self.linear(feats["pooled"]), feats
 
 
 # ---------------------------------------------------------------- data-free generator (DAFL / CMI layout)
@@ -393,7 +236,7 @@ class VGG16(nn.Module):
     def __init__(self, num_classes, widths, hidden, teacher_widths=None, in_channels=3):
         super().__init__()
         layers, prev, self.block_slices = [], in_channels, []
-        for b, n in enumerate(VGG16_NUM_CONVS):
+        for b, n in enumerate(vgg16_graft.NUM_CONVS):
             start = len(layers)
             for _ in range(n):
                 layers += [nn.Conv2d(prev, widths[b], 3, padding=1), nn.ReLU(inplace=True)]
@@ -554,31 +397,24 @@ class BranchySegNet(nn.Module):
 # ---------------------------------------------------------------- registry
 
 _TORCH_REGISTRY = {
-    "cifar_resnet18": lambda nc, **kw: CifarResNet([2, 2, 2, 2], nc, **kw),
-    "cifar_resnet34": lambda nc, **kw: CifarResNet([3, 4, 6, 3], nc, **kw),
-    "cifar_resnet50": lambda nc, **kw: CifarResNet([3, 4, 6, 3], nc, CifarBottleneck, **kw),
-    "wrn16_1": lambda nc, **kw: WideResNet(16, 1, nc, **kw),
-    "wrn16_2": lambda nc, **kw: WideResNet(16, 2, nc, **kw),
-    "wrn40_1": lambda nc, **kw: WideResNet(40, 1, nc, **kw),
-    "wrn40_2": lambda nc, **kw: WideResNet(40, 2, nc, **kw),
-    "vgg8_bn": lambda nc, **kw: VGG(VGG_CFGS["S"], nc, **kw),
-    "vgg11_bn": lambda nc, **kw: VGG(VGG_CFGS["A"], nc, **kw),
-    "vgg13_bn": lambda nc, **kw: VGG(VGG_CFGS["B"], nc, **kw),
-    "vgg16_bn": lambda nc, **kw: VGG(VGG_CFGS["D"], nc, **kw),
-    "vgg19_bn": lambda nc, **kw: VGG(VGG_CFGS["E"], nc, **kw),
-    "mobilenetv2": lambda nc, **kw: MobileNetV2(nc, 1.0, **kw),
-    "mobilenetv2_x0_5": lambda nc, **kw: MobileNetV2(nc, 0.5, **kw),
-    "resnet18": lambda nc, **kw: ResNet(BasicBlock, [2, 2, 2, 2], nc, **kw),
-    "resnet34": lambda nc, **kw: ResNet(BasicBlock, [3, 4, 6, 3], nc, **kw),
-    "resnet50": lambda nc, **kw: ResNet(Bottleneck, [3, 4, 6, 3], nc, **kw),
-    "small_cnn": lambda nc, **kw: SmallCNN(nc, **kw),
+    "cifar_resnet18": partial(CifarResNet, [2, 2, 2, 2]),
+    "cifar_resnet34": partial(CifarResNet, [3, 4, 6, 3]),
+    "cifar_resnet50": partial(CifarResNet, [3, 4, 6, 3], block=Bottleneck),
+    **{f"wrn{d}_{k}": partial(WideResNet, d, k) for d in (16, 40) for k in (1, 2)},
+    **{f"vgg{d}_bn": partial(VGG, VGG_CFGS[c]) for d, c in zip((8, 11, 13, 16, 19), "SABDE")},
+    "mobilenetv2": MobileNetV2,
+    "mobilenetv2_x0_5": partial(MobileNetV2, width=0.5),
+    "resnet18": partial(ResNet, BasicBlock, [2, 2, 2, 2]),
+    "resnet34": partial(ResNet, BasicBlock, [3, 4, 6, 3]),
+    "resnet50": partial(ResNet, Bottleneck, [3, 4, 6, 3]),
+    "small_cnn": SmallCNN,
     # num_classes is ignored for the generators (options: nz, ngf, img_size, nc)
     "generator": lambda num_classes, **kw: Generator(**kw, start_mult=4),
     "large_generator": lambda num_classes, **kw: Generator(**kw, start_mult=8),
-    "vgg16_teacher": lambda nc, **kw: _vgg16(nc, False, **kw),
-    "vgg16_graft": lambda nc, **kw: _vgg16(nc, True, **kw),
-    "segnet": lambda nc, **kw: SegNet(nc, **kw),
-    "branchy_segnet": lambda nc, **kw: BranchySegNet(nc, **kw),
+    "vgg16_teacher": partial(_vgg16, graft=False),
+    "vgg16_graft": partial(_vgg16, graft=True),
+    "segnet": SegNet,
+    "branchy_segnet": BranchySegNet,
     **CIFAR_ZOO_TWINS,
 }
 
