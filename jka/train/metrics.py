@@ -20,7 +20,6 @@ import importlib.util
 import io
 import json
 import os
-from typing import Protocol
 
 import jax
 import numpy as np
@@ -38,8 +37,9 @@ def to_python(tree):
     return jax.tree.map(conv, tree)
 
 
-class Writer(Protocol):
-    """One destination of a run's metrics (process 0 only makes one)."""
+class Writer:
+    """One destination of a run's metrics (process 0 only makes one); what a writer does not take is
+    a no-op."""
 
     def scalars(self, step: int, values: dict) -> None:
         """``values``: ``{"train/loss": 0.3, ...}`` of one step (numbers, maybe lists for some keys)."""
@@ -65,10 +65,11 @@ def _kept(step: int, keys, after: int, final: bool) -> bool:
     return step <= after and not (final and step == after and any(k.startswith("eval/") for k in keys))
 
 
-class JsonlWriter:
+class JsonlWriter(Writer):
     """Rows ``{"step": N, "train/loss": ...}``. A run resumed at step ``after`` first drops the
     rows an interrupted run wrote past its checkpoint, so no step appears twice (``final``: see
-    :func:`_kept`)."""
+    :func:`_kept`). Pictures are saved as files by whoever makes them, and the config is the
+    workdir's config.json already."""
 
     def __init__(self, workdir: str, after: int | None = None, final: bool = False):
         self.path = os.path.join(workdir, "metrics.jsonl")
@@ -82,20 +83,8 @@ class JsonlWriter:
     def scalars(self, step, values):
         paths.append(self.path, json.dumps({"step": int(step), **values}) + "\n")
 
-    def image(self, step, tag, image):  # pictures are saved as files by whoever makes them
-        pass
 
-    def hyperparameters(self, values):  # the config is the workdir's config.json already
-        pass
-
-    def flush(self):
-        pass
-
-    def close(self):
-        pass
-
-
-class CsvWriter:
+class CsvWriter(Writer):
     """``metrics.csv``: a ``step,key,value`` line per number; a resumed run drops the lines past its
     checkpoint (as :class:`JsonlWriter`)."""
 
@@ -120,20 +109,8 @@ class CsvWriter:
     def scalars(self, step, values):
         paths.append(self.path, self._lines([(int(step), k, repr(float(v))) for k, v in _numbers(values).items()]))
 
-    def image(self, step, tag, image):
-        pass
 
-    def hyperparameters(self, values):
-        pass
-
-    def flush(self):
-        pass
-
-    def close(self):
-        pass
-
-
-class TensorBoardWriter:
+class TensorBoardWriter(Writer):
     """Scalars, pictures and the config (a JSON text) in ``WORKDIR/tensorboard``."""
 
     def __init__(self, workdir: str, after: int | None = None, final: bool = False):
@@ -158,7 +135,7 @@ class TensorBoardWriter:
         self.tb.close()
 
 
-class WandbWriter:
+class WandbWriter(Writer):
     """A Weights & Biases run in ``WORKDIR/wandb``, named after the workdir; its mode (online,
     offline) is wandb's own setting (``WANDB_MODE``)."""
 
@@ -177,9 +154,6 @@ class WandbWriter:
 
     def hyperparameters(self, values):
         self.run.config.update(values, allow_val_change=True)
-
-    def flush(self):
-        pass
 
     def close(self):
         self.run.finish()
