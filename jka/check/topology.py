@@ -22,6 +22,7 @@ from jax.experimental import topologies
 
 from jka.errors import UserError
 from jka.train import loop, mesh as mesh_lib
+from jka.train.memory import step_memory
 
 GiB = 1 << 30
 
@@ -170,8 +171,7 @@ def cost(compiled, sl: Slice, units: int, largest: int = 8) -> dict:
     analysis = compiled.cost_analysis()
     analysis = analysis[0] if isinstance(analysis, (list, tuple)) else analysis
     flops, accessed = float(analysis.get("flops", 0.0)), float(analysis.get("bytes accessed", 0.0))
-    m = compiled.memory_analysis()
-    memory = int(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes - m.alias_size_in_bytes)
+    memory = step_memory(compiled)
     compute_s, memory_s = flops / sl.device.peak_flops, accessed / sl.device.hbm_bandwidth
     step_s = max(compute_s, memory_s, 1e-12)
     return {"topology": sl.name, "device": sl.kind, "devices": len(sl.devices), "chips": sl.chips,

@@ -29,11 +29,6 @@ from jka.train.export import first_difference, leaf_shapes
 log = logging.getLogger("jka")
 
 
-def _closed_loop_callback(unraisable) -> bool:
-    exc = unraisable.exc_value
-    return isinstance(exc, RuntimeError) and "Event loop is closed" in str(exc)
-
-
 def _ignore_closed_loop_callbacks() -> None:
     """After a failed read, TensorStore's other reads finish on their threads and call back into
     the event loop orbax has already closed: one "Event loop is closed" report each, for the rest
@@ -43,7 +38,8 @@ def _ignore_closed_loop_callbacks() -> None:
         return
 
     def hook(unraisable):
-        if not _closed_loop_callback(unraisable):
+        exc = unraisable.exc_value
+        if not (isinstance(exc, RuntimeError) and "Event loop is closed" in str(exc)):
             previous(unraisable)
 
     hook.jka_filter = True
@@ -67,13 +63,12 @@ def _quiet_asyncio():
 class Checkpointer:
     """Periodic, preemption and final checkpoints in ``WORKDIR/checkpoints``; keeps the ``keep`` newest."""
 
-    def __init__(self, workdir: str, keep: int = 3, async_save: bool = True):
+    def __init__(self, workdir: str, keep: int = 3):
         self.directory = paths.absolute(os.path.join(workdir, "checkpoints"))
         self.damaged_dir = self.directory + ".damaged"
         self.manager = ocp.CheckpointManager(
             self.directory,
-            options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
-                                                 enable_async_checkpointing=async_save),
+            options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=True),
             item_handlers={"state": ocp.StandardCheckpointHandler(), "progress": ocp.JsonCheckpointHandler()},
         )
 
@@ -112,8 +107,7 @@ class Checkpointer:
         target = serialization.to_state_dict(state_like)
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
         _ignore_closed_loop_callbacks()
-        damaged = []
-        found = None
+        damaged, found = [], None
         for step in sorted(self.manager.all_steps(), reverse=True):
             try:
                 found = (step, *self._read(step, target, abstract))
@@ -142,9 +136,6 @@ class Checkpointer:
                 paths.move_dir(os.path.join(self.directory, str(step)), os.path.join(self.damaged_dir, str(step)))
         barrier("jka: damaged checkpoints moved")
         self.manager.reload()
-
-    def wait(self):
-        self.manager.wait_until_finished()
 
     def close(self):
         self.manager.wait_until_finished()

@@ -187,7 +187,8 @@ def fit(program: Program, cfg, workdir: str, mesh) -> dict:
              dict(mesh.shape), int(cfg.data.batch_size), f" (resumed at step {start})" if start else "")
     progress = Progress(program.name, program.learning_rate, cfg, start, total, writer, mesh, metric_shapes,
                         run.progress)
-    progress.peak = _peak()
+    peak = peak_flops()  # of one device; None where it is not known
+    progress.peak = peak * jax.device_count() if peak else None
     last_good = ckpt.latest_step()
     metrics = run.progress.get("last", {})  # a run stopped after its final checkpoint: that step's metrics
     compiled = None
@@ -266,12 +267,6 @@ def compile_ahead(step_fn, args) -> tuple:
     compiled = traced.lower().compile()
     check_step_memory(compiled, "lower data.batch_size (or data.image_size), or train in bfloat16 (train.dtype)")
     return compiled, flops
-
-
-def _peak() -> float | None:
-    """The peak FLOP/s of all the run's devices (None when the device's peak is not known)."""
-    peak = peak_flops()
-    return peak * jax.device_count() if peak else None
 
 
 def _kept(last_good, ckpt) -> str:

@@ -89,11 +89,6 @@ def check_batch(batch_size: int, mesh: Mesh):
         raise ConfigError(f"batch size {batch_size} is not divisible by the {jax.process_count()} processes")
 
 
-def replicated_like(tree, mesh: Mesh):
-    """A replicated sharding for every leaf of ``tree``."""
-    return jax.tree.map(lambda _: replicated(mesh), tree)
-
-
 def fsdp_sharding(tree, mesh: Mesh, min_size: int = 1 << 14):
     """Per-leaf shardings that split every array of ``min_size`` elements or more over ``model``.
 
@@ -121,4 +116,4 @@ def fsdp_sharding(tree, mesh: Mesh, min_size: int = 1 << 14):
 
 def param_shardings(tree, mesh: Mesh, shard: bool, min_size: int):
     """``fsdp_sharding`` when ``shard`` is on, otherwise replicated leaves."""
-    return fsdp_sharding(tree, mesh, min_size) if shard else replicated_like(tree, mesh)
+    return fsdp_sharding(tree, mesh, min_size) if shard else jax.tree.map(lambda _: replicated(mesh), tree)
