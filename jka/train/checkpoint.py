@@ -1,13 +1,9 @@
-"""Checkpoints of training state (orbax, resumable) in ``WORKDIR/checkpoints``.
+"""Orbax checkpoints in ``WORKDIR/checkpoints``, only for resuming: the whole state (item ``state``)
+and the loop's open logging interval (item ``progress``, JSON). Other runs read the exported model.
 
-A training checkpoint holds the whole algorithm state (item ``state``) and the loop's progress
-inside the current logging interval (item ``progress``, JSON), and is only meant for resuming; what
-other runs consume is the exported model (:mod:`jka.train.export`).
-
-Restoring takes the newest checkpoint that reads back. A damaged one (a truncated file, broken
-metadata) is moved to ``WORKDIR/checkpoints.damaged/STEP`` with a warning naming it, and the next
-older one is used; a checkpoint of another state (another model, another algorithm) is refused
-with the first key whose shape differs.
+Restoring takes the newest checkpoint that reads back: a damaged one is moved to
+``WORKDIR/checkpoints.damaged/STEP`` with a warning and the next older one is used; a checkpoint of
+another state is refused with the first key whose shape differs.
 """
 from __future__ import annotations
 
@@ -76,8 +72,7 @@ class Checkpointer:
         return self.manager.latest_step()
 
     def reached_preemption(self, step: int) -> bool:
-        """True on every process at the same step once any process got a preemption notice
-        (SIGTERM) in a multi-process run (orbax's preemption sync point)."""
+        """True on every process at the same step once any process got SIGTERM (orbax's sync point)."""
         return self.manager.reached_preemption(step)
 
     def save(self, step: int, state, progress: dict | None = None) -> None:
@@ -86,8 +81,7 @@ class Checkpointer:
             progress=ocp.args.JsonSave(progress or {})))
 
     def _read(self, step: int, target: dict, abstract):
-        """(state dict, progress) of ``step``; UserError if it is another state, OSError/ValueError
-        and friends if it is damaged."""
+        """(state dict, progress) of ``step``; UserError if it is another state, others if damaged."""
         with _quiet_asyncio():
             saved = self.manager.item_metadata(step)["state"]
             if saved is None:
@@ -102,8 +96,7 @@ class Checkpointer:
         return out["state"], dict(out["progress"] or {})
 
     def restore(self, state_like):
-        """(state, step, progress) of the newest readable checkpoint; damaged newer ones are moved
-        to ``checkpoints.damaged``. Every process of a multi-process run calls it."""
+        """(state, step, progress) of the newest readable checkpoint (every process calls it)."""
         target = serialization.to_state_dict(state_like)
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
         _ignore_closed_loop_callbacks()

@@ -18,12 +18,9 @@ def compiled(fn, mesh):
 
 
 def predict_all(predict, state, ds, batch_size: int, mesh, with_labels: bool = False):
-    """Outputs of ``predict(state, images)`` over all of ``ds`` in order (host numpy).
-
-    Each process reads only its rows of every batch; the outputs come back whole on every process.
-    With ``with_labels`` the dataset's labels are gathered the same way and returned too, so a
-    dataset read on demand is never read whole for its labels.
-    """
+    """Outputs of ``predict(state, images)`` over all of ``ds`` in order (host numpy, whole on every
+    process; each reads only its rows). ``with_labels``: the labels too, gathered the same way (a
+    dataset read on demand is never read whole for its labels)."""
     sharding = mesh_lib.data_sharding(mesh)
     n_dev = mesh_lib.batch_devices(mesh)
     bs = max(n_dev, (min(batch_size, len(ds)) // n_dev) * n_dev)  # divisible by devices and processes

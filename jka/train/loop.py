@@ -1,14 +1,11 @@
-"""The training loop every algorithm shares.
+"""The training loop every method shares: ``fit(program, cfg, workdir, mesh)`` runs one phase
+(:class:`~jka.train.program.Program`): one compiled step (the state donated), batches split over the
+mesh, periodic evaluation, orbax checkpoints, progress lines and metrics (:mod:`jka.train.progress`),
+a checkpointed stop on SIGTERM/SIGINT (:mod:`jka.train.preemption`), a clean stop that keeps the last
+good checkpoint when the loss turns NaN/inf, and at the end ``WORKDIR/model`` and ``summary.json``.
 
-``fit(program, cfg, workdir, mesh)`` runs one phase of a method (:class:`~jka.train.program.Program`): one compiled step (``jax.jit`` with
-the state donated), batches split over the mesh, periodic evaluation, orbax checkpoints, progress
-lines and metrics (:mod:`jka.train.progress`), a stop with a checkpoint on SIGTERM/SIGINT
-(:mod:`jka.train.preemption`), a clean stop that keeps the last good checkpoint when the loss
-turns NaN/inf, and at the end the exported model (``WORKDIR/model``) and ``summary.json``.
-
-Where the state starts: the latest checkpoint in ``WORKDIR/checkpoints`` (resume) > the exported
-model named by ``train.init_from`` (the hand-over from an earlier phase, or a model to fine-tune)
-> a fresh initialisation.
+The state starts from the latest checkpoint (resume), else the exported model ``train.init_from``
+names (an earlier phase's, or a model to fine-tune), else a fresh initialisation.
 """
 from __future__ import annotations
 
@@ -69,8 +66,8 @@ class Run:
 
 
 def teacher_variables(program: Program) -> list:
-    """The frozen teachers' variables as a run uses them: their BatchNorms folded into their
-    convolutions once, here, not in every step (:func:`jka.models.layers.fold_batch_norm`)."""
+    """The teachers' variables with their BatchNorms folded into their convolutions once, here, not in
+    every step."""
     return [fold_batch_norm(t.module, t.variables, program.data.image_shape) for t in program.teachers]
 
 
@@ -84,13 +81,9 @@ def prepare(program: Program, cfg, workdir: str, mesh) -> Run:
         mismatch = normalisation_mismatch(teacher, program.data.mean, program.data.std)
         if mismatch:
             log.warning("%s", mismatch)
-    batches = program.batches
-
-    # train.shard: split large arrays over the mesh's `model` axis (teachers by default; the
-    # training state too with shard.state=True); a no-op on a mesh with model=1.
-    shard = cfg.train.get("shard", {})
+    shard = cfg.train.get("shard", {})  # large arrays split over the mesh's `model` axis
     min_size = int(shard.get("min_size", 1 << 14))
-    state = program.init(jax.random.PRNGKey(seed), batches.host_batch(0))
+    state = program.init(jax.random.PRNGKey(seed), program.batches.host_batch(0))
     init_from = cfg.train.get("init_from", None)
     if init_from:
         if program.start_from is None:
@@ -112,7 +105,7 @@ def prepare(program: Program, cfg, workdir: str, mesh) -> Run:
             ckpt.close()
             raise
         state = jax.device_put(state, state_sh)
-    return Run(program, mesh, teacher_vars, batches, state, ckpt, start, state_sh, teacher_sh, progress)
+    return Run(program, mesh, teacher_vars, program.batches, state, ckpt, start, state_sh, teacher_sh, progress)
 
 
 def evaluate_latest(program: Program, cfg, workdir: str, mesh) -> dict:
@@ -127,14 +120,10 @@ def evaluate_latest(program: Program, cfg, workdir: str, mesh) -> dict:
 
 
 def compile_step(program: Program, mesh, state_sharding=None, teacher_sharding=None, accumulate: bool = False):
-    """The program's step, jitted once: state donated, batch split over the mesh.
-
-    State and teachers are replicated unless shardings are given (``mesh_lib.fsdp_sharding``);
-    the new state keeps the state's sharding, the metrics are replicated. With ``accumulate`` the
-    step also takes the logging interval's sums of the metrics and returns them with this step's
-    added (``(state, teacher_vars, batch, sums) -> (state, metrics, sums)``, the sums donated): the
-    loop dispatches one program per step.
-    """
+    """The program's step, jitted once: state donated, batch split over the mesh, state and teachers
+    replicated unless shardings are given, metrics replicated. With ``accumulate`` it also takes the
+    logging interval's sums and returns them with this step's metrics added (``(state, teacher_vars,
+    batch, sums) -> (state, metrics, sums)``, sums donated): one program dispatched per step."""
     repl, dshard = mesh_lib.replicated(mesh), mesh_lib.data_sharding(mesh)
     state_sharding = repl if state_sharding is None else state_sharding
     teacher_sharding = repl if teacher_sharding is None else teacher_sharding
@@ -159,11 +148,8 @@ def write_summary(workdir: str, summary: dict) -> None:
 
 
 def fit(program: Program, cfg, workdir: str, mesh) -> dict:
-    """Train (or resume) ``program`` in ``workdir``; returns the summary it writes.
-
-    Stops cleanly on SIGTERM/SIGINT (:mod:`jka.train.preemption`): a checkpoint at the step
-    boundary, then :class:`~jka.train.preemption.Preempted`.
-    """
+    """Train (or resume) ``program`` in ``workdir``; returns the summary it writes. On SIGTERM/SIGINT:
+    a checkpoint at the step boundary, then :class:`~jka.train.preemption.Preempted`."""
     run = prepare(program, cfg, workdir, mesh)
     state, ckpt, start, teacher_vars = run.state, run.ckpt, run.start, run.teacher_vars
     total = program.steps
@@ -246,8 +232,6 @@ def fit(program: Program, cfg, workdir: str, mesh) -> dict:
         "teachers": [{"arch": t.arch, "classes": t.classes} for t in program.teachers],
         "labels_used": program.uses_labels,
         "devices": jax.device_count(),
-        # How many times the step was compiled in this process (ahead of time: once, or not at all when
-        # nothing was left to train).
         "step_compilations": int(compiled is not None),
     }
     write_summary(workdir, summary)
