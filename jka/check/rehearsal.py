@@ -31,10 +31,9 @@ def _describe(teachers, found) -> list[str]:
 
 
 def _quick_init(program, draw: bool):
-    """``program`` whose ``init`` is traced for its shapes only, the state drawn in numpy (:func:`random_like`; zeros
-    without ``draw``): on a CPU each op of an eager init compiles on its own and a jitted one compiles
-    slower than the step (10-20 s for a SegNet or a ResNet); what a rehearsal measures does not depend
-    on the values. An init that cannot be traced runs as ``jka train`` runs it."""
+    """``program`` whose ``init`` is traced for its shapes only, the state drawn in numpy: on a CPU an
+    eager init compiles op by op and a jitted one slower than the step (10-20 s for a ResNet), and
+    what a rehearsal measures does not depend on the values. An init that cannot be traced runs."""
     init = program.init
 
     def traced(rng, batch):
@@ -47,7 +46,7 @@ def _quick_init(program, draw: bool):
 
 
 def _trace(program, mesh, prepared, state, tvars, batch):
-    """The step traced once, as ``jka train`` jits it: its jaxpr gives the FLOPs, its lowering the program."""
+    """The step traced once, as ``jka train`` jits it (the FLOPs, then the program)."""
     try:
         return loop.compile_step(program, mesh, prepared.state_sharding, prepared.teacher_sharding).trace(state, tvars, batch)
     except (TypeError, ValueError) as err:
@@ -77,11 +76,10 @@ def _run(compiled, state, tvars, batch, times: int):
 
 def rehearse_phase(phase, execute: bool, repeats: int, memo: dict, found: dict, trace_only: bool = False,
                    export: bool = True, tpu=None) -> dict:
-    """Build ``phase``, compile one unit (and run it ``repeats`` + 1 times), export its model into its
-    workdir (``export``: for the phases after it); the phase's report. The state is drawn at its
-    shapes (:func:`_quick_init`); ``trace_only`` stops after the FLOPs (nothing compiled here).
-    ``tpu`` (a :class:`~jka.check.topology.Slice`): the unit also compiled for that TPU slice, and its
-    cost there (a report's ``tpu``); a unit that does not fit the slice's chips is refused."""
+    """The report of ``phase``: built, one unit compiled (and run ``repeats`` + 1 times), its model
+    exported (``export``: for the phases after it). ``trace_only`` stops after the FLOPs; ``tpu`` (a
+    :class:`~jka.check.topology.Slice`): the unit also compiled for that slice (refused if it does not
+    fit), its cost there in ``tpu``."""
     notes = {}
     with standing_in(phase.cfg, notes, memo):
         program, mesh = phase.build()
@@ -152,12 +150,10 @@ def _total(cfg, method, phases: list[dict]) -> dict:
 
 def rehearse(cfg, workdir: str | None = None, execute: bool = True, repeats: int = 2, trace_only: bool = False,
              topology_name: str | None = None) -> dict:
-    """Build, compile and (``execute``) run one unit of every phase of ``cfg``; the report as a dict:
-    a single-phase run's (:func:`rehearse_phase`), or a job's with ``phases`` (each with its
-    ``phase`` name) and the sums over them. ``trace_only``: FLOPs, parameters and shapes from the
-    traced step alone, nothing compiled or run (no memory or times): a sweep over many configs.
-    ``topology_name`` (a TPU slice, ``v5e:2x2``): every unit compiled for that slice instead of
-    here (:mod:`jka.check.topology`), nothing run."""
+    """Build, compile and (``execute``) run one unit of every phase of ``cfg``; the report: a single
+    phase's (:func:`rehearse_phase`), or a job's ``phases`` and the sums over them. ``trace_only``:
+    from the traced step alone, nothing compiled or run (a sweep over many configs). ``topology_name``
+    (a TPU slice, ``v5e:2x2``): every unit compiled for that slice instead, nothing run."""
     tpu = topology.tpu_slice(topology_name) if topology_name else None  # no libtpu: one line, before any work
     trace_only = trace_only or tpu is not None
     execute = execute and not trace_only

@@ -46,8 +46,7 @@ EXAMPLES = "v5e:2x2, v4:2x2x1, v5p:2x2x1, v6e:4x4"
 
 @dataclasses.dataclass(frozen=True)
 class Slice:
-    """A TPU slice's devices and one device's share of its chip (v3/v4 show each chip's two cores as
-    two devices, which share the chip's peak, HBM and bandwidth)."""
+    """A TPU slice's devices and one device's share of its chip (v3/v4 show a chip as two devices)."""
 
     name: str
     devices: list

@@ -26,9 +26,8 @@ log = logging.getLogger("jka")
 
 
 def _ignore_closed_loop_callbacks() -> None:
-    """After a failed read, TensorStore's other reads finish on their threads and call back into
-    the event loop orbax has already closed: one "Event loop is closed" report each, for the rest
-    of the process. Those (and only those) are dropped."""
+    """Drop (only) the "Event loop is closed" reports of TensorStore's reads that finish, after a
+    failed one, into the event loop orbax has already closed."""
     previous = sys.unraisablehook
     if getattr(previous, "jka_filter", False):
         return
@@ -44,8 +43,7 @@ def _ignore_closed_loop_callbacks() -> None:
 
 @contextlib.contextmanager
 def _quiet_asyncio():
-    """TensorStore's failed reads also log every pending future through ``asyncio``; the one line
-    jka prints instead is enough."""
+    """Silence ``asyncio``'s log of every pending future of TensorStore's failed reads."""
     logger = logging.getLogger("asyncio")
     level = logger.level
     logger.setLevel(logging.CRITICAL)

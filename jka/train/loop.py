@@ -16,7 +16,6 @@ import os
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 
 from jka import paths
 from jka.data.readers import open_feed
@@ -42,11 +41,6 @@ class TrainingDiverged(Exception):
     """The loss or the state became NaN/inf; the last good checkpoint is kept (CLI exit code 3)."""
 
     exit_code = 3
-
-
-def _all_finite(tree) -> bool:
-    leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating)]
-    return bool(all(jnp.all(jnp.isfinite(x)) for x in leaves))
 
 
 @dataclasses.dataclass
@@ -111,12 +105,10 @@ def prepare(program: Program, cfg, workdir: str, mesh) -> Run:
 def evaluate_latest(program: Program, cfg, workdir: str, mesh) -> dict:
     """Evaluate the latest checkpoint of ``workdir`` on the test split."""
     run = prepare(program, cfg, workdir, mesh)
+    run.ckpt.close()  # the state is restored: nothing more is read or written there
     if run.start == 0:
-        run.ckpt.close()
         raise UserError(f"no checkpoint in {run.ckpt.directory}; train first with `jka train CONFIG --workdir {workdir}`")
-    out = {"step": run.start, "eval": program.evaluate(run.state, EvalContext(mesh, workdir, None, run.start))}
-    run.ckpt.close()
-    return out
+    return {"step": run.start, "eval": program.evaluate(run.state, EvalContext(mesh, workdir, None, run.start))}
 
 
 def compile_step(program: Program, mesh, state_sharding=None, teacher_sharding=None, accumulate: bool = False):
@@ -262,7 +254,7 @@ def _kept(last_good, ckpt) -> str:
 def _save(ckpt: Checkpointer, step: int, state, last_good, progress: dict):
     if ckpt.latest_step() == step:
         return
-    if not _all_finite(state):
+    if not all_finite(state):
         raise TrainingDiverged(
             f"the training state has NaN/inf values at step {step}; {_kept(last_good, ckpt)}. "
             "Lower optim.lr or enable optim.grad_clip, then rerun")

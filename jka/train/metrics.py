@@ -1,6 +1,5 @@
-"""Where a run's metrics go: one :class:`MetricWriter` sends every row, picture and the run's
-hyperparameters to the writers ``train.writers`` names, each behind the same small interface
-(:class:`Writer`):
+"""Where a run's metrics go: one :class:`MetricWriter` sends every row, picture and the config to the
+writers ``train.writers`` names (each a :class:`Writer`):
 
 - ``jsonl``: ``WORKDIR/metrics.jsonl``, one JSON object per logged step;
 - ``tensorboard``: scalars, pictures and the config (as text) under ``WORKDIR/tensorboard`` (tensorboardX);
@@ -9,9 +8,8 @@ hyperparameters to the writers ``train.writers`` names, each behind the same sma
 - ``wandb``: a Weights & Biases run in ``WORKDIR/wandb`` (``WANDB_MODE=offline`` keeps it on disk,
   ``wandb sync`` uploads it later).
 
-``train.writers=None`` (the default) is ``jsonl``, plus ``tensorboard`` when tensorboardX is installed.
-A writer named explicitly whose package is not installed is refused before any work
-(:func:`check_writers`).
+``train.writers=None`` (the default) is ``jsonl``, plus ``tensorboard`` when tensorboardX is installed;
+a writer named whose package is not installed is refused before any work.
 """
 from __future__ import annotations
 
@@ -176,8 +174,7 @@ def writer_names(names) -> tuple:
 
 
 def check_writers(names) -> None:
-    """Refuse a writer whose package is not installed, before any work (unknown names are the
-    setting's rule's)."""
+    """Refuse a writer whose package is not installed, before any work."""
     for name in writer_names(names):
         _, module, extra = WRITERS[name]
         if not _installed(module):
@@ -203,8 +200,7 @@ class MetricWriter:
             w.scalars(step, flat)
 
     def image(self, step: int, tag: str, image) -> None:
-        """One picture, a uint8 HxWxC array (C = 1, 3 or 4) or HxW grey, at ``step``: to the writers
-        that take pictures (TensorBoard, wandb); a no-op on every process but 0."""
+        """One picture (uint8, HxWxC with C = 1, 3 or 4, or HxW grey) to the writers that take pictures."""
         arr = np.asarray(jax.device_get(image))
         if arr.ndim == 2:
             arr = arr[..., None]

@@ -134,5 +134,7 @@ def speed_text(speed: dict) -> str:
     return text
 
 
-def all_finite(row: dict) -> bool:
-    return all(np.all(np.isfinite(v)) for v in jax.tree.leaves(row))
+def all_finite(tree) -> bool:
+    """Whether every floating leaf of ``tree`` (a logged row, or a state on its devices) is finite."""
+    leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating)]
+    return bool(all(jnp.all(jnp.isfinite(x)) for x in leaves))
