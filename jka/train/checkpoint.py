@@ -69,10 +69,6 @@ class Checkpointer:
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
-    def reached_preemption(self, step: int) -> bool:
-        """True on every process at the same step once any process got SIGTERM (orbax's sync point)."""
-        return self.manager.reached_preemption(step)
-
     def save(self, step: int, state, progress: dict | None = None) -> None:
         self.manager.save(step, args=ocp.args.Composite(
             state=ocp.args.StandardSave(serialization.to_state_dict(state)),

@@ -66,7 +66,7 @@ def watch():
 def requested(step: int, ckpt) -> bool:
     """Whether to save and stop after ``step`` (call it at every step on every process)."""
     if _multiprocess():
-        return ckpt.reached_preemption(step)
+        return ckpt.manager.reached_preemption(step)  # every process at once, after any one's SIGTERM
     return bool(_received)
 
 
