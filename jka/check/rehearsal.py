@@ -26,10 +26,6 @@ from jka.train.phases import Phase
 H100 = {"name": "H100 80GB (bf16)", "peak_flops": 989e12, "memory": 80e9}
 
 
-def _describe(teachers, found) -> list[str]:
-    return [found.get(id(t), f"{t.arch} (the model of phase {os.path.basename(t.path)})") for t in teachers]
-
-
 def _quick_init(program, draw: bool):
     """``program`` whose ``init`` is traced for its shapes only, the state drawn in numpy: on a CPU an
     eager init compiles op by op and a jitted one slower than the step (10-20 s for a ResNet), and
@@ -117,7 +113,8 @@ def _report(phase, program, state, flops, compiled, compile_s, times, notes, fou
     stood_in = "; ".join(f"{k}: {v}" for k, v in notes.items())
     return {
         "algorithm": program.name, "data": f"random images of its shape ({stood_in})" if notes else "the real dataset",
-        "teachers": _describe(program.teachers, found),
+        "teachers": [found.get(id(t), f"{t.arch} (the model of phase {os.path.basename(t.path)})")
+                     for t in program.teachers],
         "image_shape": list(program.data.image_shape), "batch": int(phase.cfg.data.batch_size), "units": steps,
         "model": phase.cfg.model.name, "model_kwargs": dict(program.details.get("model_kwargs", phase.cfg.model.get("kwargs", {}))),
         "classes": len(program.data.classes),

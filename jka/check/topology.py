@@ -67,7 +67,6 @@ def _quiet_libtpu() -> None:
 def tpu_slice(name: str) -> Slice:
     """The devices of the TPU slice ``name`` (one line when libtpu is missing or the name unknown)."""
     _quiet_libtpu()
-
     try:
         desc = topologies.get_topology_desc(topology_name=name, platform="tpu")
     except Exception as err:  # noqa: BLE001 - RuntimeError without libtpu, libtpu's own errors otherwise

@@ -27,8 +27,7 @@ COLLECTIONS = ("params", "batch_stats")  # what an exported classifier's variabl
 
 
 def to_host(tree):
-    """NumPy copies of every leaf. Arrays split over several processes (``train.shard.state`` on a
-    multi-host mesh) are gathered first, which is a collective: call it on every process."""
+    """NumPy copies of every leaf; arrays split over processes are gathered (call it on every process)."""
 
     def one(a):
         if isinstance(a, jax.Array) and not a.is_fully_addressable:

@@ -149,10 +149,9 @@ def fit(program: Program, cfg, workdir: str, mesh) -> dict:
         ckpt.close()
         raise UserError(f"{ckpt.directory} holds a checkpoint at step {start}, beyond train.steps={total}; "
                         f"set train.steps >= {start} to continue it, or train in another --workdir")
-    dshard = mesh_lib.data_sharding(mesh)
     step_fn = compile_step(program, mesh, run.state_sharding, run.teacher_sharding, accumulate=True)
-    feed = open_feed(run.batches, stop=total, workers=int(cfg.data.get("read_workers", 0) or 0), sharding=dshard,
-                     reader=cfg.data.get("reader", "jka"))
+    feed = open_feed(run.batches, stop=total, workers=int(cfg.data.get("read_workers", 0) or 0),
+                     sharding=mesh_lib.data_sharding(mesh), reader=cfg.data.get("reader", "jka"))
     batch = feed.device_batch(start)  # read once: it also gives the shapes of the step's metrics
     metric_shapes = jax.eval_shape(program.step, state, teacher_vars, batch)[1]
     eval_every = int(cfg.train.get("eval_every", 0))
@@ -231,9 +230,8 @@ def fit(program: Program, cfg, workdir: str, mesh) -> dict:
 
 
 def compile_ahead(step_fn, args) -> tuple:
-    """``step_fn`` traced, compiled for ``args`` and refused where one step cannot fit in the device's free
-    memory (:func:`jka.train.memory.check_step_memory`); (the executable, the step's FLOPs from that
-    trace: None where they cannot be counted)."""
+    """(``step_fn`` compiled for ``args``, refused where one step cannot fit in the device's free memory;
+    the step's FLOPs from its trace, None where they cannot be counted)."""
     traced = step_fn.trace(*args)
     try:
         flops = jaxpr_flops(traced.jaxpr.jaxpr) or None

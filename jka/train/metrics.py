@@ -64,10 +64,8 @@ def _kept(step: int, keys, after: int, final: bool) -> bool:
 
 
 class JsonlWriter(Writer):
-    """Rows ``{"step": N, "train/loss": ...}``. A run resumed at step ``after`` first drops the
-    rows an interrupted run wrote past its checkpoint, so no step appears twice (``final``: see
-    :func:`_kept`). Pictures are saved as files by whoever makes them, and the config is the
-    workdir's config.json already."""
+    """Rows ``{"step": N, "train/loss": ...}``; a run resumed at ``after`` first drops the rows written
+    past its checkpoint (:func:`_kept`). Pictures are files already, the config is config.json."""
 
     def __init__(self, workdir: str, after: int | None = None, final: bool = False):
         self.path = os.path.join(workdir, "metrics.jsonl")

@@ -58,9 +58,7 @@ class Progress:
         self.began = time.perf_counter()
         self.mark = None  # (time, step) once the first step (and its compilation) is done
         self.paused = 0.0
-        self.compile_s = None
-        self.flops: float | None = None
-        self.peak: float | None = None
+        self.flops = self.peak = None  # set by the loop
         tty = bool(cfg.train.get("progress", True)) and sys.stderr.isatty() and jax.process_index() == 0
         self.bar = tqdm(total=total, initial=start, disable=not tty, desc=name, dynamic_ncols=True, leave=False)
 
@@ -72,9 +70,9 @@ class Progress:
         if self.mark is None:
             jax.block_until_ready(metrics)
             now = time.perf_counter()
-            self.compile_s, self.mark = now - self.began, (now, done)
+            self.mark = (now, done)
             log.info("%s: first step done in %.1f s (compilation included; not in the rates below)",
-                     self.name, self.compile_s)
+                     self.name, now - self.began)
         self.bar.update(1)
         if done % self.log_every == 0 or done == self.total:
             return self.flush(done)

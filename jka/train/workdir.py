@@ -2,14 +2,13 @@
 time, and bound to one config.
 
 - :func:`check_writable` refuses a workdir that is a file or cannot be written, before any work.
-- :func:`lock` holds ``WORKDIR/jka.lock`` (host, pid, start time) for the run; a second run is
-  refused with the holder's name. A lock whose process is gone (same host, dead pid; or the same
-  SLURM job, requeued) is taken over with a warning.
-- :func:`write_config` writes the resolved config to ``WORKDIR/config.json``; :func:`check_config`
-  refuses a rerun with another config, naming the keys that differ, unless they are named in
-  ``allow_changed`` (e.g. ``train.steps`` to extend a run). Keys that only change how a run is
-  watched (``OPERATIONAL``) may always change. A changed config replaces the recorded one only once
-  its run has finished, so a changed run that fails leaves the workdir bound to its old config.
+- :func:`lock` holds ``WORKDIR/jka.lock`` (host, pid, start time); a second run is refused with the
+  holder's name, a lock whose process is gone (same host, dead pid; or a requeued SLURM job) is
+  taken over with a warning.
+- :func:`write_config` records the resolved config in ``WORKDIR/config.json``; :func:`check_config`
+  refuses a rerun with another config, naming the keys that differ, unless they are in
+  ``allow_changed`` (e.g. ``train.steps``) or only change how a run is watched (``OPERATIONAL``). A
+  changed config replaces the recorded one only once its run has finished.
 """
 from __future__ import annotations
 
