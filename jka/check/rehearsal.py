@@ -96,8 +96,7 @@ def rehearse_phase(phase, execute: bool, repeats: int, memo: dict, found: dict, 
         export_model(os.path.join(phase.workdir, "model"), out.arch, out.num_classes, to_host(out.variables), **out.info)
     report = _report(phase, program, state, flops, compiled, compile_s, times, notes, found, parts(state))
     if on_tpu:
-        report["tpu"] = {**topology.cost(on_tpu[0], tpu, int(program.steps)), "compile_s": on_tpu[1]}
-        t = report["tpu"]
+        t = report["tpu"] = {**topology.cost(on_tpu[0], tpu, int(program.steps)), "compile_s": on_tpu[1]}
         if not t["fits"]:
             raise UserError(f"one unit does not fit the memory of a {t['device']} of {tpu.name}: it needs "
                             f"{t['memory_bytes'] / 1e9:.3g} GB of {t['hbm_bytes'] / 1e9:.3g} GB; {topology.TOO_BIG}")
