@@ -26,15 +26,10 @@ from jka.train.phases import Phase
 H100 = {"name": "H100 80GB (bf16)", "peak_flops": 989e12, "memory": 80e9}
 
 
-def _describe(teachers, found) -> list[str]:
-    return [found.get(id(t), f"{t.arch} (the model of phase {os.path.basename(t.path)})") for t in teachers]
-
-
 def _quick_init(program, draw: bool):
-    """``program`` whose ``init`` is traced for its shapes only, the state drawn in numpy (:func:`random_like`; zeros
-    without ``draw``): on a CPU each op of an eager init compiles on its own and a jitted one compiles
-    slower than the step (10-20 s for a SegNet or a ResNet); what a rehearsal measures does not depend
-    on the values. An init that cannot be traced runs as ``jka train`` runs it."""
+    """``program`` whose ``init`` is traced for its shapes only, the state drawn in numpy: on a CPU an
+    eager init compiles op by op and a jitted one slower than the step (10-20 s for a ResNet), and
+    what a rehearsal measures does not depend on the values. An init that cannot be traced runs."""
     init = program.init
 
     def traced(rng, batch):
@@ -47,7 +42,7 @@ def _quick_init(program, draw: bool):
 
 
 def _trace(program, mesh, prepared, state, tvars, batch):
-    """The step traced once, as ``jka train`` jits it: its jaxpr gives the FLOPs, its lowering the program."""
+    """The step traced once, as ``jka train`` jits it (the FLOPs, then the program)."""
     try:
         return loop.compile_step(program, mesh, prepared.state_sharding, prepared.teacher_sharding).trace(state, tvars, batch)
     except (TypeError, ValueError) as err:
@@ -77,11 +72,10 @@ def _run(compiled, state, tvars, batch, times: int):
 
 def rehearse_phase(phase, execute: bool, repeats: int, memo: dict, found: dict, trace_only: bool = False,
                    export: bool = True, tpu=None) -> dict:
-    """Build ``phase``, compile one unit (and run it ``repeats`` + 1 times), export its model into its
-    workdir (``export``: for the phases after it); the phase's report. The state is drawn at its
-    shapes (:func:`_quick_init`); ``trace_only`` stops after the FLOPs (nothing compiled here).
-    ``tpu`` (a :class:`~jka.check.topology.Slice`): the unit also compiled for that TPU slice, and its
-    cost there (a report's ``tpu``); a unit that does not fit the slice's chips is refused."""
+    """The report of ``phase``: built, one unit compiled (and run ``repeats`` + 1 times), its model
+    exported (``export``: for the phases after it). ``trace_only`` stops after the FLOPs; ``tpu`` (a
+    :class:`~jka.check.topology.Slice`): the unit also compiled for that slice (refused if it does not
+    fit), its cost there in ``tpu``."""
     notes = {}
     with standing_in(phase.cfg, notes, memo):
         program, mesh = phase.build()
@@ -102,8 +96,7 @@ def rehearse_phase(phase, execute: bool, repeats: int, memo: dict, found: dict, 
         export_model(os.path.join(phase.workdir, "model"), out.arch, out.num_classes, to_host(out.variables), **out.info)
     report = _report(phase, program, state, flops, compiled, compile_s, times, notes, found, parts(state))
     if on_tpu:
-        report["tpu"] = {**topology.cost(on_tpu[0], tpu, int(program.steps)), "compile_s": on_tpu[1]}
-        t = report["tpu"]
+        t = report["tpu"] = {**topology.cost(on_tpu[0], tpu, int(program.steps)), "compile_s": on_tpu[1]}
         if not t["fits"]:
             raise UserError(f"one unit does not fit the memory of a {t['device']} of {tpu.name}: it needs "
                             f"{t['memory_bytes'] / 1e9:.3g} GB of {t['hbm_bytes'] / 1e9:.3g} GB; {topology.TOO_BIG}")
@@ -119,7 +112,8 @@ def _report(phase, program, state, flops, compiled, compile_s, times, notes, fou
     stood_in = "; ".join(f"{k}: {v}" for k, v in notes.items())
     return {
         "algorithm": program.name, "data": f"random images of its shape ({stood_in})" if notes else "the real dataset",
-        "teachers": _describe(program.teachers, found),
+        "teachers": [found.get(id(t), f"{t.arch} (the model of phase {os.path.basename(t.path)})")
+                     for t in program.teachers],
         "image_shape": list(program.data.image_shape), "batch": int(phase.cfg.data.batch_size), "units": steps,
         "model": phase.cfg.model.name, "model_kwargs": dict(program.details.get("model_kwargs", phase.cfg.model.get("kwargs", {}))),
         "classes": len(program.data.classes),
@@ -152,12 +146,10 @@ def _total(cfg, method, phases: list[dict]) -> dict:
 
 def rehearse(cfg, workdir: str | None = None, execute: bool = True, repeats: int = 2, trace_only: bool = False,
              topology_name: str | None = None) -> dict:
-    """Build, compile and (``execute``) run one unit of every phase of ``cfg``; the report as a dict:
-    a single-phase run's (:func:`rehearse_phase`), or a job's with ``phases`` (each with its
-    ``phase`` name) and the sums over them. ``trace_only``: FLOPs, parameters and shapes from the
-    traced step alone, nothing compiled or run (no memory or times): a sweep over many configs.
-    ``topology_name`` (a TPU slice, ``v5e:2x2``): every unit compiled for that slice instead of
-    here (:mod:`jka.check.topology`), nothing run."""
+    """Build, compile and (``execute``) run one unit of every phase of ``cfg``; the report: a single
+    phase's (:func:`rehearse_phase`), or a job's ``phases`` and the sums over them. ``trace_only``:
+    from the traced step alone, nothing compiled or run (a sweep over many configs). ``topology_name``
+    (a TPU slice, ``v5e:2x2``): every unit compiled for that slice instead, nothing run."""
     tpu = topology.tpu_slice(topology_name) if topology_name else None  # no libtpu: one line, before any work
     trace_only = trace_only or tpu is not None
     execute = execute and not trace_only

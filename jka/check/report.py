@@ -23,9 +23,12 @@ def _fits(fits) -> str:
     return "unknown" if fits is None else "yes" if fits else "NO"
 
 
-def _phase_lines(r: dict, indent: str) -> list[str]:
-    h = r["h100"]
-    return [f"{indent}teachers: {', '.join(r['teachers']) or 'none'}"
+def _phase_lines(r: dict, head: str, indent: str) -> list[str]:
+    """``head`` (the run's or a phase's) and the report of one phase, ``indent``ed."""
+    h, what = r["h100"], "the run" if indent == "  " else "the phase"
+    lines = [f"{head}: {r['algorithm']}, {r['units']} units, batch {r['batch']}, images {r['image_shape']} "
+             f"({r['data']})",
+            f"{indent}teachers: {', '.join(r['teachers']) or 'none'}"
             + (f" — {', '.join(human(n, '') for n in r['teacher_parameters'])} variables" if r["teachers"] else ""),
             f"{indent}trained parameters: " + ", ".join(f"{k} {human(v, '')}" for k, v in r["parameters"].items())
             + ("; frozen: " + ", ".join(f"{k} {human(v, '')}" for k, v in r["frozen_parameters"].items())
@@ -36,32 +39,29 @@ def _phase_lines(r: dict, indent: str) -> list[str]:
             + (f"compiled step memory {human(r['step_memory_bytes'], 'B')}, compiled in {r['compile_s']} s"
                if r["compile_s"] is not None else "traced only (not compiled: no memory)"),
             f"{indent}here ({r['device_here']}): {human(r['unit_s_here'], 's')} per unit, "
-            f"{'the run' if indent == '  ' else 'the phase'} {human(r['run_s_here'], 's')}",
+            f"{what} {human(r['run_s_here'], 's')}",
             f"{indent}{H100['name']} at {h['mfu']:.0%} MFU (measured for this family at batch 256), FLOP-bound, so a "
             f"lower bound for small steps: {human(h['unit_s'], 's')} per unit, "
-            f"{'the run' if indent == '  ' else 'the phase'} ≥ {human(h['run_s'], 's')}; fits in 80 GB: {_fits(h['fits'])}"]
+            f"{what} ≥ {human(h['run_s'], 's')}; fits in 80 GB: {_fits(h['fits'])}"]
+    return lines + (_tpu_lines(r["tpu"], indent, what) if "tpu" in r else [])
 
 
-def _tpu_lines(t: dict, indent: str) -> list[str]:
+def _tpu_lines(t: dict, indent: str, what: str) -> list[str]:
     """The unit compiled for a TPU slice (:mod:`jka.check.topology`), per device."""
     return [f"{indent}{t['topology']} ({t['devices']} × {t['device']}, compiled here in {t['compile_s']} s), per device: "
             f"memory {human(t['memory_bytes'], 'B')} of {human(t['hbm_bytes'], 'B')} (fits: {_fits(t['fits'])}), "
             f"{human(t['flops'], 'FLOP')}, {human(t['bytes_accessed'], 'B')} accessed",
             f"{indent}roofline {human(t['roofline_s'], 's')} per unit ({t['bound']}-bound: FLOPs "
             f"{human(t['compute_s'], 's')}, bytes {human(t['memory_s'], 's')}), MFU at most {t['mfu_bound']:.0%}; "
-            f"the {'run' if indent == '  ' else 'phase'} ≥ {human(t['run_s'], 's')} on the slice"]
+            f"{what} ≥ {human(t['run_s'], 's')} on the slice"]
 
 
 def format_report(r: dict) -> str:
     if "phases" not in r:
-        return "\n".join([f"jka check: {r['algorithm']}, {r['units']} units, batch {r['batch']}, images "
-                          f"{r['image_shape']} ({r['data']})"] + _phase_lines(r, "  ")
-                         + (_tpu_lines(r["tpu"], "  ") if "tpu" in r else []))
+        return "\n".join(_phase_lines(r, "jka check", "  "))
     lines = [f"jka check: {r['algorithm']}, a job of {len(r['phases'])} phases, {r['units']} units in all"]
     for p in r["phases"]:
-        lines.append(f"  phase {p['phase']}: {p['algorithm']}, {p['units']} units, batch {p['batch']}, images "
-                     f"{p['image_shape']} ({p['data']})")
-        lines += _phase_lines(p, "    ") + (_tpu_lines(p["tpu"], "    ") if "tpu" in p else [])
+        lines += _phase_lines(p, f"  phase {p['phase']}", "    ")
     h = r["h100"]
     lines.append(f"  the whole job: {human(r['flops'], 'FLOP')}; here {human(r['run_s_here'], 's')}; {H100['name']} "
                  f"≥ {human(h['run_s'], 's')}; largest step memory {human(r['step_memory_bytes'], 'B')}, fits in "

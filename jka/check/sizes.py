@@ -16,9 +16,8 @@ def count(tree) -> int:
 
 
 def parts(state) -> tuple[dict, dict]:
-    """(trained, frozen): parameters per part of a :class:`~jka.train.state.State`. Trained: every part
-    an optimizer group updates; frozen: the ``params`` the state carries in its buffers (an earlier
-    phase's generator), each named by its path."""
+    """(trained, frozen): parameters per part an optimizer group updates, and per ``params`` the state
+    carries in its buffers (an earlier phase's generator), named by its path."""
     trained_parts = [p for _, g in state.groups for p in g.parts]
     trained = {p: count(state.params[p]) for p in trained_parts if count(state.params[p])}
     frozen = {}

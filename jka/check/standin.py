@@ -1,13 +1,11 @@
-"""Stand-ins for what a rehearsal does not have here: a dataset that is not on this machine becomes
-random images of its shape, a teacher that is not exported yet becomes random variables of its
-architecture.
+"""Stand-ins for what a rehearsal does not have here: a dataset not on this machine becomes random
+images of its shape, a teacher not exported yet random variables of its architecture.
 
-:func:`standing_in` is a context: inside it, the functions of :mod:`jka.data` that read data from
-disk (``sources.tfds_split``, ``sources.stacked_split`` for ``data.sources``, the NYUv2 reader of
-:mod:`jka.data.scenes`) are replaced, for the context only (``unittest.mock``), by ones that try the
-real data first and return random arrays of the configured shape where it is missing. So every
-algorithm's own ``load_data`` (class subsets, few-shot selection, dense maps) runs unchanged. Data that is here (the shipped digits, the
-procedural scenes, a prepared tfds dataset) stays real. The shape of a stand-in:
+Inside :func:`standing_in`, the readers of :mod:`jka.data` (``sources.tfds_split``,
+``sources.stacked_split``, the NYUv2 reader of :mod:`jka.data.scenes`) are patched to try the real
+data first and return random arrays of the configured shape where it is missing, so every method's
+own data loading (class subsets, few-shot selection, dense maps) runs unchanged and data that is here
+stays real. The shape of a stand-in:
 
 - image size: ``data.image_size``, else the tfds builder's (the CIFARs: 32), else NYUv2's usual 288×384;
 - channels and classes: the tfds builder's metadata (read without the data), a source's
@@ -47,8 +45,7 @@ def _first_line(err: Exception) -> str:
 
 
 def tfds_meta(name: str, data_dir=None, image_key: str = "image", label_key: str = "label"):
-    """(height or None, width or None, channels, classes) of a tfds dataset from its builder's
-    metadata (nothing downloaded or read), or None when tfds does not know it."""
+    """(height or None, width or None, channels, classes) from tfds's metadata (nothing read), or None."""
     if name in KNOWN:
         return KNOWN[name]
     try:
@@ -62,8 +59,8 @@ def tfds_meta(name: str, data_dir=None, image_key: str = "image", label_key: str
 
 
 def random_split(shape, classes: int, batch: int, seed: int, mean, std) -> ArrayDataset:
-    """Random uint8 images of ``shape`` (H, W, C), labels cycling over ``classes``: enough for four
-    batches and ten images a class (few-shot selections), at most ``MAX_BYTES``."""
+    """Random uint8 images of ``shape`` (H, W, C), labels cycling over ``classes``: four batches and ten
+    images a class (few-shot selections), at most ``MAX_BYTES``."""
     n = max(min(max(4 * batch, 10 * classes), MAX_BYTES // int(np.prod(shape))), batch, classes)
     rng = np.random.default_rng(seed)
     return ArrayDataset(rng.integers(0, 256, (n,) + tuple(shape), dtype=np.uint8),
@@ -106,9 +103,8 @@ def _source_classes(src, split: str):
 
 @contextlib.contextmanager
 def standing_in(cfg, notes: dict | None = None, memo: dict | None = None):
-    """Inside: data of ``cfg`` that is not on this machine is random (module docstring). Each stand-in
-    adds what it stands for and why to ``notes``; ``memo`` keeps what was loaded for a later context
-    of the same run."""
+    """Inside: data of ``cfg`` not on this machine is random; each stand-in adds what it stands for and
+    why to ``notes``; ``memo`` keeps what was loaded for a later context of the same run."""
     notes = {} if notes is None else notes
     memo = {} if memo is None else memo
     data, batch = cfg.data, int(cfg.data.get("batch_size", 32))
@@ -225,11 +221,10 @@ def _teacher_arch(i: int, spec, cfg, workdir: str | None, memo: dict | None) -> 
 
 
 def random_like(shapes, seed: int = 0, params_only: bool = False, draw: bool = True):
-    """Arrays of ``shapes`` (a tree of ``ShapeDtypeStruct``) drawn as an initialiser draws them, in
-    numpy: He-normal kernels, unit scales and variances, zeros elsewhere (biases, means, optimizer
-    moments, counters, keys). ``params_only``: kernels and scales are drawn only under a ``params``
-    key (a training state, whose optimizer moments carry the same names). Without ``draw``, zeros
-    (not touched until used: all that tracing needs)."""
+    """Arrays of ``shapes`` drawn in numpy as an initialiser draws them: He-normal kernels, unit scales
+    and variances, zeros elsewhere. ``params_only``: drawn only under a ``params`` key (a training
+    state, whose optimizer moments carry the same names). Without ``draw``, zeros (not touched until
+    used: all that tracing needs)."""
     rng = np.random.default_rng(100 + seed)
 
     def fill(path, s):
@@ -255,8 +250,8 @@ def _variable_shapes(arch: str, classes: int, kwargs: str, image_shape: tuple, d
 
 
 def random_teacher(arch: str, classes, kwargs: dict, image_shape, dtype, seed: int = 0, draw: bool = True) -> Teacher:
-    """A teacher of ``arch`` over ``classes`` with random variables (:func:`random_like`) for
-    ``image_shape`` inputs: only their shapes are traced, nothing is compiled."""
+    """A teacher of ``arch`` over ``classes`` with random variables (:func:`random_like`): only their
+    shapes are traced, nothing is compiled."""
     module = models.create(arch, len(classes), dtype=dtype, **kwargs)
     shapes = _variable_shapes(arch, len(classes), json.dumps(kwargs, sort_keys=True), tuple(image_shape), dtype)
     return Teacher(arch, module, dict(random_like(shapes, seed, draw=draw)), [int(c) for c in classes], dict(kwargs))
@@ -264,8 +259,7 @@ def random_teacher(arch: str, classes, kwargs: dict, image_shape, dtype, seed: i
 
 def random_teachers(cfg, workdir: str | None, image_shape, num_classes: int, memo: dict | None = None,
                     draw: bool = True) -> tuple[list[Teacher], list[str]]:
-    """A teacher of each configured architecture with random variables (zeros without ``draw``), and
-    where each arch was read."""
+    """A random teacher of each configured architecture, and where each arch was read."""
     dtype, teachers, found = compute_dtype(cfg), [], []
     for i, spec in enumerate(cfg.get("teachers", ())):
         arch, kwargs, classes, source = _teacher_arch(i, spec, cfg, workdir, memo)
@@ -276,8 +270,7 @@ def random_teachers(cfg, workdir: str | None, image_shape, num_classes: int, mem
 
 
 def with_stand_in_data(method):
-    """``method`` built on stand-in data (:func:`standing_in` around its ``build``): what a benchmark
-    of the step alone needs (``data.name='synthetic'`` with ``num_classes`` and ``image_size``)."""
+    """``method`` built on stand-in data: a benchmark of the step alone (``data.name='synthetic'``)."""
     def build(ctx):
         with standing_in(ctx.cfg):
             return method.build(ctx)

@@ -1,13 +1,11 @@
 """``jka check --topology NAME``: a phase compiled for a TPU slice on any host, without the TPU.
 
-The TPU compiler (libtpu, ``pip install 'jka[tpu]'``) describes a slice (``v5e:2x2``, ``v4:2x2x1``,
-``v5p:2x2x1``, ``v6e:4x4``) and compiles for its devices ahead of time (deviceless, as MaxText's
-``train_compile`` does): the step is lowered from the shapes of its state, teachers and batch, sharded
-over the slice as ``jka train`` would shard it there, and compiled. The compiled program says per
-device what the step needs in memory, its FLOPs and the bytes it reads and writes after the TPU
-compiler's fusion; with the chip's data-sheet peaks (:data:`CHIPS`) that gives the roofline time of a
-step, ``max(FLOPs / peak, bytes / bandwidth)``, the model FLOP utilisation that bound allows, and
-the run projected on the slice (a lower bound: real steps also wait on latency and collectives).
+The TPU compiler (libtpu, ``pip install 'jka[tpu]'``) describes a slice (``v5e:2x2``, ...) and compiles
+for it ahead of time (deviceless, as MaxText's ``train_compile`` does): the step is lowered from the
+shapes of its state, teachers and batch, sharded as ``jka train`` would shard it there. The compiled
+program gives per device the step's memory, FLOPs and bytes read and written after fusion; with the
+chip's data-sheet peaks (:data:`CHIPS`) that is a roofline time, ``max(FLOPs / peak, bytes /
+bandwidth)``, the MFU it allows, and the run on the slice (a lower bound: latency and collectives).
 """
 from __future__ import annotations
 
@@ -22,6 +20,7 @@ from jax.experimental import topologies
 
 from jka.errors import UserError
 from jka.train import loop, mesh as mesh_lib
+from jka.train.memory import step_memory
 
 GiB = 1 << 30
 
@@ -47,8 +46,7 @@ EXAMPLES = "v5e:2x2, v4:2x2x1, v5p:2x2x1, v6e:4x4"
 
 @dataclasses.dataclass(frozen=True)
 class Slice:
-    """A TPU slice's devices and one device's share of its chip (v3/v4 show each chip's two cores as
-    two devices, which share the chip's peak, HBM and bandwidth)."""
+    """A TPU slice's devices and one device's share of its chip (v3/v4 show a chip as two devices)."""
 
     name: str
     devices: list
@@ -58,8 +56,7 @@ class Slice:
 
 
 def _quiet_libtpu() -> None:
-    """libtpu looks for the TPU VM it runs on and prints pages of warnings when there is none; the
-    slice is named explicitly, so tell it it is alone."""
+    """Tell libtpu it is alone: it looks for its TPU VM and prints pages of warnings without one."""
     os.environ.setdefault("TPU_WORKER_HOSTNAMES", "localhost")
     os.environ.setdefault("TPU_ACCELERATOR_TYPE", "v5litepod-4")
     os.environ.setdefault("TPU_SKIP_MDS_QUERY", "1")
@@ -70,7 +67,6 @@ def _quiet_libtpu() -> None:
 def tpu_slice(name: str) -> Slice:
     """The devices of the TPU slice ``name`` (one line when libtpu is missing or the name unknown)."""
     _quiet_libtpu()
-
     try:
         desc = topologies.get_topology_desc(topology_name=name, platform="tpu")
     except Exception as err:  # noqa: BLE001 - RuntimeError without libtpu, libtpu's own errors otherwise
@@ -105,8 +101,8 @@ TOO_BIG = "use a larger slice, a smaller data.batch_size, or split the state (tr
 
 
 def compile_unit(program, mesh, cfg, where: str = ""):
-    """(the step compiled for ``mesh``'s devices from shapes alone, seconds it took); ``where`` names
-    the slice in the one line that says a unit does not fit it."""
+    """(the step compiled for ``mesh``'s devices from shapes alone, seconds it took); ``where``: the
+    slice, for the line that says a unit does not fit it."""
     shard = cfg.train.get("shard", {})
     min_size = int(shard.get("min_size", 1 << 14))
     batch = program.batches.host_batch(0)
@@ -142,9 +138,8 @@ def _bytes(types: str) -> int:
 
 
 def fusions(hlo_text: str) -> list[dict]:
-    """Every kernel of the compiled module's top-level computations (fusions, convolutions, custom
-    calls but those in :data:`NO_TRAFFIC`, copies, reductions): name, op (a fusion's kind) and the bytes of its output and operands
-    (each operand read once: the traffic of a one-pass kernel), largest first."""
+    """Every kernel of the compiled module's top-level computations (but :data:`NO_TRAFFIC`): name, op
+    (a fusion's kind) and the bytes of its output and operands (read once each), largest first."""
     types, kernels, top = {}, [], False
     for line in hlo_text.splitlines():
         if not line.startswith(" "):  # a computation's header or end: fused computations are inside kernels
@@ -164,14 +159,12 @@ def fusions(hlo_text: str) -> list[dict]:
 
 
 def cost(compiled, sl: Slice, units: int, largest: int = 8) -> dict:
-    """Per device: memory, FLOPs and bytes accessed (XLA's count after fusion), the roofline step time,
-    the MFU it allows, the run of ``units`` steps projected on the slice, and the fusions (how many,
-    the ``largest`` by bytes)."""
+    """Per device: memory, FLOPs and bytes accessed (after fusion), the roofline step time, the MFU it
+    allows, ``units`` steps on the slice, and the kernels (the ``largest`` by bytes)."""
     analysis = compiled.cost_analysis()
     analysis = analysis[0] if isinstance(analysis, (list, tuple)) else analysis
     flops, accessed = float(analysis.get("flops", 0.0)), float(analysis.get("bytes accessed", 0.0))
-    m = compiled.memory_analysis()
-    memory = int(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes - m.alias_size_in_bytes)
+    memory = step_memory(compiled)
     compute_s, memory_s = flops / sl.device.peak_flops, accessed / sl.device.hbm_bandwidth
     step_s = max(compute_s, memory_s, 1e-12)
     return {"topology": sl.name, "device": sl.kind, "devices": len(sl.devices), "chips": sl.chips,

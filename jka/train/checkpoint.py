@@ -1,13 +1,9 @@
-"""Checkpoints of training state (orbax, resumable) in ``WORKDIR/checkpoints``.
+"""Orbax checkpoints in ``WORKDIR/checkpoints``, only for resuming: the whole state (item ``state``)
+and the loop's open logging interval (item ``progress``, JSON). Other runs read the exported model.
 
-A training checkpoint holds the whole algorithm state (item ``state``) and the loop's progress
-inside the current logging interval (item ``progress``, JSON), and is only meant for resuming; what
-other runs consume is the exported model (:mod:`jka.train.export`).
-
-Restoring takes the newest checkpoint that reads back. A damaged one (a truncated file, broken
-metadata) is moved to ``WORKDIR/checkpoints.damaged/STEP`` with a warning naming it, and the next
-older one is used; a checkpoint of another state (another model, another algorithm) is refused
-with the first key whose shape differs.
+Restoring takes the newest checkpoint that reads back: a damaged one is moved to
+``WORKDIR/checkpoints.damaged/STEP`` with a warning and the next older one is used; a checkpoint of
+another state is refused with the first key whose shape differs.
 """
 from __future__ import annotations
 
@@ -29,21 +25,16 @@ from jka.train.export import first_difference, leaf_shapes
 log = logging.getLogger("jka")
 
 
-def _closed_loop_callback(unraisable) -> bool:
-    exc = unraisable.exc_value
-    return isinstance(exc, RuntimeError) and "Event loop is closed" in str(exc)
-
-
 def _ignore_closed_loop_callbacks() -> None:
-    """After a failed read, TensorStore's other reads finish on their threads and call back into
-    the event loop orbax has already closed: one "Event loop is closed" report each, for the rest
-    of the process. Those (and only those) are dropped."""
+    """Drop (only) the "Event loop is closed" reports of TensorStore's reads that finish, after a
+    failed one, into the event loop orbax has already closed."""
     previous = sys.unraisablehook
     if getattr(previous, "jka_filter", False):
         return
 
     def hook(unraisable):
-        if not _closed_loop_callback(unraisable):
+        exc = unraisable.exc_value
+        if not (isinstance(exc, RuntimeError) and "Event loop is closed" in str(exc)):
             previous(unraisable)
 
     hook.jka_filter = True
@@ -52,8 +43,7 @@ def _ignore_closed_loop_callbacks() -> None:
 
 @contextlib.contextmanager
 def _quiet_asyncio():
-    """TensorStore's failed reads also log every pending future through ``asyncio``; the one line
-    jka prints instead is enough."""
+    """Silence ``asyncio``'s log of every pending future of TensorStore's failed reads."""
     logger = logging.getLogger("asyncio")
     level = logger.level
     logger.setLevel(logging.CRITICAL)
@@ -67,23 +57,17 @@ def _quiet_asyncio():
 class Checkpointer:
     """Periodic, preemption and final checkpoints in ``WORKDIR/checkpoints``; keeps the ``keep`` newest."""
 
-    def __init__(self, workdir: str, keep: int = 3, async_save: bool = True):
+    def __init__(self, workdir: str, keep: int = 3):
         self.directory = paths.absolute(os.path.join(workdir, "checkpoints"))
         self.damaged_dir = self.directory + ".damaged"
         self.manager = ocp.CheckpointManager(
             self.directory,
-            options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
-                                                 enable_async_checkpointing=async_save),
+            options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=True),
             item_handlers={"state": ocp.StandardCheckpointHandler(), "progress": ocp.JsonCheckpointHandler()},
         )
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
-
-    def reached_preemption(self, step: int) -> bool:
-        """True on every process at the same step once any process got a preemption notice
-        (SIGTERM) in a multi-process run (orbax's preemption sync point)."""
-        return self.manager.reached_preemption(step)
 
     def save(self, step: int, state, progress: dict | None = None) -> None:
         self.manager.save(step, args=ocp.args.Composite(
@@ -91,8 +75,7 @@ class Checkpointer:
             progress=ocp.args.JsonSave(progress or {})))
 
     def _read(self, step: int, target: dict, abstract):
-        """(state dict, progress) of ``step``; UserError if it is another state, OSError/ValueError
-        and friends if it is damaged."""
+        """(state dict, progress) of ``step``; UserError if it is another state, others if damaged."""
         with _quiet_asyncio():
             saved = self.manager.item_metadata(step)["state"]
             if saved is None:
@@ -107,13 +90,11 @@ class Checkpointer:
         return out["state"], dict(out["progress"] or {})
 
     def restore(self, state_like):
-        """(state, step, progress) of the newest readable checkpoint; damaged newer ones are moved
-        to ``checkpoints.damaged``. Every process of a multi-process run calls it."""
+        """(state, step, progress) of the newest readable checkpoint (every process calls it)."""
         target = serialization.to_state_dict(state_like)
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
         _ignore_closed_loop_callbacks()
-        damaged = []
-        found = None
+        damaged, found = [], None
         for step in sorted(self.manager.all_steps(), reverse=True):
             try:
                 found = (step, *self._read(step, target, abstract))
@@ -142,9 +123,6 @@ class Checkpointer:
                 paths.move_dir(os.path.join(self.directory, str(step)), os.path.join(self.damaged_dir, str(step)))
         barrier("jka: damaged checkpoints moved")
         self.manager.reload()
-
-    def wait(self):
-        self.manager.wait_until_finished()
 
     def close(self):
         self.manager.wait_until_finished()

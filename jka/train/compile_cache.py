@@ -1,11 +1,8 @@
 """jax's persistent compilation cache, on by default: a rerun, a resumed run or a sibling run with the
-same step loads its compiled programs from disk instead of compiling them again.
-
-``train.compile_cache`` says where: ``"auto"`` (the default) is ``<the workdir's parent>/.jax_cache``, so
-the runs of one experiment folder share it (for a local workdir; a bucket workdir has none unless a
-directory is named, and ``$JAX_COMPILATION_CACHE_DIR``, when set, wins); a directory puts it there;
-``""`` turns it off. jax writes an entry only for a program that took at least
-``jax_persistent_cache_min_compile_time_secs`` (1 s by default) to compile.
+same step loads its compiled programs from disk. ``train.compile_cache``: ``"auto"`` (the default) is
+``<the workdir's parent>/.jax_cache``, shared by one experiment folder's runs (a bucket workdir has none;
+``$JAX_COMPILATION_CACHE_DIR`` wins), a directory puts it there, ``""`` turns it off. jax writes only
+programs that took ``jax_persistent_cache_min_compile_time_secs`` (1 s) or more to compile.
 
 The cache is trusted code: keep it in a directory only you can write to.
 """
@@ -35,8 +32,7 @@ def directory(setting: str, workdir: str) -> str | None:
 
 
 def use(setting: str, workdir: str) -> str | None:
-    """Point jax's cache at :func:`directory` (this process; the next compilation reads and writes
-    there) and return it."""
+    """Point this process's jax cache at :func:`directory` and return it."""
     where = directory(setting, workdir)
     if where != jax.config.jax_compilation_cache_dir:
         compilation_cache.set_cache_dir(where)

@@ -34,11 +34,7 @@ def maybe_initialize() -> bool:
 
 
 def barrier(name: str) -> None:
-    """Wait until every process reaches ``name`` (a no-op in a one-process run).
-
-    Used after process 0 writes files that the others read next (an exported model, a job
-    phase's summary), so no process reads a file that is still being written.
-    """
+    """Wait until every process reaches ``name`` (after process 0 wrote files the others read next)."""
     import jax
 
     if jax.process_count() > 1:

@@ -1,6 +1,8 @@
 """Evaluation of a student on held-out data, sharded over the mesh like training."""
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,24 +10,17 @@ import numpy as np
 from jka.data.core import eval_indices, process_slice, to_global
 from jka.train import mesh as mesh_lib
 
-_JIT_CACHE: dict = {}
 
-
+@functools.cache
 def compiled(fn, mesh):
     """``jax.jit(fn)`` with replicated outputs, cached per (function, mesh)."""
-    key = (fn, id(mesh))
-    if key not in _JIT_CACHE:
-        _JIT_CACHE[key] = jax.jit(fn, out_shardings=mesh_lib.replicated(mesh))
-    return _JIT_CACHE[key]
+    return jax.jit(fn, out_shardings=mesh_lib.replicated(mesh))
 
 
 def predict_all(predict, state, ds, batch_size: int, mesh, with_labels: bool = False):
-    """Outputs of ``predict(state, images)`` over all of ``ds`` in order (host numpy).
-
-    Each process reads only its rows of every batch; the outputs come back whole on every process.
-    With ``with_labels`` the dataset's labels are gathered the same way and returned too, so a
-    dataset read on demand is never read whole for its labels.
-    """
+    """Outputs of ``predict(state, images)`` over all of ``ds`` in order (host numpy, whole on every
+    process; each reads only its rows). ``with_labels``: the labels too, gathered the same way (a
+    dataset read on demand is never read whole for its labels)."""
     sharding = mesh_lib.data_sharding(mesh)
     n_dev = mesh_lib.batch_devices(mesh)
     bs = max(n_dev, (min(batch_size, len(ds)) // n_dev) * n_dev)  # divisible by devices and processes
@@ -47,14 +42,10 @@ def _identity(x):
     return x
 
 
-_ARGMAX: dict = {}
-
-
+@functools.cache
 def _argmax_of(predict):
     """One stable function object per ``predict`` so the jit cache hits on every evaluation."""
-    if predict not in _ARGMAX:
-        _ARGMAX[predict] = lambda s, x: jnp.argmax(predict(s, x), -1)
-    return _ARGMAX[predict]
+    return lambda s, x: jnp.argmax(predict(s, x), -1)
 
 
 def classification_eval(predict, state, ds, batch_size: int, mesh, groups=None) -> dict:

@@ -1,13 +1,9 @@
-"""Exported models: what other runs consume (teachers, converted PyTorch checkpoints, students).
+"""Exported models, what other runs consume: ``DIR/model.json`` (architecture, number of classes,
+the dataset classes it predicts, input statistics) and ``DIR/variables.msgpack`` (``params`` and
+``batch_stats``); a training workdir holds its student's in ``WORKDIR/model``.
 
-``DIR/model.json`` (architecture, number of classes, the dataset classes it predicts, input
-statistics) and ``DIR/variables.msgpack`` (``params`` and ``batch_stats``); a training workdir
-holds its student's in ``WORKDIR/model``.
-
-:func:`load_model` refuses a damaged export with one line naming the file: ``model.json`` must be a
-JSON object with a known ``arch``, a whole ``num_classes``, options the architecture takes and (if
-present) ``classes`` and ``image_shape`` that fit; ``variables.msgpack`` must hold the variables of
-that architecture, leaf for leaf (checked on the recorded ``image_shape``).
+:func:`load_model` refuses a damaged export with one line naming the file: a ``model.json`` whose
+fields do not fit, or variables that are not the architecture's, leaf for leaf.
 """
 from __future__ import annotations
 
@@ -31,8 +27,7 @@ COLLECTIONS = ("params", "batch_stats")  # what an exported classifier's variabl
 
 
 def to_host(tree):
-    """NumPy copies of every leaf. Arrays split over several processes (``train.shard.state`` on a
-    multi-host mesh) are gathered first, which is a collective: call it on every process."""
+    """NumPy copies of every leaf; arrays split over processes are gathered (call it on every process)."""
 
     def one(a):
         if isinstance(a, jax.Array) and not a.is_fully_addressable:
@@ -86,7 +81,7 @@ def leaf_shapes(tree, prefix: str = "") -> dict[str, tuple]:
 
 def first_difference(have: dict, need: dict, needs: str, place: str = "the architecture") -> str | None:
     """The first key of two ``leaf_shapes`` maps that is missing, extra or of another shape, in words;
-    ``needs`` completes the sentence (``"this run's 1-channel 8x8 images need"``)."""
+    ``needs`` completes the sentence."""
     for key in [*need, *(k for k in have if k not in need)]:
         if key not in have:
             return f"{key} is missing but {needs} one of shape {_shape(need[key])}"
@@ -98,10 +93,8 @@ def first_difference(have: dict, need: dict, needs: str, place: str = "the archi
 
 
 def variables_mismatch(module, variables: dict, image_shape, needs: str) -> str | None:
-    """The first way ``variables`` differ (``params`` and ``batch_stats``, key and shape) from what
-    ``module`` makes for one ``image_shape`` (H, W, C) image, or None if they fit.
-
-    ``needs`` completes the sentence, e.g. ``"this run's 1-channel 8x8 images need"``."""
+    """The first way ``variables`` differ from what ``module`` makes for one ``image_shape`` (H, W, C)
+    image, or None; ``needs`` completes the sentence (``"this run's 1-channel 8x8 images need"``)."""
     method = "init_all" if hasattr(module, "init_all") else None  # touches every branch (branchy_segnet)
     x = jnp.zeros((1, *image_shape), jnp.float32)
     try:

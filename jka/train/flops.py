@@ -1,8 +1,8 @@
 """FLOPs of a step, counted from its jaxpr: every convolution and matrix product, forward and backward.
 
-XLA's own cost analysis cannot be used for MFU on GPU: there the convolutions become cuDNN custom
-calls, which it counts as zero FLOPs (a KD ResNet step at batch 1024 reported 28 GFLOP instead of
-~5.7 TFLOP). The jaxpr is the same on every backend, so this count is too.
+XLA's cost analysis counts a GPU's convolutions (cuDNN custom calls) as zero FLOPs (28 GFLOP instead
+of ~5.7 TFLOP for a KD ResNet step at batch 1024); the jaxpr, and so this count, is the same on every
+backend.
 
 Counted, as multiply-adds × 2:
 - ``conv_general_dilated``: 2 · |output| · (kernel taps) · (input features per group) / (input
@@ -37,8 +37,7 @@ def _conv_flops(eqn) -> float:
     rhs = eqn.invars[1].aval.shape
     rhs_spec = eqn.params["dimension_numbers"].rhs_spec  # (out feature, in feature, *spatial)
     taps = math.prod(rhs[d] for d in rhs_spec[2:])
-    # a dilated input (the input gradient of a strided convolution) is mostly zeros: only 1 in
-    # prod(lhs_dilation) of the taps meets a real value, which makes it as costly as the forward pass
+    # a dilated input (a strided convolution's input gradient): 1 in prod(lhs_dilation) taps meets a value
     zeros = math.prod(eqn.params.get("lhs_dilation") or (1,))
     return 2.0 * math.prod(out) * taps * rhs[rhs_spec[1]] / zeros
 

@@ -1,14 +1,11 @@
-"""The training loop every algorithm shares.
+"""The training loop every method shares: ``fit(program, cfg, workdir, mesh)`` runs one phase
+(:class:`~jka.train.program.Program`): one compiled step (the state donated), batches split over the
+mesh, periodic evaluation, orbax checkpoints, progress lines and metrics (:mod:`jka.train.progress`),
+a checkpointed stop on SIGTERM/SIGINT (:mod:`jka.train.preemption`), a clean stop that keeps the last
+good checkpoint when the loss turns NaN/inf, and at the end ``WORKDIR/model`` and ``summary.json``.
 
-``fit(program, cfg, workdir, mesh)`` runs one phase of a method (:class:`~jka.train.program.Program`): one compiled step (``jax.jit`` with
-the state donated), batches split over the mesh, periodic evaluation, orbax checkpoints, progress
-lines and metrics (:mod:`jka.train.progress`), a stop with a checkpoint on SIGTERM/SIGINT
-(:mod:`jka.train.preemption`), a clean stop that keeps the last good checkpoint when the loss
-turns NaN/inf, and at the end the exported model (``WORKDIR/model``) and ``summary.json``.
-
-Where the state starts: the latest checkpoint in ``WORKDIR/checkpoints`` (resume) > the exported
-model named by ``train.init_from`` (the hand-over from an earlier phase, or a model to fine-tune)
-> a fresh initialisation.
+The state starts from the latest checkpoint (resume), else the exported model ``train.init_from``
+names (an earlier phase's, or a model to fine-tune), else a fresh initialisation.
 """
 from __future__ import annotations
 
@@ -19,7 +16,6 @@ import os
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 
 from jka import paths
 from jka.data.readers import open_feed
@@ -47,11 +43,6 @@ class TrainingDiverged(Exception):
     exit_code = 3
 
 
-def _all_finite(tree) -> bool:
-    leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating)]
-    return bool(all(jnp.all(jnp.isfinite(x)) for x in leaves))
-
-
 @dataclasses.dataclass
 class Run:
     """A built run: the program, its batches, its (restored) state and where it lives."""
@@ -69,8 +60,8 @@ class Run:
 
 
 def teacher_variables(program: Program) -> list:
-    """The frozen teachers' variables as a run uses them: their BatchNorms folded into their
-    convolutions once, here, not in every step (:func:`jka.models.layers.fold_batch_norm`)."""
+    """The teachers' variables with their BatchNorms folded into their convolutions once, here, not in
+    every step."""
     return [fold_batch_norm(t.module, t.variables, program.data.image_shape) for t in program.teachers]
 
 
@@ -84,13 +75,9 @@ def prepare(program: Program, cfg, workdir: str, mesh) -> Run:
         mismatch = normalisation_mismatch(teacher, program.data.mean, program.data.std)
         if mismatch:
             log.warning("%s", mismatch)
-    batches = program.batches
-
-    # train.shard: split large arrays over the mesh's `model` axis (teachers by default; the
-    # training state too with shard.state=True); a no-op on a mesh with model=1.
-    shard = cfg.train.get("shard", {})
+    shard = cfg.train.get("shard", {})  # large arrays split over the mesh's `model` axis
     min_size = int(shard.get("min_size", 1 << 14))
-    state = program.init(jax.random.PRNGKey(seed), batches.host_batch(0))
+    state = program.init(jax.random.PRNGKey(seed), program.batches.host_batch(0))
     init_from = cfg.train.get("init_from", None)
     if init_from:
         if program.start_from is None:
@@ -112,29 +99,23 @@ def prepare(program: Program, cfg, workdir: str, mesh) -> Run:
             ckpt.close()
             raise
         state = jax.device_put(state, state_sh)
-    return Run(program, mesh, teacher_vars, batches, state, ckpt, start, state_sh, teacher_sh, progress)
+    return Run(program, mesh, teacher_vars, program.batches, state, ckpt, start, state_sh, teacher_sh, progress)
 
 
 def evaluate_latest(program: Program, cfg, workdir: str, mesh) -> dict:
     """Evaluate the latest checkpoint of ``workdir`` on the test split."""
     run = prepare(program, cfg, workdir, mesh)
+    run.ckpt.close()  # the state is restored: nothing more is read or written there
     if run.start == 0:
-        run.ckpt.close()
         raise UserError(f"no checkpoint in {run.ckpt.directory}; train first with `jka train CONFIG --workdir {workdir}`")
-    out = {"step": run.start, "eval": program.evaluate(run.state, EvalContext(mesh, workdir, None, run.start))}
-    run.ckpt.close()
-    return out
+    return {"step": run.start, "eval": program.evaluate(run.state, EvalContext(mesh, workdir, None, run.start))}
 
 
 def compile_step(program: Program, mesh, state_sharding=None, teacher_sharding=None, accumulate: bool = False):
-    """The program's step, jitted once: state donated, batch split over the mesh.
-
-    State and teachers are replicated unless shardings are given (``mesh_lib.fsdp_sharding``);
-    the new state keeps the state's sharding, the metrics are replicated. With ``accumulate`` the
-    step also takes the logging interval's sums of the metrics and returns them with this step's
-    added (``(state, teacher_vars, batch, sums) -> (state, metrics, sums)``, the sums donated): the
-    loop dispatches one program per step.
-    """
+    """The program's step, jitted once: state donated, batch split over the mesh, state and teachers
+    replicated unless shardings are given, metrics replicated. With ``accumulate`` it also takes the
+    logging interval's sums and returns them with this step's metrics added (``(state, teacher_vars,
+    batch, sums) -> (state, metrics, sums)``, sums donated): one program dispatched per step."""
     repl, dshard = mesh_lib.replicated(mesh), mesh_lib.data_sharding(mesh)
     state_sharding = repl if state_sharding is None else state_sharding
     teacher_sharding = repl if teacher_sharding is None else teacher_sharding
@@ -159,11 +140,8 @@ def write_summary(workdir: str, summary: dict) -> None:
 
 
 def fit(program: Program, cfg, workdir: str, mesh) -> dict:
-    """Train (or resume) ``program`` in ``workdir``; returns the summary it writes.
-
-    Stops cleanly on SIGTERM/SIGINT (:mod:`jka.train.preemption`): a checkpoint at the step
-    boundary, then :class:`~jka.train.preemption.Preempted`.
-    """
+    """Train (or resume) ``program`` in ``workdir``; returns the summary it writes. On SIGTERM/SIGINT:
+    a checkpoint at the step boundary, then :class:`~jka.train.preemption.Preempted`."""
     run = prepare(program, cfg, workdir, mesh)
     state, ckpt, start, teacher_vars = run.state, run.ckpt, run.start, run.teacher_vars
     total = program.steps
@@ -171,10 +149,9 @@ def fit(program: Program, cfg, workdir: str, mesh) -> dict:
         ckpt.close()
         raise UserError(f"{ckpt.directory} holds a checkpoint at step {start}, beyond train.steps={total}; "
                         f"set train.steps >= {start} to continue it, or train in another --workdir")
-    dshard = mesh_lib.data_sharding(mesh)
     step_fn = compile_step(program, mesh, run.state_sharding, run.teacher_sharding, accumulate=True)
-    feed = open_feed(run.batches, stop=total, workers=int(cfg.data.get("read_workers", 0) or 0), sharding=dshard,
-                     reader=cfg.data.get("reader", "jka"))
+    feed = open_feed(run.batches, stop=total, workers=int(cfg.data.get("read_workers", 0) or 0),
+                     sharding=mesh_lib.data_sharding(mesh), reader=cfg.data.get("reader", "jka"))
     batch = feed.device_batch(start)  # read once: it also gives the shapes of the step's metrics
     metric_shapes = jax.eval_shape(program.step, state, teacher_vars, batch)[1]
     eval_every = int(cfg.train.get("eval_every", 0))
@@ -187,7 +164,8 @@ def fit(program: Program, cfg, workdir: str, mesh) -> dict:
              dict(mesh.shape), int(cfg.data.batch_size), f" (resumed at step {start})" if start else "")
     progress = Progress(program.name, program.learning_rate, cfg, start, total, writer, mesh, metric_shapes,
                         run.progress)
-    progress.peak = _peak()
+    peak = peak_flops()  # of one device; None where it is not known
+    progress.peak = peak * jax.device_count() if peak else None
     last_good = ckpt.latest_step()
     metrics = run.progress.get("last", {})  # a run stopped after its final checkpoint: that step's metrics
     compiled = None
@@ -245,8 +223,6 @@ def fit(program: Program, cfg, workdir: str, mesh) -> dict:
         "teachers": [{"arch": t.arch, "classes": t.classes} for t in program.teachers],
         "labels_used": program.uses_labels,
         "devices": jax.device_count(),
-        # How many times the step was compiled in this process (ahead of time: once, or not at all when
-        # nothing was left to train).
         "step_compilations": int(compiled is not None),
     }
     write_summary(workdir, summary)
@@ -254,9 +230,8 @@ def fit(program: Program, cfg, workdir: str, mesh) -> dict:
 
 
 def compile_ahead(step_fn, args) -> tuple:
-    """``step_fn`` traced, compiled for ``args`` and refused where one step cannot fit in the device's free
-    memory (:func:`jka.train.memory.check_step_memory`); (the executable, the step's FLOPs from that
-    trace: None where they cannot be counted)."""
+    """(``step_fn`` compiled for ``args``, refused where one step cannot fit in the device's free memory;
+    the step's FLOPs from its trace, None where they cannot be counted)."""
     traced = step_fn.trace(*args)
     try:
         flops = jaxpr_flops(traced.jaxpr.jaxpr) or None
@@ -268,12 +243,6 @@ def compile_ahead(step_fn, args) -> tuple:
     return compiled, flops
 
 
-def _peak() -> float | None:
-    """The peak FLOP/s of all the run's devices (None when the device's peak is not known)."""
-    peak = peak_flops()
-    return peak * jax.device_count() if peak else None
-
-
 def _kept(last_good, ckpt) -> str:
     if last_good is None:
         return f"no checkpoint was saved before it (train.checkpoint_every sets how often; {ckpt.directory})"
@@ -283,7 +252,7 @@ def _kept(last_good, ckpt) -> str:
 def _save(ckpt: Checkpointer, step: int, state, last_good, progress: dict):
     if ckpt.latest_step() == step:
         return
-    if not _all_finite(state):
+    if not all_finite(state):
         raise TrainingDiverged(
             f"the training state has NaN/inf values at step {step}; {_kept(last_good, ckpt)}. "
             "Lower optim.lr or enable optim.grad_clip, then rerun")

@@ -1,6 +1,5 @@
-"""The compiled step's memory, checked against what the device has free before the first step runs:
-a step that cannot fit is one line (exit 2), not an allocation failure minutes later or an abort
-inside XLA (on a CPU host, where the device's memory is the host's)."""
+"""The compiled step's memory, checked against the device's free memory before the first step: a step
+that cannot fit is one line (exit 2), not an allocation failure minutes later or an abort in XLA."""
 from __future__ import annotations
 
 import jax
@@ -26,8 +25,7 @@ def _analysis(compiled):
 
 
 def free_device_memory() -> int | None:
-    """Bytes one local device can still allocate: its allocator's limit less what is in use, or on a
-    CPU host the memory the host has available, shared by all its local devices."""
+    """Bytes one local device can still allocate (on a CPU host, its share of the host's)."""
     device = jax.local_devices()[0]
     if device.platform == "cpu":
         free = free_memory_bytes()

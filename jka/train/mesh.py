@@ -1,11 +1,8 @@
 """Device mesh and shardings: batches split over every device (the ``data`` and ``model`` axes);
-parameters replicated, or split over the ``model`` axis (FSDP-style) when a teacher or the training
-state is too large for one device. Splitting the batch over ``model`` too is what makes it FSDP
-rather than a replicated computation: each device works on its own rows, and XLA gathers a split
-parameter where a layer needs it whole.
-
-The same code runs on one CPU, on 8 fake CPU devices
-(``XLA_FLAGS=--xla_force_host_platform_device_count=8``), on a GPU, or on a TPU slice.
+parameters replicated, or split over ``model`` (FSDP-style) when a teacher or the state is too large
+for one device. Splitting the batch over ``model`` too is what makes it FSDP rather than a replicated
+computation: each device works on its own rows, and XLA gathers a split parameter where a layer needs
+it whole. The same code runs on one CPU, on fake CPU devices, on a GPU or on a TPU slice.
 """
 from __future__ import annotations
 
@@ -17,10 +14,8 @@ from jka.errors import ConfigError
 
 
 def make_mesh(data: int = -1, model: int = 1, devices=None) -> Mesh:
-    """A 2-D mesh ``(data, model)``.
-
-    ``data=-1`` takes every device not used by ``model``; a smaller ``data × model`` uses the first
-    devices only (e.g. ``train.mesh.data=1`` runs on one device of many).
+    """A 2-D mesh ``(data, model)``; ``data=-1`` takes every device ``model`` leaves, a smaller
+    ``data × model`` uses the first devices only.
 
     Devices stay in ``jax.devices()`` order (process by process), not a TPU-topology order: each
     process feeds its own contiguous rows of a batch, so its devices must hold consecutive blocks
@@ -40,8 +35,7 @@ def make_mesh(data: int = -1, model: int = 1, devices=None) -> Mesh:
     if data * model < n and jax.process_count() > 1:
         raise ConfigError("in a multi-process run the mesh must use every device (train.mesh.data=-1)")
     if jax.process_count() > 1 and model > jax.local_device_count():
-        # Each process feeds its own rows of the batch to its own devices (jka.data.core.process_slice),
-        # so one model group must not span two processes.
+        # each process feeds its own rows of the batch to its own devices
         raise ConfigError(
             f"train.mesh.model={model} is larger than the {jax.local_device_count()} devices of one process; "
             f"in a multi-process run a model group must sit inside one process: use "
@@ -53,7 +47,6 @@ BATCH_AXES = ("data", "model")
 
 
 def batch_devices(mesh: Mesh) -> int:
-    """How many devices a batch is split over (all of the mesh)."""
     return mesh.shape["data"] * mesh.shape["model"]
 
 
@@ -63,12 +56,9 @@ def data_sharding(mesh: Mesh) -> NamedSharding:
 
 
 def constrain_batch(x, mesh: Mesh | None):
-    """Inside a compiled step: ask XLA to split ``x``'s leading axis like a batch.
-
-    For batches made inside the step (a generator's latent codes, images being synthesized,
-    samples from an on-device pool), which would otherwise be computed whole on every device.
-    Identity without a mesh, on one device, or when the rows do not divide evenly.
-    """
+    """Inside a compiled step: ask XLA to split ``x``'s leading axis like a batch (a batch made in the
+    step, which would otherwise be computed whole on every device). Identity without a mesh, on one
+    device, or when the rows do not divide evenly."""
     n = 1 if mesh is None else batch_devices(mesh)
     if n == 1 or x.shape[0] % n:
         return x
@@ -89,20 +79,10 @@ def check_batch(batch_size: int, mesh: Mesh):
         raise ConfigError(f"batch size {batch_size} is not divisible by the {jax.process_count()} processes")
 
 
-def replicated_like(tree, mesh: Mesh):
-    """A replicated sharding for every leaf of ``tree``."""
-    return jax.tree.map(lambda _: replicated(mesh), tree)
-
-
 def fsdp_sharding(tree, mesh: Mesh, min_size: int = 1 << 14):
-    """Per-leaf shardings that split every array of ``min_size`` elements or more over ``model``.
-
-    The split dimension is the array's largest one that the ``model`` axis size divides (a conv
-    kernel's output channels, a dense layer's larger side); arrays with no such dimension, smaller
-    arrays (biases, BatchNorm vectors) and everything on a mesh with ``model == 1`` stay replicated.
-    XLA gathers a split array where a computation needs it whole, so the step's results are the same
-    as with replicated parameters while each device holds only ``1/model`` of the large arrays.
-    """
+    """Per-leaf shardings that split every array of ``min_size`` elements or more over ``model``, along
+    its largest dimension that ``model`` divides; the others, and all on a mesh with ``model == 1``,
+    stay replicated. Each device holds ``1/model`` of the large arrays; the results do not change."""
     m = mesh.shape["model"]
 
     def rule(x):
@@ -121,4 +101,4 @@ def fsdp_sharding(tree, mesh: Mesh, min_size: int = 1 << 14):
 
 def param_shardings(tree, mesh: Mesh, shard: bool, min_size: int):
     """``fsdp_sharding`` when ``shard`` is on, otherwise replicated leaves."""
-    return fsdp_sharding(tree, mesh, min_size) if shard else replicated_like(tree, mesh)
+    return fsdp_sharding(tree, mesh, min_size) if shard else jax.tree.map(lambda _: replicated(mesh), tree)

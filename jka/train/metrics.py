@@ -1,6 +1,5 @@
-"""Where a run's metrics go: one :class:`MetricWriter` sends every row, picture and the run's
-hyperparameters to the writers ``train.writers`` names, each behind the same small interface
-(:class:`Writer`):
+"""Where a run's metrics go: one :class:`MetricWriter` sends every row, picture and the config to the
+writers ``train.writers`` names (each a :class:`Writer`):
 
 - ``jsonl``: ``WORKDIR/metrics.jsonl``, one JSON object per logged step;
 - ``tensorboard``: scalars, pictures and the config (as text) under ``WORKDIR/tensorboard`` (tensorboardX);
@@ -9,9 +8,8 @@ hyperparameters to the writers ``train.writers`` names, each behind the same sma
 - ``wandb``: a Weights & Biases run in ``WORKDIR/wandb`` (``WANDB_MODE=offline`` keeps it on disk,
   ``wandb sync`` uploads it later).
 
-``train.writers=None`` (the default) is ``jsonl``, plus ``tensorboard`` when tensorboardX is installed.
-A writer named explicitly whose package is not installed is refused before any work
-(:func:`check_writers`).
+``train.writers=None`` (the default) is ``jsonl``, plus ``tensorboard`` when tensorboardX is installed;
+a writer named whose package is not installed is refused before any work.
 """
 from __future__ import annotations
 
@@ -20,7 +18,6 @@ import importlib.util
 import io
 import json
 import os
-from typing import Protocol
 
 import jax
 import numpy as np
@@ -38,8 +35,9 @@ def to_python(tree):
     return jax.tree.map(conv, tree)
 
 
-class Writer(Protocol):
-    """One destination of a run's metrics (process 0 only makes one)."""
+class Writer:
+    """One destination of a run's metrics (process 0 only makes one); what a writer does not take is
+    a no-op."""
 
     def scalars(self, step: int, values: dict) -> None:
         """``values``: ``{"train/loss": 0.3, ...}`` of one step (numbers, maybe lists for some keys)."""
@@ -65,10 +63,9 @@ def _kept(step: int, keys, after: int, final: bool) -> bool:
     return step <= after and not (final and step == after and any(k.startswith("eval/") for k in keys))
 
 
-class JsonlWriter:
-    """Rows ``{"step": N, "train/loss": ...}``. A run resumed at step ``after`` first drops the
-    rows an interrupted run wrote past its checkpoint, so no step appears twice (``final``: see
-    :func:`_kept`)."""
+class JsonlWriter(Writer):
+    """Rows ``{"step": N, "train/loss": ...}``; a run resumed at ``after`` first drops the rows written
+    past its checkpoint (:func:`_kept`). Pictures are files already, the config is config.json."""
 
     def __init__(self, workdir: str, after: int | None = None, final: bool = False):
         self.path = os.path.join(workdir, "metrics.jsonl")
@@ -82,20 +79,8 @@ class JsonlWriter:
     def scalars(self, step, values):
         paths.append(self.path, json.dumps({"step": int(step), **values}) + "\n")
 
-    def image(self, step, tag, image):  # pictures are saved as files by whoever makes them
-        pass
 
-    def hyperparameters(self, values):  # the config is the workdir's config.json already
-        pass
-
-    def flush(self):
-        pass
-
-    def close(self):
-        pass
-
-
-class CsvWriter:
+class CsvWriter(Writer):
     """``metrics.csv``: a ``step,key,value`` line per number; a resumed run drops the lines past its
     checkpoint (as :class:`JsonlWriter`)."""
 
@@ -120,20 +105,8 @@ class CsvWriter:
     def scalars(self, step, values):
         paths.append(self.path, self._lines([(int(step), k, repr(float(v))) for k, v in _numbers(values).items()]))
 
-    def image(self, step, tag, image):
-        pass
 
-    def hyperparameters(self, values):
-        pass
-
-    def flush(self):
-        pass
-
-    def close(self):
-        pass
-
-
-class TensorBoardWriter:
+class TensorBoardWriter(Writer):
     """Scalars, pictures and the config (a JSON text) in ``WORKDIR/tensorboard``."""
 
     def __init__(self, workdir: str, after: int | None = None, final: bool = False):
@@ -158,7 +131,7 @@ class TensorBoardWriter:
         self.tb.close()
 
 
-class WandbWriter:
+class WandbWriter(Writer):
     """A Weights & Biases run in ``WORKDIR/wandb``, named after the workdir; its mode (online,
     offline) is wandb's own setting (``WANDB_MODE``)."""
 
@@ -177,9 +150,6 @@ class WandbWriter:
 
     def hyperparameters(self, values):
         self.run.config.update(values, allow_val_change=True)
-
-    def flush(self):
-        pass
 
     def close(self):
         self.run.finish()
@@ -202,8 +172,7 @@ def writer_names(names) -> tuple:
 
 
 def check_writers(names) -> None:
-    """Refuse a writer whose package is not installed, before any work (unknown names are the
-    setting's rule's)."""
+    """Refuse a writer whose package is not installed, before any work."""
     for name in writer_names(names):
         _, module, extra = WRITERS[name]
         if not _installed(module):
@@ -229,8 +198,7 @@ class MetricWriter:
             w.scalars(step, flat)
 
     def image(self, step: int, tag: str, image) -> None:
-        """One picture, a uint8 HxWxC array (C = 1, 3 or 4) or HxW grey, at ``step``: to the writers
-        that take pictures (TensorBoard, wandb); a no-op on every process but 0."""
+        """One picture (uint8, HxWxC with C = 1, 3 or 4, or HxW grey) to the writers that take pictures."""
         arr = np.asarray(jax.device_get(image))
         if arr.ndim == 2:
             arr = arr[..., None]

@@ -1,11 +1,7 @@
-"""Phases: the unit a job is made of. A phase is one training run (:func:`jka.train.loop.fit`) of a
-method with a config, a workdir and its teachers; a single-phase ``jka train`` is a phase too. A
-phase whose ``summary.json`` says it reached ``train.steps`` is finished and is not run again; an
-unfinished one resumes from its latest checkpoint.
-
-The hand-over between phases is ``train.init_from``: the workdir (or model directory) of an
-earlier phase whose exported model this phase's state starts from, unless it has a checkpoint of
-its own (resume > init_from > fresh), or an option the job computed for the phase.
+"""Phases, what a job is made of: one training run (:func:`jka.train.loop.fit`) of a method with a
+config, a workdir and its teachers (a single-phase ``jka train`` is one too). A phase whose
+``summary.json`` reached ``train.steps`` is not run again; an unfinished one resumes. Phases hand over
+through ``train.init_from`` (an earlier phase's exported model) or an option the job computed.
 """
 from __future__ import annotations
 
@@ -20,9 +16,8 @@ from jka.train.loop import evaluate_latest, fit
 
 @dataclasses.dataclass
 class Phase:
-    """A method (``method.program(cfg, teachers, mesh, options)`` builds it), its config, workdir and
-    teachers, the options a job computed for it (e.g. which sub-task a component net learns), its
-    name within its job, and whether it is the job's final phase (the one ``jka eval`` evaluates)."""
+    """A method with its config, workdir, teachers, the options a job computed for it, its name within
+    the job, and whether it is the job's final phase (the one ``jka eval`` evaluates)."""
 
     method: Any
     cfg: Any
@@ -33,8 +28,7 @@ class Phase:
     final: bool = False
 
     def build(self, devices=None):
-        """(program, mesh) on ``devices`` (default: this process's); the batch size is checked against
-        the mesh first."""
+        """(program, mesh) on ``devices`` (default: this process's), the batch size checked first."""
         mesh = mesh_lib.make_mesh(**self.cfg.train.get("mesh", {}), devices=devices)
         mesh_lib.check_batch(int(self.cfg.data.batch_size), mesh)
         return self.method.program(self.cfg, list(self.teachers), mesh, self.options), mesh
@@ -60,6 +54,5 @@ def run_phase(phase: Phase) -> dict:
 
 
 def evaluate_phase(phase: Phase) -> dict:
-    """Evaluate the latest checkpoint of ``phase``."""
     program, mesh = phase.build()
     return evaluate_latest(program, phase.cfg, phase.workdir, mesh)

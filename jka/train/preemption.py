@@ -1,13 +1,10 @@
-"""Stopping cleanly on SIGTERM (SLURM, Kubernetes, TPU preemption) and SIGINT (Ctrl-C).
+"""Stopping cleanly on SIGTERM (SLURM, Kubernetes, TPU preemption) and SIGINT (Ctrl-C): inside
+:func:`watch` a signal only sets a flag; the loop polls :func:`requested` at every step boundary,
+saves a checkpoint there and raises :class:`Preempted` (exit code :data:`EXIT_CODE`), and the rerun
+resumes. A second Ctrl-C stops at once.
 
-Inside :func:`watch` a signal only sets a flag; the training loop polls :func:`requested` at every
-step boundary, saves a checkpoint there and raises :class:`Preempted` (the CLI exits with code
-:data:`EXIT_CODE`); the rerun resumes from that checkpoint. A second Ctrl-C stops at once.
-
-In a multi-process run, JAX's preemption service owns SIGTERM: the notice of any process is
-shared, and orbax's ``reached_preemption(step)`` turns true on every process at the same step, so
-all save together (a process that stopped alone would leave the others waiting in a collective).
-There Ctrl-C is forwarded to that service as a SIGTERM.
+In a multi-process run JAX's preemption service owns SIGTERM and every process stops at the same step
+(one that stopped alone would leave the others waiting in a collective); Ctrl-C is forwarded to it.
 """
 from __future__ import annotations
 
@@ -46,8 +43,8 @@ def _on_signal(signum, frame):
 
 @contextlib.contextmanager
 def watch():
-    """Turn SIGTERM/SIGINT into a stop request while the block runs (re-entrant; only the main
-    thread can install signal handlers, elsewhere this does nothing)."""
+    """SIGTERM/SIGINT are stop requests while the block runs (re-entrant; a no-op off the main thread,
+    which alone can install signal handlers)."""
     global _depth
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -67,10 +64,9 @@ def watch():
 
 
 def requested(step: int, ckpt) -> bool:
-    """Whether to save and stop after ``step``: a signal arrived (one process), or every process
-    reached the preemption sync point (several). Call it at every step on every process."""
+    """Whether to save and stop after ``step`` (call it at every step on every process)."""
     if _multiprocess():
-        return ckpt.reached_preemption(step)
+        return ckpt.manager.reached_preemption(step)  # every process at once, after any one's SIGTERM
     return bool(_received)
 
 

@@ -7,7 +7,6 @@ import dataclasses
 from typing import Any, Callable, Optional, Sequence
 
 
-
 @dataclasses.dataclass(frozen=True)
 class Split:
     """A run's data: the train and test sets (labels in the student's output order), the
@@ -40,8 +39,8 @@ class Exported:
 
 @dataclasses.dataclass(frozen=True)
 class EvalContext:
-    """What an evaluation may use besides the state: the mesh, where the run lives (sample grids),
-    its metric writer (pictures to TensorBoard), the step."""
+    """What an evaluation may use besides the state: the mesh, the workdir (sample grids), the metric
+    writer (pictures), the step."""
 
     mesh: Any
     workdir: Optional[str] = None

@@ -1,16 +1,12 @@
-"""What a training run shows while it runs, whatever the terminal.
+"""What a training run shows while it runs. Every ``train.log_every`` steps process 0 logs one line
+(logger ``jka``) and sends the same row to the metric writers: the step, each metric's mean over the
+interval, the learning rate, steps/s and img/s without the first step (its compilation is logged on
+its own), TFLOP/s (the step's FLOPs × steps/s) and, where the device's peak is known, the MFU, and the
+time left; on a terminal a tqdm bar runs too.
 
-Every ``train.log_every`` steps process 0 logs one line through :mod:`logging` (logger ``jka``):
-the step, the mean of every metric over the interval, the learning rate, steps/s and img/s
-measured without the first step (which includes compilation; its time is logged on its own), the
-achieved TFLOP/s (the step's FLOPs, :mod:`jka.train.flops`, × steps/s) and, on a device whose peak is
-known (:data:`jka.train.flops.PEAK_BF16_FLOPS`), the MFU (TFLOP/s over the peak of all the devices),
-and the time left. The same row goes to the run's metric writers. On a terminal a tqdm bar runs as well.
-
-The interval's running sums live on the device and are added to inside the compiled step itself
-(:func:`jka.train.loop.compile_step` with ``accumulate``: no second program per step, no host sync);
-they are saved with each checkpoint, so a resumed run logs exactly the means an uninterrupted one
-would.
+The interval's sums live on the device and are added to inside the compiled step (no second program
+per step, no host sync); they are saved with each checkpoint, so a resumed run logs exactly the means
+an uninterrupted one would.
 """
 from __future__ import annotations
 
@@ -32,7 +28,6 @@ log = logging.getLogger("jka")
 
 
 def add(sums, metrics):
-    """The interval's sums with one step's metrics added (inside the compiled step)."""
     return jax.tree.map(lambda s, m: s + jnp.asarray(m, jnp.float32), sums, metrics)
 
 
@@ -45,10 +40,9 @@ def duration(seconds: float) -> str:
 
 
 class Progress:
-    """The interval means, rates and log lines of one run (``name``; ``learning_rate(step)``) from
-    ``start`` to ``total``. ``metrics``: the shapes of a step's metrics; :attr:`sums` is what the next
-    step adds to (a fresh zero tree at each interval's start). :attr:`flops`: one step's FLOPs (None: not
-    counted); :attr:`peak`: the peak FLOP/s of all the devices together (None: unknown, no MFU)."""
+    """The interval means, rates and log lines of one run from ``start`` to ``total``. ``metrics``: the
+    shapes of a step's metrics; :attr:`sums`: what the next step adds to; :attr:`flops`: one step's
+    FLOPs and :attr:`peak`: all the devices' peak FLOP/s (None: unknown)."""
 
     def __init__(self, name: str, learning_rate, cfg, start: int, total: int, writer, mesh, metrics,
                  saved: dict | None = None):
@@ -64,9 +58,7 @@ class Progress:
         self.began = time.perf_counter()
         self.mark = None  # (time, step) once the first step (and its compilation) is done
         self.paused = 0.0
-        self.compile_s = None
-        self.flops: float | None = None
-        self.peak: float | None = None
+        self.flops = self.peak = None  # set by the loop
         tty = bool(cfg.train.get("progress", True)) and sys.stderr.isatty() and jax.process_index() == 0
         self.bar = tqdm(total=total, initial=start, disable=not tty, desc=name, dynamic_ncols=True, leave=False)
 
@@ -78,9 +70,9 @@ class Progress:
         if self.mark is None:
             jax.block_until_ready(metrics)
             now = time.perf_counter()
-            self.compile_s, self.mark = now - self.began, (now, done)
+            self.mark = (now, done)
             log.info("%s: first step done in %.1f s (compilation included; not in the rates below)",
-                     self.name, self.compile_s)
+                     self.name, now - self.began)
         self.bar.update(1)
         if done % self.log_every == 0 or done == self.total:
             return self.flush(done)
@@ -140,5 +132,7 @@ def speed_text(speed: dict) -> str:
     return text
 
 
-def all_finite(row: dict) -> bool:
-    return all(np.all(np.isfinite(v)) for v in jax.tree.leaves(row))
+def all_finite(tree) -> bool:
+    """Whether every floating leaf of ``tree`` (a logged row, or a state on its devices) is finite."""
+    leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating)]
+    return bool(all(jnp.all(jnp.isfinite(x)) for x in leaves))

@@ -1,11 +1,9 @@
 """The one training state of every method, and the optimizers built from config.
 
-A :class:`State` holds the trained parts of a run by name (``'student'``, ``'generator'``, ``'head'``,
-...), each part's parameters and BatchNorm statistics, one optimizer per *group* of parts (a group
-is what one optax chain updates together: the student with its adapters, the generator, ...), the
-run's random key, and ``buffers``: arrays carried from step to step that no gradient trains (an image
-pool, a memory bank, the frozen parts of an earlier phase). Gradients are applied in one place,
-:mod:`jka.train.update`.
+A :class:`State` holds the trained parts by name (``'student'``, ``'generator'``, ...) with their
+parameters and BatchNorm statistics, one optimizer per *group* of parts (what one optax chain updates
+together), the run's key, and ``buffers``: arrays carried from step to step that no gradient trains
+(an image pool, a memory bank, an earlier phase's frozen parts).
 """
 from __future__ import annotations
 
@@ -33,8 +31,8 @@ class Group(NamedTuple):
 
 @struct.dataclass
 class State:
-    """Everything a run trains and carries (module docstring). ``groups`` is static (not a leaf), so
-    the state can be checkpointed and donated."""
+    """Everything a run trains and carries; ``groups`` is static (not a leaf), so the state can be
+    checkpointed and donated."""
 
     step: jax.Array
     params: dict
@@ -66,12 +64,11 @@ class State:
         return {"params": self.params[part], "batch_stats": self.batch_stats[part]}
 
     def next_rng(self):
-        """(new state, key): split the state's key so every step draws fresh randomness."""
+        """(new state, key): every step draws fresh randomness."""
         rng, key = jax.random.split(self.rng)
         return self.replace(rng=rng), key
 
     def advance(self):
-        """The state one loop step later."""
         return self.replace(step=self.step + 1)
 
 
@@ -108,7 +105,6 @@ def make_schedule(cfg, total_steps: int):
     elif o.schedule == "cosine":
         sched = optax.cosine_decay_schedule(lr, max(total_steps - warmup, 1))
     elif o.schedule == "step":
-        # Multiply by `decay_factor` at each fraction of training in `decay_at` (e.g. [0.5, 0.75]).
         sched = optax.piecewise_constant_schedule(lr, {int(f * total_steps): float(o.decay_factor) for f in o.decay_at})
     elif o.schedule == "warmup_cosine":
         return optax.warmup_cosine_decay_schedule(0.0, lr, max(warmup, 1), max(total_steps, warmup + 1))
@@ -120,11 +116,8 @@ def make_schedule(cfg, total_steps: int):
 
 
 def make_optimizer(cfg, total_steps: int) -> optax.GradientTransformation:
-    """An optax optimizer from an ``optim`` config: name, lr, schedule, momentum, weight_decay.
-
-    Weight decay for SGD is L2 added to the gradient (PyTorch's ``weight_decay``); for AdamW it is
-    decoupled. ``grad_clip`` (global norm) is optional.
-    """
+    """An optax optimizer from an ``optim`` config. Weight decay for SGD and Adam is L2 added to the
+    gradient (PyTorch's ``weight_decay``); for AdamW it is decoupled."""
     o = optim(cfg)
     if float(o.lr) < 0:
         raise ConfigError(f"optim.lr must be >= 0, got {o.lr}")

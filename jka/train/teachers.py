@@ -1,8 +1,4 @@
-"""Frozen teachers: exported models (``WORKDIR/model``) loaded for a run.
-
-Finding or training the teachers a config names is :mod:`jka.run`'s work; everything below it
-receives :class:`Teacher` objects.
-"""
+"""Frozen teachers: exported models loaded for a run (:mod:`jka.run` finds or trains them)."""
 from __future__ import annotations
 
 import dataclasses
@@ -45,8 +41,8 @@ class Teacher:
 
 
 def load_teacher(path: str, classes: Sequence[int] | None = None, dtype=jnp.float32) -> Teacher:
-    """The exported model at ``path`` as a teacher over ``classes`` (default: the classes it was
-    trained on, else ``0..num_classes-1``), computing in ``dtype``."""
+    """The exported model at ``path`` as a teacher over ``classes`` (default: its own, else
+    ``0..num_classes-1``)."""
     module, variables, info = load_classifier(path, dtype, what="teacher")
     classes = classes or info.get("classes") or list(range(info["num_classes"]))
     classes = [int(c) for c in classes]
@@ -75,8 +71,7 @@ def normalisation_mismatch(teacher: Teacher, mean: Sequence[float], std: Sequenc
 
 
 def check_fit(teacher: Teacher, image_shape: Sequence[int]) -> None:
-    """Refuse a teacher whose variables do not fit this run's ``image_shape`` (H, W, C) images
-    (e.g. an RGB teacher on 1-channel digits): found before any step is compiled."""
+    """Refuse a teacher whose variables do not fit this run's (H, W, C) images, before any compile."""
     h, w, c = (int(s) for s in image_shape)
     problem = variables_mismatch(teacher.module, teacher.variables, (h, w, c),
                                  f"this run's {c}-channel {h}x{w} images need")

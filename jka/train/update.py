@@ -1,10 +1,6 @@
-"""Where every gradient of every method is taken and applied.
-
-A loss is a function of the parameters of all parts of a :class:`~jka.train.state.State`
-(``params[part]``); :func:`minimize` differentiates it with respect to the parts of one optimizer
-group (or of several, from one backward pass) and applies each group's optimizer. The loss returns
-``(value, (new_batch_stats, metrics))``: ``new_batch_stats`` maps the parts whose BatchNorm statistics
-this pass updates to their new statistics (the others keep theirs).
+"""Where every gradient of every method is taken and applied: :func:`minimize` differentiates a loss
+of all the state's parameters with respect to one optimizer group's parts (or several groups', from
+one backward pass) and applies each group's optimizer.
 """
 from __future__ import annotations
 
@@ -28,9 +24,9 @@ def apply(state: State, group: str, grads: dict, batch_stats: dict | None = None
 
 
 def minimize(state: State, groups: str | tuple, loss_fn: Callable):
-    """One update of ``groups`` (a group name, or several updated from one backward pass) down the
-    gradient of ``loss_fn(params) -> (loss, (new_batch_stats, metrics))``, where ``params`` holds every
-    part's parameters and only the groups' parts are differentiated. Returns (state, loss, metrics)."""
+    """One update of ``groups`` (a name, or several) down the gradient of ``loss_fn(params) -> (loss,
+    (new_batch_stats, metrics))``; ``params`` holds every part's, ``new_batch_stats`` the new statistics
+    of the parts this pass updates. Returns (state, loss, metrics)."""
     names = (groups,) if isinstance(groups, str) else tuple(groups)
     trained = [p for name in names for p in state.group(name).parts]
 

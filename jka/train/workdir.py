@@ -1,16 +1,14 @@
-"""A run's workdir: writable, used by one run at a time, and bound to one config.
-
-Workdirs may be local directories or buckets (``gs://``; see :mod:`jka.paths`).
+"""A run's workdir (a local directory or a bucket, :mod:`jka.paths`): writable, used by one run at a
+time, and bound to one config.
 
 - :func:`check_writable` refuses a workdir that is a file or cannot be written, before any work.
-- :func:`lock` holds ``WORKDIR/jka.lock`` (host, pid, start time) for the run; a second run is
-  refused with the holder's name. A lock whose process is gone (same host, dead pid; or the same
-  SLURM job, requeued) is taken over with a warning.
-- :func:`write_config` writes the resolved config to ``WORKDIR/config.json``; :func:`check_config`
-  refuses a rerun with another config, naming the keys that differ, unless they are named in
-  ``allow_changed`` (e.g. ``train.steps`` to extend a run). Keys that only change how a run is
-  watched (``OPERATIONAL``) may always change. A changed config replaces the recorded one only once
-  its run has finished, so a changed run that fails leaves the workdir bound to its old config.
+- :func:`lock` holds ``WORKDIR/jka.lock`` (host, pid, start time); a second run is refused with the
+  holder's name, a lock whose process is gone (same host, dead pid; or a requeued SLURM job) is
+  taken over with a warning.
+- :func:`write_config` records the resolved config in ``WORKDIR/config.json``; :func:`check_config`
+  refuses a rerun with another config, naming the keys that differ, unless they are in
+  ``allow_changed`` (e.g. ``train.steps``) or only change how a run is watched (``OPERATIONAL``). A
+  changed config replaces the recorded one only once its run has finished.
 """
 from __future__ import annotations
 
@@ -39,15 +37,13 @@ OPERATIONAL = ("train.progress", "train.log_every", "train.eval_every", "train.c
 
 
 def check_writable(workdir: str, create: bool = True, flag: str = "--workdir") -> None:
-    """Refuse a workdir (or output directory) that is empty, a file or not writable (``create``: make
-    it first)."""
+    """Refuse an empty path, a file, or a directory that cannot be written (``create``: make it first)."""
     check_location(workdir, flag)
     check_directory(workdir, create, flag)
 
 
 def check_directory(workdir: str, create: bool = True, flag: str = "--workdir") -> None:
-    """:func:`check_writable` for a path :func:`check_location` has passed: refuse a file or a
-    directory that cannot be written (``create``: make it first)."""
+    """:func:`check_writable` for a path :func:`check_location` has passed."""
     if paths.isfile(workdir):
         raise UserError(f"{flag} {workdir} is a file, not a directory; pass a directory path")
     _probe(workdir, flag, create, "pass a writable directory")
@@ -61,8 +57,7 @@ def check_location(workdir: str, flag: str = "--workdir") -> None:
 
 
 def check_output_dir(path: str, flag: str = "--out") -> None:
-    """Refuse an output directory that is empty, a file, or an existing directory not writable;
-    nothing is created (the results are written last)."""
+    """:func:`check_writable` for an output directory, which is not created (the results come last)."""
     check_writable(path, create=False, flag=flag) if paths.exists(path) else check_named(path, flag)
 
 
@@ -73,7 +68,6 @@ def check_named(workdir, flag: str = "--workdir") -> None:
 
 
 def _probe(directory: str, flag: str, create: bool, what_to_do: str) -> None:
-    """Write and delete a small file in ``directory``; any failure is one line."""
     try:
         if create:
             paths.makedirs(directory)
@@ -127,8 +121,8 @@ def _gone(holder: dict) -> bool:
 
 @contextlib.contextmanager
 def lock(workdir: str):
-    """Hold ``WORKDIR/jka.lock`` while the block runs (process 0 of a multi-process run). In a
-    bucket the lock is checked and written, not created exclusively (:func:`jka.paths.create_new`)."""
+    """Hold ``WORKDIR/jka.lock`` while the block runs (process 0 only; in a bucket it is checked and
+    written, not created exclusively)."""
     path = os.path.join(workdir, LOCK_FILE)
     if jax.process_index() != 0:
         yield
@@ -257,13 +251,11 @@ def write_config(cfg, workdir: str, source: str | None = None) -> None:
 
 @contextlib.contextmanager
 def as_found_on_refusal(workdir: str):
-    """A run refused (a :class:`UserError`: bad data, a damaged teacher, a step too big for memory)
-    before its first checkpoint leaves ``workdir`` (a directory or a bucket's) as it found it: every
-    entry it created there is removed, except a network it trained on the way (a teacher's directory
-    with its model: work done, not a trace of the refusal), and the workdir itself when the run
-    created it and it is left empty. A workdir that held a run's work when the run started
-    (checkpoints, a model) is left alone: what a refused resume moved aside (a damaged checkpoint) is
-    the user's. Only process 0 removes."""
+    """A run refused (a :class:`UserError`) before its first checkpoint leaves ``workdir`` as it found
+    it: every entry it created is removed, but a network it trained on the way (work done, not a
+    trace of the refusal), and so is the workdir when the run created it and it is left empty. A
+    workdir that held a run's work (checkpoints, a model) is left alone: what a refused resume moved
+    aside is the user's. Only process 0 removes."""
     check_location(workdir)  # before the first look into it
     first = jax.process_index() == 0
     existed = first and paths.isdir(workdir)
