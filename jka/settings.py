@@ -154,21 +154,3 @@ def defaults(cls) -> dict:
         value = _default(f)
         out[f.name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
     return out
-
-
-def as_dict(settings) -> dict:
-    """A settings instance as plain dicts (for config.json and reports)."""
-    return dataclasses.asdict(settings)
-
-
-def docs(section, prefix: str = "") -> list[tuple[str, Any, str]]:
-    """(key, default, what it means) of every setting of a settings class (or instance), nested
-    sections flattened."""
-    out = []
-    for f in dataclasses.fields(section):
-        value = getattr(section, f.name) if not isinstance(section, type) else _default(f)
-        if dataclasses.is_dataclass(value):
-            out += docs(value, f"{prefix}{f.name}.")
-        else:
-            out.append((prefix + f.name, value, f.metadata.get("doc", "")))
-    return out
