@@ -102,4 +102,3 @@ def layer_scores(target: Graph, source_layers: Mapping[str, Graph], lam: float =
 
 def select_layer(scores: Mapping[str, float]) -> str:
     return max(scores, key=scores.get)
-
