@@ -13,13 +13,17 @@ permuting each target's scores over its sources (one-sided p-value).
 """
 from __future__ import annotations
 
+import functools
 import io
 import os
 import sys
 import time
 from typing import Sequence
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 from PIL import Image
 
 from jka import paths
@@ -36,9 +40,7 @@ from jka.transfer.zoo import load_probe
 COMPARE_METHODS = ("attribution", "depara")
 
 
-# --------------------------------------------------------------------------------------------------
-# Comparing a zoo (no labels)
-# --------------------------------------------------------------------------------------------------
+# -- comparing a zoo (no labels) --------------------------------------------------------------------
 def zoo_graphs(zoo: Sequence[ZooModel], probe: np.ndarray, layer: str = "pooled",
                attribution: str = "grad_input", mesh=None) -> dict[str, Graph]:
     return {m.name: build_graph(m, probe, layer, attribution, mesh) for m in zoo}
@@ -113,9 +115,7 @@ def write_outputs(result: dict, out: str, k: int = 2, groups=None, prefix: str =
     return files
 
 
-# --------------------------------------------------------------------------------------------------
-# Measured transfer (labels used only here, to check the label-free scores)
-# --------------------------------------------------------------------------------------------------
+# -- measured transfer (labels used only here, to check the label-free scores) ----------------------
 def linear_probe_accuracy(f_train: np.ndarray, y_train: np.ndarray, f_test: np.ndarray, y_test: np.ndarray,
                           budget: int, repeats: int, seed: int = 0) -> float:
     """Mean held-out accuracy of logistic regression fitted on ``budget`` random labelled samples."""
@@ -137,44 +137,33 @@ def linear_probe_accuracy(f_train: np.ndarray, y_train: np.ndarray, f_test: np.n
 # logit fixed at 0), as scikit-learn does. Fitted by L-BFGS (optax, float32) to a small gradient
 # norm. Features are padded with zero columns to a power of two and classes (masked out) to a
 # multiple of 16, which leaves the minimiser unchanged and compiles the solver once per bucket.
-_PROBE_SOLVERS: dict = {}
+@functools.partial(jax.jit, static_argnames=("max_iter",))
+def _fit_probe(x, y, free, valid, l2, max_iter, tol):
+    n, k = y.shape[0], free.shape[0]
+    onehot = jax.nn.one_hot(y, k, dtype=x.dtype)
 
+    def objective(params):
+        w, b = params["w"] * free, params["b"] * free
+        logits = jnp.where(valid, x @ w + b, -1e9)  # padded classes: never predicted, no loss
+        return -jnp.sum(onehot * jax.nn.log_softmax(logits)) / n + 0.5 * l2 * jnp.sum(w * w)
 
-def _probe_solver():
-    if "fit" not in _PROBE_SOLVERS:
-        import jax
-        import jax.numpy as jnp
-        import optax
+    opt = optax.lbfgs()
+    value_and_grad = optax.value_and_grad_from_state(objective)
 
-        def fit(x, y, free, valid, l2, max_iter, tol):
-            n, k = y.shape[0], free.shape[0]
-            onehot = jax.nn.one_hot(y, k, dtype=x.dtype)
+    def step(carry):
+        params, state = carry
+        value, grad = value_and_grad(params, state=state)
+        updates, state = opt.update(grad, state, params, value=value, grad=grad, value_fn=objective)
+        return optax.apply_updates(params, updates), state
 
-            def objective(params):
-                w, b = params["w"] * free, params["b"] * free
-                logits = jnp.where(valid, x @ w + b, -1e9)  # padded classes: never predicted, no loss
-                return -jnp.sum(onehot * jax.nn.log_softmax(logits)) / n + 0.5 * l2 * jnp.sum(w * w)
+    def going_on(carry):
+        _, state = carry
+        count = optax.tree.get(state, "count")
+        return (count == 0) | ((count < max_iter) & (optax.tree.norm(optax.tree.get(state, "grad")) >= tol))
 
-            opt = optax.lbfgs()
-            value_and_grad = optax.value_and_grad_from_state(objective)
-
-            def step(carry):
-                params, state = carry
-                value, grad = value_and_grad(params, state=state)
-                updates, state = opt.update(grad, state, params, value=value, grad=grad, value_fn=objective)
-                return optax.apply_updates(params, updates), state
-
-            def going_on(carry):
-                _, state = carry
-                count = optax.tree.get(state, "count")
-                return (count == 0) | ((count < max_iter) & (optax.tree.norm(optax.tree.get(state, "grad")) >= tol))
-
-            params = {"w": jnp.zeros((x.shape[1], k), x.dtype), "b": jnp.zeros((k,), x.dtype)}
-            params, state = jax.lax.while_loop(going_on, step, (params, opt.init(params)))
-            return params["w"] * free, params["b"] * free, optax.tree.get(state, "count")
-
-        _PROBE_SOLVERS["fit"] = jax.jit(fit, static_argnames=("max_iter",))
-    return _PROBE_SOLVERS["fit"]
+    params = {"w": jnp.zeros((x.shape[1], k), x.dtype), "b": jnp.zeros((k,), x.dtype)}
+    params, state = jax.lax.while_loop(going_on, step, (params, opt.init(params)))
+    return params["w"] * free, params["b"] * free, optax.tree.get(state, "count")
 
 
 def fit_linear_probe(features: np.ndarray, labels: np.ndarray, C: float = 1.0, max_iter: int = 1000,
@@ -195,8 +184,8 @@ def fit_linear_probe(features: np.ndarray, labels: np.ndarray, C: float = 1.0, m
         free[0] = 0.0
     z = np.zeros((len(x), d_pad), np.float32)
     z[:, :d] = (x - mean) / scale
-    w, b, iters = _probe_solver()(z, y.astype(np.int32), free, valid, np.float32(1.0 / (C * len(y))),
-                                  max_iter=int(max_iter), tol=np.float32(tol))
+    w, b, iters = _fit_probe(z, y.astype(np.int32), free, valid, np.float32(1.0 / (C * len(y))),
+                              max_iter=int(max_iter), tol=np.float32(tol))
     return {"classes": classes, "mean": mean, "scale": scale, "coef": np.asarray(w, np.float64)[:d, :k],
             "intercept": np.asarray(b, np.float64)[:k], "iterations": int(iters)}
 
@@ -238,9 +227,7 @@ def correlation_test(scores: dict[str, dict[str, float]], values: dict[str, dict
     return {"per_target": per, "mean": observed, "p_value": (hits + 1) / (permutations + 1)}
 
 
-# --------------------------------------------------------------------------------------------------
-# The digits study
-# --------------------------------------------------------------------------------------------------
+# -- the digits study -------------------------------------------------------------------------------
 def _log(msg: str, t0: float):
     print(f"[transfer_study {time.perf_counter() - t0:7.1f}s] {msg}", file=sys.stderr, flush=True)
 
@@ -295,8 +282,6 @@ def run_study(cfg, workdir: str, zoo: Sequence[ZooModel], t0: float | None = Non
     _log("measured transfer and correlation tests done", t0)
 
     # Layer selection: for each target, the layers of its DEPARA-selected source.
-    layers_out, hits, all_hits = {}, 0, []
-    target_graphs = {t: graphs[t] for t in targets}
     layer_cache: dict = {}
 
     def layer_eval(src: str, t: str):
@@ -307,7 +292,7 @@ def run_study(cfg, workdir: str, zoo: Sequence[ZooModel], t0: float | None = Non
             f = {x: (feature_vectors(m, train.images, x), feature_vectors(m, test.images, x)) for x in lays}
             layer_cache[src] = (lays, g, f)
         lays, g, f = layer_cache[src]
-        scores = layer_scores(target_graphs[t], g, lam)
+        scores = layer_scores(graphs[t], g, lam)
         y_tr, y_te = labels[t]
         measured = {x: linear_probe_accuracy(f[x][0], y_tr, f[x][1], y_te, budget, int(tc.layer_repeats), cfg.seed)
                     for x in lays}
@@ -316,15 +301,11 @@ def run_study(cfg, workdir: str, zoo: Sequence[ZooModel], t0: float | None = Non
         return {"scores": scores, "measured": measured, "picked": picked, "best_two": best_two,
                 "within_best_two": picked in best_two}
 
-    for t in targets:
-        src = depara["rankings"][t][0][0]
-        res = layer_eval(src, t)
-        layers_out[t] = {"source": src, **res}
-        hits += res["within_best_two"]
-    if tc.get("layer_all_sources", False):
-        for t in targets:
-            for s in values[t]:
-                all_hits.append(layer_eval(s, t)["within_best_two"])
+    layers_out = {t: {"source": depara["rankings"][t][0][0], **layer_eval(depara["rankings"][t][0][0], t)}
+                  for t in targets}
+    hits = sum(r["within_best_two"] for r in layers_out.values())
+    all_sources = tc.get("layer_all_sources", False)
+    all_hits = [layer_eval(s, t)["within_best_two"] for t in targets for s in values[t]] if all_sources else []
     t_layers = time.perf_counter()
     _log("layer selection done", t0)
 
@@ -361,7 +342,7 @@ def run_study(cfg, workdir: str, zoo: Sequence[ZooModel], t0: float | None = Non
                      "budget": budget, "repeats": repeats, "transfer_layer": feat_layer},
         "seconds": {"zoo": t_zoo - t0, "scores": t_scores - t_zoo, "measured_transfer": t_measure - t_scores,
                     "layer_selection": t_layers - t_measure},
-        "files": {k: v for k, v in pics.items()},
+        "files": pics,
         "labels_used": "only to measure transfer values (the scores use none)",
     }
 
