@@ -21,9 +21,9 @@ TITLE_PT = 11
 DIAGONAL = "#d4d4d4"  # neutral grey of a model's cell with itself
 
 
-def _mpl():
-    """matplotlib, imported on first use: the one place this module imports it (never ``plt``).
-    It is the ``plots`` extra: without it, one UserError saying how to install it."""
+def require():
+    """matplotlib (the ``plots`` extra), imported on first use and never as ``plt``; without it, one
+    UserError saying how to install it (called first by a command that draws, to fail before the work)."""
     try:
         import matplotlib
     except ImportError:
@@ -34,18 +34,13 @@ def _mpl():
     return matplotlib
 
 
-def require() -> None:
-    """Fail now, not after the work, when the pictures cannot be drawn."""
-    _mpl()
-
-
 def figure(**kwargs):
     """A new Figure, drawn without ``plt`` or a backend (``Figure.savefig`` renders it)."""
-    return _mpl().figure.Figure(**kwargs)
+    return require().figure.Figure(**kwargs)
 
 
 def colormap(name: str):
-    return _mpl().colormaps[name]
+    return require().colormaps[name]
 
 
 def _save(fig, path: str, dpi: int = 120) -> str:
@@ -71,7 +66,7 @@ def _norm(values: np.ndarray, lo: float, hi: float):
     weak pairs and a few strong ones), then half linear, half by rank, so that crowded values get
     distinct colours while the outliers stay apart; monotone, so the colour order is the value
     order, and the colour bar's uneven ticks show the stretch."""
-    colors = _mpl().colors
+    colors = require().colors
     v = np.unique(values[np.isfinite(values)])
     if v.size >= 3:
         mid = (float(np.median(values)) - lo) / (hi - lo)
@@ -96,7 +91,7 @@ def _norm(values: np.ndarray, lo: float, hi: float):
 
 
 def heatmap_figure(matrix: np.ndarray, names: Sequence[str], title: str, cmap: str = "viridis",
-                   label: str = "", mask_diagonal: bool = True):
+                   label: str = ""):
     """The Figure of :func:`heatmap`.
 
     The diagonal (a model with itself: the largest similarity or zero distance, which says nothing
@@ -105,10 +100,7 @@ def heatmap_figure(matrix: np.ndarray, names: Sequence[str], title: str, cmap: s
     in black or white, whichever reads better on the cell's colour."""
     m = np.asarray(matrix, np.float64)
     n_rows, n_cols = m.shape
-    diag = np.zeros(m.shape, bool)
-    if mask_diagonal:
-        k = min(n_rows, n_cols)
-        diag[np.arange(k), np.arange(k)] = True
+    diag = np.eye(n_rows, n_cols, dtype=bool)
     off = m[~diag & np.isfinite(m)]
     lo, hi = (float(off.min()), float(off.max())) if off.size else (0.0, 1.0)
     if hi <= lo:  # one value (or none): a scale around it
@@ -159,10 +151,10 @@ def heatmap_figure(matrix: np.ndarray, names: Sequence[str], title: str, cmap: s
 
 
 def heatmap(matrix: np.ndarray, names: Sequence[str], path: str, title: str, cmap: str = "viridis",
-            label: str = "", mask_diagonal: bool = True) -> str:
+            label: str = "") -> str:
     """Annotated heat map of a (n, n) matrix, rows/columns labelled by ``names``, as a PNG at ``path``
     (see :func:`heatmap_figure`)."""
-    return _save(heatmap_figure(matrix, names, title, cmap, label, mask_diagonal), path)
+    return _save(heatmap_figure(matrix, names, title, cmap, label), path)
 
 
 def nearest_edges(matrix: np.ndarray, k: int, higher_is_closer: bool) -> list[tuple[int, int]]:
@@ -199,7 +191,7 @@ def graph_figure(matrix: np.ndarray, names: Sequence[str], title: str, k: int = 
     fig = figure(figsize=(9, 7.2), layout="constrained")
     ax = fig.add_subplot()
     blues = colormap("Blues")
-    placed = [p for p in pos]  # label spots so far (nodes count: a label must not hide one)
+    placed = list(pos)  # label spots so far (nodes count: a label must not hide one)
     for (i, j), c, v in zip(edges, closeness, vals):
         t = (c - lo) / (hi - lo) if hi > lo else 1.0
         ax.plot(*zip(pos[i], pos[j]), color=blues(0.35 + 0.65 * t), lw=1 + 4 * t, zorder=1,
