@@ -2,6 +2,7 @@
 10-class student that never sees a label. Runs offline on a CPU in well under three minutes."""
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import time
@@ -13,20 +14,19 @@ from jka.train.workdir import check_output_file
 def run_demo(out: str | None = None, workdir: str | None = None, progress: bool = True) -> dict:
     if out:
         check_output_file(out)  # before the minutes of training, not after
-    tmp = None
-    if workdir is None:
-        tmp = tempfile.TemporaryDirectory(prefix="jka-demo-")
-        workdir = tmp.name
-    t0 = time.perf_counter()
-    cfg = run.load("digits/kd")
-    cfg.train.progress = progress
-    for spec in cfg.teachers:
-        spec["config"].train.progress = progress
-    summary = run.train(cfg, os.path.join(workdir, "student"))
-    teachers = []
-    for spec in cfg.teachers:
-        summary_t = paths.read_json(os.path.join(workdir, "student", spec["workdir"], "summary.json"))
-        teachers.append({"classes": list(spec["classes"]), "accuracy": summary_t["eval"]["accuracy"]})
+    with contextlib.ExitStack() as stack:
+        workdir = workdir or stack.enter_context(tempfile.TemporaryDirectory(prefix="jka-demo-"))
+        t0 = time.perf_counter()
+        cfg = run.load("digits/kd")
+        cfg.train.progress = progress
+        for spec in cfg.teachers:
+            spec["config"].train.progress = progress
+        summary = run.train(cfg, os.path.join(workdir, "student"))
+        teachers = []
+        for spec in cfg.teachers:
+            summary_t = paths.read_json(os.path.join(workdir, "student", spec["workdir"], "summary.json"))
+            teachers.append({"classes": list(spec["classes"]), "accuracy": summary_t["eval"]["accuracy"]})
+        seconds = round(time.perf_counter() - t0, 1)
     ev = summary["eval"]
     result = {
         "method": cfg.algorithm,
@@ -36,13 +36,11 @@ def run_demo(out: str | None = None, workdir: str | None = None, progress: bool 
             "per_teacher_classes": [ev[f"teacher{k}_classes"] for k in range(len(teachers))],
             "labels_used": summary["labels_used"],
         },
-        "seconds": round(time.perf_counter() - t0, 1),
+        "seconds": seconds,
     }
     _print_table(result)
     if out:
         paths.write_json(out, result)
-    if tmp is not None:
-        tmp.cleanup()
     return result
 
 
