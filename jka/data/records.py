@@ -7,6 +7,7 @@ one a single process would use (resume and process count do not change what is t
 """
 from __future__ import annotations
 
+import copy
 import logging
 from typing import Sequence
 
@@ -112,12 +113,9 @@ class RecordDataset:
 
     def subset(self, keep: np.ndarray, lut: np.ndarray, num_classes: int) -> "RecordDataset":
         """Rows where ``keep`` holds, labels mapped through ``lut`` (see ``select_classes``)."""
-        composed = lut if self.lut is None else lut[self.lut]
-        out = RecordDataset(self.source, name=self.name, split=self.split, image_key=self.image_key,
-                            label_key=self.label_key, num_classes=num_classes, image_shape=self.image_shape,
-                            mean=self.mean, std=self.std, image_size=self.image_size, rows=self.rows[keep],
-                            lut=composed)
+        out = copy.copy(self)
+        out.num_classes, out.rows = num_classes, self.rows[keep]
+        out.lut = lut if self.lut is None else lut[self.lut]
         out._labels = lut[self.labels[keep]]
-        if self._images is not None:
-            out._images = self._images[keep]
+        out._images = None if self._images is None else self._images[keep]
         return out
