@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from jka.losses.distill._common import f32
+from jka.losses import f32
 
 
 def cc(e_s, e_t):

@@ -22,15 +22,13 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from jka.losses import l2_normalize
-from jka.losses.distill._common import f32
+from jka.losses import f32, l2_normalize
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
 def top_eigh(g, n: int):
     """Largest ``n`` eigenvalues (descending) and eigenvectors ``(…, C, n)`` of symmetric ``g``."""
-    w, v = jnp.linalg.eigh(g)
-    return w[..., ::-1][..., :n], v[..., ::-1][..., :n]
+    return _top_eigh_fwd(g, n)[0]
 
 
 def _top_eigh_fwd(g, n):

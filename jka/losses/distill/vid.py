@@ -8,7 +8,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jka.losses.distill._common import f32
+from jka.losses import f32
 
 EPS = 1e-5
 
