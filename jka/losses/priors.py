@@ -8,11 +8,8 @@ from jka.losses import cross_entropy
 
 
 def moments(x, weights=None):
-    """Mean and biased variance of ``x`` over every axis but the last (channels).
-
-    ``weights`` (one per sample, shape (B,)) gives the weighted moments, e.g. over the images a
-    teacher claims; ``None`` weighs every sample alike.
-    """
+    """Mean and biased variance of ``x`` over every axis but the last (channels), weighted by
+    ``weights`` (B,) when given (e.g. over the images a teacher claims)."""
     xf = x.astype(jnp.float32)
     axes = tuple(range(x.ndim - 1))
     if weights is None:

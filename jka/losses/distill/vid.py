@@ -13,11 +13,7 @@ from jka.losses import f32
 EPS = 1e-5
 
 
-def variance(theta):
-    return jax.nn.softplus(f32(theta)) + EPS
-
-
 def vid(mu, f_t, theta):
     """Gaussian negative log-likelihood (without the constant) of ``F_t`` under ``N(μ, σ²)``."""
-    var = variance(theta)
+    var = jax.nn.softplus(f32(theta)) + EPS
     return jnp.mean(0.5 * (jnp.square(f32(mu) - f32(f_t)) / var + jnp.log(var)))
