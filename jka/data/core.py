@@ -28,16 +28,12 @@ class ArrayDataset:
         return tuple(self.images.shape[1:])
 
     def take(self, idx) -> tuple[np.ndarray, np.ndarray]:
-        """Images and labels of rows ``idx``."""
         return self.images[idx], self.labels[idx]
 
 
 def select_classes(ds: ArrayDataset, classes: Sequence[int] | None) -> ArrayDataset:
-    """Keep only the samples of ``classes`` and relabel class ``classes[k]`` as ``k``.
-
-    ``classes=None`` keeps everything. The order of ``classes`` defines the output index order, so
-    a teacher over classes [5, 6, 7, 8, 9] predicts index 0 for digit 5.
-    """
+    """Only the samples of ``classes`` (None: all), class ``classes[k]`` relabelled ``k`` (so a
+    teacher over classes [5, 6, 7, 8, 9] predicts index 0 for digit 5)."""
     if classes is None:
         return ds
     classes = [int(c) for c in classes]
@@ -88,10 +84,7 @@ class Batches:
     def _perm(self, epoch: int) -> np.ndarray:
         if epoch not in self._perm_cache:
             n = len(self.ds)
-            if self.shuffle:
-                perm = np.random.default_rng([self.seed, epoch]).permutation(n)
-            else:
-                perm = np.arange(n)
+            perm = np.random.default_rng([self.seed, epoch]).permutation(n) if self.shuffle else np.arange(n)
             self._perm_cache = {epoch: perm}
         return self._perm_cache[epoch]
 
@@ -151,11 +144,10 @@ class Prefetch:
             self.pool = cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                                initializer=_worker_init, initargs=(batches,))
         else:
-            self.depth, self.read = depth, self._device_batch if self.on_device else batches.host_batch
+            self.depth, self.read = depth, batches.host_batch
+            if self.on_device:
+                self.read = lambda step: to_global(batches.host_batch(step), sharding)
             self.pool = cf.ThreadPoolExecutor(1, thread_name_prefix="jka-data")
-
-    def _device_batch(self, step: int) -> dict:
-        return to_global(self.batches.host_batch(step), self.sharding)
 
     def _fetch(self, step: int) -> dict:
         for s in range(step, min(step + self.depth + 1, self.stop)):
@@ -204,10 +196,7 @@ def to_global(host_batch: dict, sharding) -> dict:
 
 
 def eval_indices(n: int, batch_size: int) -> Iterator[tuple[np.ndarray, int]]:
-    """Rows of fixed-size batches over ``n`` samples in order; the last batch is padded with row 0.
-
-    Yields ``(rows, n_valid)``.
-    """
+    """``(rows, n_valid)`` of fixed-size batches over ``n`` samples in order, the last padded with row 0."""
     for start in range(0, n, batch_size):
         idx = np.arange(start, start + batch_size)
         yield np.where(idx < n, idx, 0), int(min(batch_size, n - start))

@@ -42,24 +42,17 @@ class RecordDataset:
     reads_on_demand = True
 
     def __init__(self, source, *, name: str, split: str, image_key: str, label_key: str, num_classes: int,
-                 image_shape: tuple, mean: tuple, std: tuple, image_size: int | None = None,
-                 rows: np.ndarray | None = None, lut: np.ndarray | None = None):
+                 image_shape: tuple, mean: tuple, std: tuple, image_size: int | None = None):
         self.source, self.name, self.split = source, name, split
         self.image_key, self.label_key = image_key, label_key
         self.num_classes, self.mean, self.std = num_classes, mean, std
-        self.image_size = image_size
-        self._image_shape = tuple(image_shape)
-        self.rows = np.arange(len(source)) if rows is None else np.asarray(rows)
-        self.lut = lut
+        self.image_size, self.image_shape = image_size, tuple(image_shape)
+        self.rows, self.lut = np.arange(len(source)), None  # a class subset narrows both (subset)
         self._labels: np.ndarray | None = None
         self._images: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.rows)
-
-    @property
-    def image_shape(self) -> tuple:
-        return self._image_shape
 
     def read(self, records: Sequence[int]) -> list:
         """The decoded examples at these record indices of the source, in order: one

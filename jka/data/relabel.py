@@ -26,11 +26,8 @@ def _digit_map(labeling: str, seed: int) -> np.ndarray | None:
 
 
 def relabel(labeling: str, digits: np.ndarray, split: str = "train", seed: int = 0) -> tuple[np.ndarray, int]:
-    """(new labels, number of classes) of the digit labels ``digits`` under ``labeling``.
-
-    ``random_labels`` draws one label per image (seeded by ``seed`` and the split): no function of
-    the image predicts it, so a network trained on it learns to memorise.
-    """
+    """(new labels, number of classes) of the digit labels ``digits`` under ``labeling``. ``random_labels``
+    draws one label per image (seeded by ``seed`` and the split), which a network can only memorise."""
     if labeling not in LABELINGS:
         raise unknown_choice("labeling (data.relabel)", labeling, LABELINGS)
     lut = _digit_map(labeling, seed)
