@@ -133,14 +133,9 @@ def read(cls, given, where: str):
             base = dataclasses.asdict(default)
             values[name] = read(type(default), {**base, **_plain(value)} if is_dict(value) else value, key)
             continue
-        rule = f.metadata.get("rule")
-        if rule is not None:
-            ok = rule.ok(value)
-        else:
-            ok = fits(value, default)
-            rule = Rule(None, f"a {'finite number' if isinstance(default, float) else type(default).__name__} "
-                              f"like its default {default!r}")
-        if not ok:
+        kind = "finite number" if isinstance(default, float) else type(default).__name__
+        rule = f.metadata.get("rule") or Rule(lambda v: fits(v, default), f"a {kind} like its default {default!r}")
+        if not rule.ok(value):
             reason = str(unknown_choice(rule.kind, value, rule.choices)) if rule.kind else f"it must be {rule.must}"
             raise ConfigError(f"{key}={brief(value)} is not valid: {reason}; fix it in the config or override {key}=...")
         values[name] = tuple(value) if isinstance(default, tuple) and isinstance(value, list) else value
