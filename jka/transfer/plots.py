@@ -119,14 +119,12 @@ def heatmap_figure(matrix: np.ndarray, names: Sequence[str], title: str, cmap: s
     ax.set_xticks(range(n_cols), names[:n_cols], rotation=40, ha="right", rotation_mode="anchor",
                   fontsize=TICK_PT)
     ax.set_yticks(range(n_rows), names[:n_rows], fontsize=TICK_PT)
-    ax.tick_params(length=0)
     # thin white lines between cells
     ax.set_xticks(np.arange(-0.5, n_cols), minor=True)
     ax.set_yticks(np.arange(-0.5, n_rows), minor=True)
     ax.grid(which="minor", color="white", linewidth=1.2)
-    ax.tick_params(which="minor", length=0)
-    for side in ax.spines.values():
-        side.set_visible(False)
+    ax.tick_params(which="both", length=0)
+    ax.spines[:].set_visible(False)
 
     fmt = f"{{:.{_decimals(hi - lo)}f}}"
     text_pt = TEXT_PT if n <= 14 else 8

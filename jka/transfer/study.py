@@ -91,9 +91,8 @@ def write_outputs(result: dict, out: str, k: int = 2, groups=None, prefix: str =
     higher = bool(result["higher_is_closer"])
     label = "DEPARA similarity" if result["method"] == "depara" else "attribution distance"
     better = f"{'higher' if higher else 'lower'} = more transferable"
-    files = {"json": os.path.join(out, f"{prefix}transfer.json"),
-             "heatmap": os.path.join(out, f"{prefix}heatmap.png"),
-             "graph": os.path.join(out, f"{prefix}graph.png")}
+    files = {k: os.path.join(out, f"{prefix}{name}")
+             for k, name in (("json", "transfer.json"), ("heatmap", "heatmap.png"), ("graph", "graph.png"))}
     paths.write_json(files["json"], result)
     # viridis runs dark → bright: the brightest cell is the closest pair for either kind of score
     plots.heatmap(matrix, names, files["heatmap"],
@@ -237,9 +236,8 @@ def run_study(cfg, workdir: str, zoo: Sequence[ZooModel], t0: float | None = Non
     real transfer, compare. ``t0``: when the study started (the zoo's training counts in its time)."""
     t0 = time.perf_counter() if t0 is None else t0
     tc = cfg.transfer_study
-    specs = list(tc.zoo)
     by_name = {m.name: m for m in zoo}
-    task_of = {s["name"]: s["task"] for s in specs}
+    task_of = {s["name"]: s["task"] for s in tc.zoo}
     targets = list(by_name) if tc.get("targets", None) is None else list(tc.targets)
     missing = [t for t in targets if t not in by_name]
     if missing:
@@ -257,8 +255,7 @@ def run_study(cfg, workdir: str, zoo: Sequence[ZooModel], t0: float | None = Non
     _log("DEPARA graphs, similarity and distance matrices done", t0)
 
     # Measured transfer: linear probes on every source's features with the target's labels.
-    data_cfg = cfg.data
-    train, test = load_split(data_cfg, "train"), load_split(data_cfg, "test")
+    train, test = load_split(cfg.data, "train"), load_split(cfg.data, "test")
     budget, repeats = int(tc.budget), int(tc.repeats)
     feat_layer = tc.get("transfer_layer", "pooled")  # the features a linear probe is fitted on
     feats = {m.name: (feature_vectors(m, train.images, feat_layer), feature_vectors(m, test.images, feat_layer))

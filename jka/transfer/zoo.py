@@ -94,11 +94,8 @@ def _checked_probe(images: np.ndarray, where: str) -> np.ndarray:
 
 
 def load_probe(spec: str, n: int | None = None, seed: int = 0) -> np.ndarray:
-    """Unlabelled probe images (N, H, W, C) float32 in [0, 1].
-
-    ``digits`` / ``digits:test`` (a seeded random subset of that split) or a ``.npy``/``.npz`` file of
-    images (N, H, W) or (N, H, W, C), integers in 0..255 or floats in [0, 1].
-    """
+    """Unlabelled probe images (N, H, W, C) float32 in [0, 1], ``n`` of them (a seeded subset): ``digits``,
+    ``digits:test`` or a ``.npy``/``.npz`` file of images (N, H, W[, C]), 0..255 integers or [0, 1] floats."""
     if n is not None and n < 1:
         raise UserError(f"the probe size must be at least 1 image, not {n}")
     if spec.split(":")[0] == "digits":
