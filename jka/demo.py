@@ -52,12 +52,11 @@ def _print_table(r: dict):
         rows.append((f"student on teacher {'AB'[k] if k < 2 else k}'s classes", _span(t["classes"]), f"{acc:.4f}"))
     rows.append(("student, all classes", "0-9", f"{r['student']['accuracy']:.4f}"))
     w = [max(len(row[i]) for row in rows) for i in range(3)]
+    rows.insert(1, tuple("-" * x for x in w))
     print(f"\njka demo: {r['method']} of two digits teachers into one student, no labels "
           f"({r['seconds']} s; held-out test split of scikit-learn's digits)")
-    for i, row in enumerate(rows):
+    for row in rows:
         print("  ".join(c.ljust(w[j]) for j, c in enumerate(row)))
-        if i == 0:
-            print("  ".join("-" * x for x in w))
 
 
 def _span(classes):

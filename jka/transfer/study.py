@@ -73,16 +73,14 @@ def ranking_table(result: dict, top: int = 3) -> str:
     width = max(len(n) for n in result["names"])
     head = f"{'target'.ljust(width)}  best sources ({result['method']} {result['kind']}, " \
            f"{'higher' if result['higher_is_closer'] else 'lower'} is closer)"
-    lines = [head, "-" * len(head)]
-    for t, ranked in result["rankings"].items():
-        lines.append(f"{t.ljust(width)}  " + ", ".join(f"{s} ({v:.3f})" for s, v in ranked[:top]))
-    return "\n".join(lines)
+    lines = [f"{t.ljust(width)}  " + ", ".join(f"{s} ({v:.3f})" for s, v in ranked[:top])
+             for t, ranked in result["rankings"].items()]
+    return "\n".join([head, "-" * len(head), *lines])
 
 
 def write_outputs(result: dict, out: str, k: int = 2, groups=None, prefix: str = "",
                   tensorboard: bool = True) -> dict:
-    """``{prefix}transfer.json``, ``{prefix}heatmap.png`` and ``{prefix}graph.png`` in ``out``.
-
+    """``{prefix}transfer.json``, ``{prefix}heatmap.png`` and ``{prefix}graph.png`` in ``out``;
     ``tensorboard``: also log both pictures (tags ``transfer/{prefix}heatmap``, ``.../{prefix}graph``)
     to ``out/tensorboard``, the TensorBoard run of :class:`~jka.train.metrics.MetricWriter` for
     ``out``; nothing happens without tensorboardX, and on processes other than 0."""
@@ -121,11 +119,11 @@ def linear_probe_accuracy(f_train: np.ndarray, y_train: np.ndarray, f_test: np.n
     accs = []
     for r in range(repeats):
         idx = np.random.default_rng([seed, r]).permutation(len(y_train))[:budget]
-        if len(np.unique(y_train[idx])) < 2:
-            accs.append(float(np.mean(y_test == y_train[idx][0])))
-            continue
-        probe = fit_linear_probe(f_train[idx], y_train[idx], C=1.0)
-        accs.append(float(np.mean(probe_predict(probe, f_test) == y_test)))
+        if len(np.unique(y_train[idx])) < 2:  # one class: no probe to fit, it is predicted everywhere
+            predicted = y_train[idx][0]
+        else:
+            predicted = probe_predict(fit_linear_probe(f_train[idx], y_train[idx], C=1.0), f_test)
+        accs.append(float(np.mean(predicted == y_test)))
     return float(np.mean(accs))
 
 
@@ -202,11 +200,9 @@ def probe_predict(probe: dict, features: np.ndarray, proba: bool = False) -> np.
 
 def correlation_test(scores: dict[str, dict[str, float]], values: dict[str, dict[str, float]],
                      permutations: int, seed: int = 0) -> dict:
-    """Per-target Spearman(score, value) over sources, their mean, and a one-sided permutation p-value.
-
-    The null hypothesis: the scores carry no information on the ranking of sources, so permuting
-    each target's scores over its sources gives a mean correlation as large as the observed one.
-    """
+    """Per-target Spearman(score, value) over sources, their mean, and a one-sided permutation p-value
+    (null hypothesis: the scores say nothing of the sources' ranking, so permuting each target's
+    scores over its sources gives a mean correlation as large as the observed one)."""
     targets = list(scores)
     s = [np.array([scores[t][src] for src in values[t]]) for t in targets]
     v = [np.array([values[t][src] for src in values[t]]) for t in targets]
@@ -306,7 +302,6 @@ def run_study(cfg, workdir: str, zoo: Sequence[ZooModel], t0: float | None = Non
     t_layers = time.perf_counter()
     _log("layer selection done", t0)
 
-    # Pictures and JSON.
     groups = [m.arch for m in zoo]
     pics = {"depara": write_outputs(depara, workdir, int(tc.k), groups, prefix="depara_"),
             "attribution": write_outputs(attrib, workdir, int(tc.k), groups, prefix="attribution_")}
