@@ -1,9 +1,6 @@
-"""The ``jka`` command's arguments: the parser of every subcommand, and nothing that runs one.
-
-It imports no jax, flax or tfds (only the standard library), so ``jka --help``, ``jka CMD --help``
-and a usage error answer at once; :mod:`jka.entry` parses here first and imports the commands
-(:mod:`jka.cli`) only to run one.
-"""
+"""The ``jka`` command's arguments, and nothing that runs a command: only the standard library (no
+jax, flax or tfds), so ``jka --help``, ``jka CMD --help`` and a usage error answer at once;
+:mod:`jka.entry` parses here first and imports the commands (:mod:`jka.cli`) only to run one."""
 from __future__ import annotations
 
 import argparse

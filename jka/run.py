@@ -105,8 +105,7 @@ def network_config(spec, parent):
 
 
 def ensure_trained(spec, workdir: str, parent) -> str:
-    """The exported model of ``spec`` (a teacher or zoo entry), trained first from its config when
-    its workdir holds none (:func:`network_config`)."""
+    """The exported model of ``spec`` (a teacher or zoo entry), trained first from its config if missing."""
     path = network_path(spec, workdir)
     if not has_model(path):
         if spec.get("config", None) is None:
@@ -210,11 +209,9 @@ def drive(method, cfg, workdir: str, teachers, visit: Callable, rehearsal: bool 
 # -- train and evaluate -----------------------------------------------------------------------------
 def train(cfg, workdir: str, allow_changed=(), source: str | None = None) -> dict:
     """Train (or resume) the config in ``workdir``; returns the summary it writes (``summary.json``).
-
-    Every value is checked first; the workdir is checked, locked for this run and bound to the
-    config (``config.json``; a rerun with other values is refused unless their keys are in
-    ``allow_changed``) before any work; SIGTERM/SIGINT stop the run at a step boundary with a
-    checkpoint (:mod:`jka.train.preemption`)."""
+    Before any work every value is checked and the workdir checked, locked and bound to the config
+    (``config.json``: a rerun with other values is refused unless their keys are in ``allow_changed``);
+    SIGTERM/SIGINT stop the run at a step boundary with a checkpoint (:mod:`jka.train.preemption`)."""
     method = check(cfg, workdir)
     with as_found_on_refusal(workdir):  # the workdir's location is checked first, once
         check_directory(workdir)

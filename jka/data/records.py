@@ -1,10 +1,8 @@
-"""A tfds split read on demand: only the rows a batch asks for are read and decoded.
-
-With ``data.in_memory=False`` (or ``"auto"`` on a split too large for memory) a run never holds the
-split: :class:`jka.data.core.Batches` asks each process for its own rows of every global batch, so
-in a multi-host run every host reads only its slice of the data, while the global order stays the
-one a single process would use (resume and process count do not change what is trained on).
-"""
+"""A tfds split read on demand: only the rows a batch asks for are read and decoded. With
+``data.in_memory=False`` (or ``"auto"`` on a split too large for memory) a run never holds the split:
+:class:`jka.data.core.Batches` asks each process for its own rows of every global batch, so every host
+reads only its slice while the global order stays a single process's (resume and process count do not
+change what is trained on)."""
 from __future__ import annotations
 
 import copy
@@ -31,13 +29,10 @@ def resize_uint8(images: np.ndarray, size: int | None) -> np.ndarray:
 
 
 class RecordDataset:
-    """Rows ``rows`` of a random-access tfds source (``tfds.data_source``), labels mapped by ``lut``.
-
-    Has the interface of :class:`jka.data.core.ArrayDataset` that training uses (``len``,
-    ``image_shape``, ``num_classes``, ``mean``, ``std``, ``take``). ``labels`` reads the labels of
-    every row once (needed for a class subset and for evaluation) and ``images`` reads the whole
-    split: both are there for the algorithms that want all of it, and cost a full pass.
-    """
+    """Rows ``rows`` of a random-access tfds source (``tfds.data_source``), labels mapped by ``lut``, with
+    the interface of :class:`jka.data.core.ArrayDataset` that training uses (``len``, ``image_shape``,
+    ``num_classes``, ``mean``, ``std``, ``take``). ``labels`` (a class subset and evaluation need them)
+    and ``images`` (for the algorithms that want all of it) each cost one pass over the split."""
 
     reads_on_demand = True
 

@@ -3,14 +3,14 @@
 ``DenseDataset`` holds images (N, H, W, 3) float32 in [0, 1], a segmentation map (N, H, W) uint8
 with 255 for unlabelled pixels and a depth map (N, H, W) float32 with 0 for invalid pixels.
 
-**Scenes** (``data.name = "scenes"``, shipped as code, deterministic by seed). Each image is a
-room: a floor whose depth grows towards the horizon and a back wall, both class 0 ("background"),
-with 2–5 shapes of ``num_classes − 1`` kinds (square, disc, triangle, diamond, horizontal bar, …)
-standing at random depths (2–8 m). A shape's radius is 0.8 × image size / depth and it is painted far to near, so nearer
-shapes occlude farther ones. Colours are random per shape (the class is in the shape, not the
-colour) and are mixed with a fog colour in proportion to depth, so depth is visible both in size
-and in haze. Each image also has, with probability 1/2, a small patch of unlabelled pixels (255)
-and, independently, a patch of invalid depth (0), as real sensors and annotations have.
+**Scenes** (``data.name = "scenes"``, shipped as code, deterministic by seed). Each image is a room: a
+floor whose depth grows towards the horizon and a back wall, both class 0 ("background"), with 2–5
+shapes of ``num_classes − 1`` kinds (square, disc, triangle, diamond, horizontal bar, …) standing at
+random depths (2–8 m). A shape's radius is 0.8 × image size / depth and it is painted far to near, so
+nearer shapes occlude farther ones. Colours are random per shape (the class is in the shape, not the
+colour) and mixed with a fog colour in proportion to depth, so depth shows both in size and in haze.
+Each image also has, with probability 1/2, a small patch of unlabelled pixels (255) and, independently,
+a patch of invalid depth (0), as real sensors and annotations have.
 
 **NYUv2** (``data.name = "nyuv2"``): tfds's ``nyu_depth_v2`` has RGB + depth only (no labels), so
 the 13-class segmentation comes from the labelled subset (``nyu_depth_v2_labeled.mat``, 1,449

@@ -1,11 +1,9 @@
-"""Attribution maps (docs/methods.md, "Transferability"): gradient × input or saliency of ``g(x) = ‖vec(f(x))‖₂``.
-
-``f`` is a chosen feature map of a model (or its logits); ``x`` is the raw probe image in [0, 1]
-(the input every model of a zoo shares; each model's own normalisation is part of ``f``). Maps are
-averaged over channels to one ``(H, W)`` map per image. The per-image gradient is ``vmap``-ed over
-the probe set, compiled once per (model, layer, method), and the probe set is sharded over the
-``data`` axis of a mesh (:mod:`jka.train.mesh`).
-"""
+"""Attribution maps (docs/methods.md, "Transferability"): gradient × input or saliency of
+``g(x) = ‖vec(f(x))‖₂``, ``f`` a chosen feature map of a model (or its logits), ``x`` the raw probe
+image in [0, 1] (the input every model of a zoo shares; each model's own normalisation is part of
+``f``), averaged over channels to one ``(H, W)`` map per image. The per-image gradient is ``vmap``-ed
+over the probe set, compiled once per (model, layer, method), and the probe set is sharded over the
+``data`` axis of a mesh (:mod:`jka.train.mesh`)."""
 from __future__ import annotations
 
 import dataclasses

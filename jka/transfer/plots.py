@@ -1,10 +1,6 @@
 """Pictures of a zoo: a heat map of the score matrix and a graph (models as nodes, edges to the
-nearest k).
-
-Drawn on :class:`matplotlib.figure.Figure` objects and written with ``Figure.savefig``, which
-needs no global figure manager (``plt``) and no display: the user's matplotlib backend is never
-read or switched.
-"""
+nearest k), drawn on :class:`matplotlib.figure.Figure` objects and written with ``Figure.savefig``,
+which needs no ``plt`` and no display: the user's matplotlib backend is never read or switched."""
 from __future__ import annotations
 
 import math
@@ -92,12 +88,10 @@ def _norm(values: np.ndarray, lo: float, hi: float):
 
 def heatmap_figure(matrix: np.ndarray, names: Sequence[str], title: str, cmap: str = "viridis",
                    label: str = ""):
-    """The Figure of :func:`heatmap`.
-
-    The diagonal (a model with itself: the largest similarity or zero distance, which says nothing
-    about transfer) is a grey cell marked "self", and the colour scale spans the off-diagonal
-    values only, so that their differences show (see :func:`_norm`). Each cell carries its value,
-    in black or white, whichever reads better on the cell's colour."""
+    """The Figure of :func:`heatmap`. The diagonal (a model with itself: the largest similarity or zero
+    distance, which says nothing about transfer) is a grey cell marked "self", and the colour scale
+    spans the off-diagonal values only, so that their differences show (:func:`_norm`). Each cell
+    carries its value, in black or white, whichever reads better on the cell's colour."""
     m = np.asarray(matrix, np.float64)
     n_rows, n_cols = m.shape
     diag = np.eye(n_rows, n_cols, dtype=bool)

@@ -1,8 +1,6 @@
-"""Variational information distillation (Ahn et al. 2019).
-
-``L = mean ½((μ(F_s) − F_t)²/σ² + log σ²)``, ``σ² = softplus(θ) + 1e-5`` per teacher channel;
-``μ`` is a small 1×1-conv regressor (``VIDExtra`` in ``jka.algorithms.distill.modules``), one per stage.
-"""
+"""Variational information distillation (Ahn et al. 2019): ``L = mean ½((μ(F_s) − F_t)²/σ² + log σ²)``,
+``σ² = softplus(θ) + 1e-5`` per teacher channel; ``μ`` is a small 1×1-conv regressor, one per stage
+(``VIDExtra`` in ``jka.methods.distill.terms``)."""
 from __future__ import annotations
 
 import jax
