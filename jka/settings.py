@@ -98,9 +98,7 @@ def setting(default, rule: Rule | None = None, doc: str = "") -> Any:
 
 def _plain(value):
     """A config value as plain Python (ConfigDicts as dicts, tuples kept)."""
-    if isinstance(value, ml_collections.ConfigDict):
-        return value.to_dict()
-    return value
+    return value.to_dict() if isinstance(value, ml_collections.ConfigDict) else value
 
 
 def _key(where: str, name: str) -> str:
@@ -144,8 +142,5 @@ def read(cls, given, where: str):
 
 def defaults(cls) -> dict:
     """The section of ``cls`` with every default, as plain dicts (nested sections too)."""
-    out = {}
-    for f in dataclasses.fields(cls):
-        value = _default(f)
-        out[f.name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
-    return out
+    values = {f.name: _default(f) for f in dataclasses.fields(cls)}
+    return {k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v for k, v in values.items()}
