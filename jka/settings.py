@@ -131,8 +131,8 @@ def read(cls, given, where: str):
             base = dataclasses.asdict(default)
             values[name] = read(type(default), {**base, **_plain(value)} if is_dict(value) else value, key)
             continue
-        kind = "finite number" if isinstance(default, float) else type(default).__name__
-        rule = f.metadata.get("rule") or Rule(lambda v: fits(v, default), f"a {kind} like its default {default!r}")
+        like = "finite number" if isinstance(default, float) else type(default).__name__
+        rule = f.metadata.get("rule") or Rule(lambda v: fits(v, default), f"a {like} like its default {default!r}")
         if not rule.ok(value):
             reason = str(unknown_choice(rule.kind, value, rule.choices)) if rule.kind else f"it must be {rule.must}"
             raise ConfigError(f"{key}={brief(value)} is not valid: {reason}; fix it in the config or override {key}=...")
