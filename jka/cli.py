@@ -108,10 +108,6 @@ def _convert(args):
                    normalisation=normalisation)
 
 
-def _export(args):
-    return export_torch(args.workdir, args.out)
-
-
 def _transfer(args):
     plots.require()  # the pictures come last: refuse before the zoo is trained or scored
     check_output_dir(args.out)  # the results are written last
@@ -177,12 +173,9 @@ def _setup_logging():
             library.addFilter(QuietResourceFaults())
 
 
-def _demo(args):
-    run_demo(out=args.out, workdir=args.workdir)
-
-
-COMMANDS = {"configs": _configs, "train": _train, "eval": _eval, "check": _check, "demo": _demo,
-            "convert": _convert, "export": _export, "transfer": _transfer}
+COMMANDS = {"configs": _configs, "train": _train, "eval": _eval, "check": _check,
+            "demo": lambda args: run_demo(out=args.out, workdir=args.workdir), "convert": _convert,
+            "export": lambda args: export_torch(args.workdir, args.out), "transfer": _transfer}
 
 
 def main(argv=None) -> int:

@@ -2,6 +2,7 @@
 10-class student that never sees a label. Runs offline on a CPU in well under three minutes."""
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import time
@@ -13,20 +14,19 @@ from jka.train.workdir import check_output_file
 def run_demo(out: str | None = None, workdir: str | None = None, progress: bool = True) -> dict:
     if out:
         check_output_file(out)  # before the minutes of training, not after
-    tmp = None
-    if workdir is None:
-        tmp = tempfile.TemporaryDirectory(prefix="jka-demo-")
-        workdir = tmp.name
-    t0 = time.perf_counter()
-    cfg = run.load("digits/kd")
-    cfg.train.progress = progress
-    for spec in cfg.teachers:
-        spec["config"].train.progress = progress
-    summary = run.train(cfg, os.path.join(workdir, "student"))
-    teachers = []
-    for spec in cfg.teachers:
-        summary_t = paths.read_json(os.path.join(workdir, "student", spec["workdir"], "summary.json"))
-        teachers.append({"classes": list(spec["classes"]), "accuracy": summary_t["eval"]["accuracy"]})
+    with contextlib.ExitStack() as stack:
+        workdir = workdir or stack.enter_context(tempfile.TemporaryDirectory(prefix="jka-demo-"))
+        t0 = time.perf_counter()
+        cfg = run.load("digits/kd")
+        cfg.train.progress = progress
+        for spec in cfg.teachers:
+            spec["config"].train.progress = progress
+        summary = run.train(cfg, os.path.join(workdir, "student"))
+        teachers = []
+        for spec in cfg.teachers:
+            summary_t = paths.read_json(os.path.join(workdir, "student", spec["workdir"], "summary.json"))
+            teachers.append({"classes": list(spec["classes"]), "accuracy": summary_t["eval"]["accuracy"]})
+        seconds = round(time.perf_counter() - t0, 1)
     ev = summary["eval"]
     result = {
         "method": cfg.algorithm,
@@ -36,13 +36,11 @@ def run_demo(out: str | None = None, workdir: str | None = None, progress: bool 
             "per_teacher_classes": [ev[f"teacher{k}_classes"] for k in range(len(teachers))],
             "labels_used": summary["labels_used"],
         },
-        "seconds": round(time.perf_counter() - t0, 1),
+        "seconds": seconds,
     }
     _print_table(result)
     if out:
         paths.write_json(out, result)
-    if tmp is not None:
-        tmp.cleanup()
     return result
 
 
@@ -54,12 +52,11 @@ def _print_table(r: dict):
         rows.append((f"student on teacher {'AB'[k] if k < 2 else k}'s classes", _span(t["classes"]), f"{acc:.4f}"))
     rows.append(("student, all classes", "0-9", f"{r['student']['accuracy']:.4f}"))
     w = [max(len(row[i]) for row in rows) for i in range(3)]
+    rows.insert(1, tuple("-" * x for x in w))
     print(f"\njka demo: {r['method']} of two digits teachers into one student, no labels "
           f"({r['seconds']} s; held-out test split of scikit-learn's digits)")
-    for i, row in enumerate(rows):
+    for row in rows:
         print("  ".join(c.ljust(w[j]) for j, c in enumerate(row)))
-        if i == 0:
-            print("  ".join("-" * x for x in w))
 
 
 def _span(classes):

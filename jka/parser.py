@@ -1,9 +1,6 @@
-"""The ``jka`` command's arguments: the parser of every subcommand, and nothing that runs one.
-
-It imports no jax, flax or tfds (only the standard library), so ``jka --help``, ``jka CMD --help``
-and a usage error answer at once; :mod:`jka.entry` parses here first and imports the commands
-(:mod:`jka.cli`) only to run one.
-"""
+"""The ``jka`` command's arguments, and nothing that runs a command: only the standard library (no
+jax, flax or tfds), so ``jka --help``, ``jka CMD --help`` and a usage error answer at once;
+:mod:`jka.entry` parses here first and imports the commands (:mod:`jka.cli`) only to run one."""
 from __future__ import annotations
 
 import argparse
@@ -11,7 +8,12 @@ import argparse
 import jka
 
 
-def _add_run_parsers(sub):
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jka", description="Knowledge amalgamation, distillation and "
+                                     "transferability estimation in JAX/Flax.")
+    parser.add_argument("--version", action="version", version=f"jka {jka.__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
     g = sub.add_parser("configs", help="list the configs shipped with jka; with NAME, print every value of one")
     g.add_argument("name", nargs="?", help="a shipped config (digits/kd, distill/digits:method=at) or a .py file")
     g.add_argument("overrides", nargs="*", help="dotted.key=value overrides")
@@ -46,68 +48,51 @@ def _add_run_parsers(sub):
     d.add_argument("--out", help="also write the results as JSON to this file")
     d.add_argument("--workdir", help="keep the runs here (default: a temporary directory)")
 
-
-def _add_convert_parser(sub):
-    p = sub.add_parser(
+    v = sub.add_parser(
         "convert", help="convert a PyTorch checkpoint (.pt/.pth/.safetensors) into a jka model usable as a teacher")
-    p.add_argument("arch", help="zoo architecture, e.g. cifar_resnet34, wrn40_2, resnet50, vgg16_teacher, segnet, "
+    v.add_argument("arch", help="zoo architecture, e.g. cifar_resnet34, wrn40_2, resnet50, vgg16_teacher, segnet, "
                    "or the data-free generator / large_generator (options nz, ngf, img_size, nc via --kwargs), "
                    "or timm:NAME for a timm network (timm:resnet50, timm:efficientnet_b0, timm:deit_tiny_patch16_224, "
                    "...; docs/convert.md)")
-    p.add_argument("src", help="PyTorch checkpoint: a state dict (maybe under state_dict/model/net) or .safetensors")
-    p.add_argument("out", help="output directory (model.json + variables.msgpack); name it in teachers[i].workdir")
-    p.add_argument("--num-classes", type=int, required=True, help="number of outputs of the checkpoint's classifier "
+    v.add_argument("src", help="PyTorch checkpoint: a state dict (maybe under state_dict/model/net) or .safetensors")
+    v.add_argument("out", help="output directory (model.json + variables.msgpack); name it in teachers[i].workdir")
+    v.add_argument("--num-classes", type=int, required=True, help="number of outputs of the checkpoint's classifier "
                    "(SegNet: output channels; ignored for the generators)")
-    p.add_argument("--verify", action="store_true",
+    v.add_argument("--verify", action="store_true",
                    help="run jka's PyTorch twin on the same weights and print max |Δlogit| and per-feature max |Δ|")
-    p.add_argument("--kwargs", default="{}", help="JSON model options, e.g. '{\"stem_stride\": 1}'")
-    p.add_argument("--image-size", type=int, default=None, help="input side for --verify (default: by architecture)")
-    p.add_argument("--mean", help="the input normalisation the checkpoint was trained with, per channel, e.g. "
+    v.add_argument("--kwargs", default="{}", help="JSON model options, e.g. '{\"stem_stride\": 1}'")
+    v.add_argument("--image-size", type=int, default=None, help="input side for --verify (default: by architecture)")
+    v.add_argument("--mean", help="the input normalisation the checkpoint was trained with, per channel, e.g. "
                    "0.5071,0.4867,0.4408 (with --std; recorded in model.json; default: what the name says, for "
                    "timm:NAME and the CIFAR KD zoo's names)")
-    p.add_argument("--std", help="per-channel std of that normalisation, e.g. 0.2675,0.2565,0.2761 (with --mean)")
+    v.add_argument("--std", help="per-channel std of that normalisation, e.g. 0.2675,0.2565,0.2761 (with --mean)")
 
-
-def _add_export_parser(sub):
-    p = sub.add_parser("export", help="write a trained model as the state dict of jka's PyTorch twin (.safetensors) "
+    x = sub.add_parser("export", help="write a trained model as the state dict of jka's PyTorch twin (.safetensors) "
                        "with a torch.json saying how to build and feed it")
-    p.add_argument("workdir", help="a training workdir (its model/) or an exported model's directory")
-    p.add_argument("--to", choices=("torch",), required=True, help="the target framework")
-    p.add_argument("out", help="a new (or empty) directory whose parent exists; load it with "
+    x.add_argument("workdir", help="a training workdir (its model/) or an exported model's directory")
+    x.add_argument("--to", choices=("torch",), required=True, help="the target framework")
+    x.add_argument("out", help="a new (or empty) directory whose parent exists; load it with "
                    "jka.convert.torch_module(OUT)")
 
-
-def _add_transfer_parser(sub):
-    p = sub.add_parser(
+    r = sub.add_parser(
         "transfer", help="rank a zoo of trained networks for transfer, from unlabelled probe images",
         description="Attribution distances (NeurIPS 2019) or DEPARA graph similarities (CVPR 2020) "
                     "between the models of a zoo; writes JSON, a heat map and a graph picture.")
-    p.add_argument("--zoo", required=True, help="a directory of exported models (subdirectories with "
+    r.add_argument("--zoo", required=True, help="a directory of exported models (subdirectories with "
                    "model.json, e.g. training workdirs), or a transfer study's config (transfer/digits_study, or a "
                    ".py file): its transfer_study.zoo, each network trained first where missing")
-    p.add_argument("--probe", required=True, help="unlabelled probe images: 'digits', 'digits:test' or a .npy/.npz file")
-    p.add_argument("--method", choices=("attribution", "depara"), default="depara")
-    p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--layer", default="pooled", help="feature map to attribute and compare ('logits' for the logits)")
-    p.add_argument("--attribution", choices=("grad_input", "saliency"), default="grad_input")
-    p.add_argument("--lam", type=float, default=1.0, help="λ of the DEPARA edge term")
-    p.add_argument("--probe-size", type=int, default=200, help="number of probe images used (seeded subset)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--k", type=int, default=2, help="graph picture: edges to the k nearest models")
-    p.add_argument("--top", type=int, default=3, help="sources shown per target in the table")
-    p.add_argument("--workdir", help="where a config zoo trains missing models (default: --out)")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="jka", description="Knowledge amalgamation, distillation and "
-                                "transferability estimation in JAX/Flax.")
-    p.add_argument("--version", action="version", version=f"jka {jka.__version__}")
-    sub = p.add_subparsers(dest="command", required=True)
-    _add_run_parsers(sub)
-    _add_convert_parser(sub)
-    _add_export_parser(sub)
-    _add_transfer_parser(sub)
-    return p
+    r.add_argument("--probe", required=True, help="unlabelled probe images: 'digits', 'digits:test' or a .npy/.npz file")
+    r.add_argument("--method", choices=("attribution", "depara"), default="depara")
+    r.add_argument("--out", required=True, help="output directory")
+    r.add_argument("--layer", default="pooled", help="feature map to attribute and compare ('logits' for the logits)")
+    r.add_argument("--attribution", choices=("grad_input", "saliency"), default="grad_input")
+    r.add_argument("--lam", type=float, default=1.0, help="λ of the DEPARA edge term")
+    r.add_argument("--probe-size", type=int, default=200, help="number of probe images used (seeded subset)")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--k", type=int, default=2, help="graph picture: edges to the k nearest models")
+    r.add_argument("--top", type=int, default=3, help="sources shown per target in the table")
+    r.add_argument("--workdir", help="where a config zoo trains missing models (default: --out)")
+    return parser
 
 
 def parse(argv=None) -> argparse.Namespace:

@@ -195,19 +195,15 @@ def move_dir(src: str, dst: str) -> None:
         shutil.rmtree(dst, ignore_errors=True)
         shutil.move(src, dst)
         return
-    d = epath.Path(dst)
+    s, d = epath.Path(src), epath.Path(dst)
     if d.exists():
         d.rmtree()
-    _copy_tree(epath.Path(src), d)
-    epath.Path(src).rmtree()
-
-
-def _copy_tree(src: epath.Path, dst: epath.Path) -> None:
-    for root, _, files in src.walk():
+    for root, _, files in s.walk():  # a bucket has no rename: copy object by object
         for name in files:
-            rel = (root / name).relative_to(src)
-            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
-            (root / name).copy(dst / rel, overwrite=True)
+            rel = (root / name).relative_to(s)
+            (d / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / name).copy(d / rel, overwrite=True)
+    s.rmtree()
 
 
 def save_image(path: str, image) -> None:

@@ -105,15 +105,13 @@ def network_config(spec, parent):
 
 
 def ensure_trained(spec, workdir: str, parent) -> str:
-    """The exported model of ``spec`` (a teacher or zoo entry), trained first from its config when
-    its workdir holds none (:func:`network_config`)."""
+    """The exported model of ``spec`` (a teacher or zoo entry), trained first from its config if missing."""
     path = network_path(spec, workdir)
-    if has_model(path):
-        return path
-    if spec.get("config", None) is None:
-        raise ConfigError(f"network at {path!r} has no exported model and no 'config' to train it; "
-                          "train it first or give teachers[i].config")
-    train(network_config(spec, parent), path)
+    if not has_model(path):
+        if spec.get("config", None) is None:
+            raise ConfigError(f"network at {path!r} has no exported model and no 'config' to train it; "
+                              "train it first or give teachers[i].config")
+        train(network_config(spec, parent), path)
     return path
 
 
@@ -211,32 +209,25 @@ def drive(method, cfg, workdir: str, teachers, visit: Callable, rehearsal: bool 
 # -- train and evaluate -----------------------------------------------------------------------------
 def train(cfg, workdir: str, allow_changed=(), source: str | None = None) -> dict:
     """Train (or resume) the config in ``workdir``; returns the summary it writes (``summary.json``).
-
-    Every value is checked first; the workdir is checked, locked for this run and bound to the
-    config (``config.json``; a rerun with other values is refused unless their keys are in
-    ``allow_changed``) before any work; SIGTERM/SIGINT stop the run at a step boundary with a
-    checkpoint (:mod:`jka.train.preemption`)."""
+    Before any work every value is checked and the workdir checked, locked and bound to the config
+    (``config.json``: a rerun with other values is refused unless their keys are in ``allow_changed``);
+    SIGTERM/SIGINT stop the run at a step boundary with a checkpoint (:mod:`jka.train.preemption`)."""
     method = check(cfg, workdir)
     with as_found_on_refusal(workdir):  # the workdir's location is checked first, once
         check_directory(workdir)
         with lock(workdir), preemption.watch():
-            return _train_locked(method, cfg, workdir, allow_changed, source)
-
-
-def _train_locked(method, cfg, workdir: str, allow_changed, source) -> dict:
-    """:func:`train` once the workdir is locked for it."""
-    changed = check_config(cfg, workdir, allow_changed)
-    if not changed:
-        write_config(cfg, workdir, source)
-    teachers = resolve_teachers(cfg, workdir)
-    if method.is_job:
-        summary = drive(method, cfg, workdir, teachers, run_phase)
-        loop.write_summary(workdir, summary)
-    else:
-        summary = run_phase(Phase(method, cfg, workdir, teachers))
-    if changed:
-        write_config(cfg, workdir, source)
-    return summary
+            changed = check_config(cfg, workdir, allow_changed)
+            if not changed:
+                write_config(cfg, workdir, source)
+            teachers = resolve_teachers(cfg, workdir)
+            if method.is_job:
+                summary = drive(method, cfg, workdir, teachers, run_phase)
+                loop.write_summary(workdir, summary)
+            else:
+                summary = run_phase(Phase(method, cfg, workdir, teachers))
+            if changed:
+                write_config(cfg, workdir, source)
+            return summary
 
 
 def prepare(cfg, workdir: str):

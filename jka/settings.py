@@ -98,9 +98,7 @@ def setting(default, rule: Rule | None = None, doc: str = "") -> Any:
 
 def _plain(value):
     """A config value as plain Python (ConfigDicts as dicts, tuples kept)."""
-    if isinstance(value, ml_collections.ConfigDict):
-        return value.to_dict()
-    return value
+    return value.to_dict() if isinstance(value, ml_collections.ConfigDict) else value
 
 
 def _key(where: str, name: str) -> str:
@@ -133,14 +131,9 @@ def read(cls, given, where: str):
             base = dataclasses.asdict(default)
             values[name] = read(type(default), {**base, **_plain(value)} if is_dict(value) else value, key)
             continue
-        rule = f.metadata.get("rule")
-        if rule is not None:
-            ok = rule.ok(value)
-        else:
-            ok = fits(value, default)
-            rule = Rule(None, f"a {'finite number' if isinstance(default, float) else type(default).__name__} "
-                              f"like its default {default!r}")
-        if not ok:
+        like = "finite number" if isinstance(default, float) else type(default).__name__
+        rule = f.metadata.get("rule") or Rule(lambda v: fits(v, default), f"a {like} like its default {default!r}")
+        if not rule.ok(value):
             reason = str(unknown_choice(rule.kind, value, rule.choices)) if rule.kind else f"it must be {rule.must}"
             raise ConfigError(f"{key}={brief(value)} is not valid: {reason}; fix it in the config or override {key}=...")
         values[name] = tuple(value) if isinstance(default, tuple) and isinstance(value, list) else value
@@ -149,26 +142,5 @@ def read(cls, given, where: str):
 
 def defaults(cls) -> dict:
     """The section of ``cls`` with every default, as plain dicts (nested sections too)."""
-    out = {}
-    for f in dataclasses.fields(cls):
-        value = _default(f)
-        out[f.name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
-    return out
-
-
-def as_dict(settings) -> dict:
-    """A settings instance as plain dicts (for config.json and reports)."""
-    return dataclasses.asdict(settings)
-
-
-def docs(section, prefix: str = "") -> list[tuple[str, Any, str]]:
-    """(key, default, what it means) of every setting of a settings class (or instance), nested
-    sections flattened."""
-    out = []
-    for f in dataclasses.fields(section):
-        value = getattr(section, f.name) if not isinstance(section, type) else _default(f)
-        if dataclasses.is_dataclass(value):
-            out += docs(value, f"{prefix}{f.name}.")
-        else:
-            out.append((prefix + f.name, value, f.metadata.get("doc", "")))
-    return out
+    values = {f.name: _default(f) for f in dataclasses.fields(cls)}
+    return {k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v for k, v in values.items()}

@@ -112,13 +112,6 @@ def fallback_box(height: int, width: int, ratio) -> tuple[int, int]:
     return height, width
 
 
-def random_resized_crop(rng, x, size: int, scale=SCALE, ratio=RATIO):
-    """torchvision's ``RandomResizedCrop(size, scale, ratio)`` per image (a box of
-    :func:`resized_crop_boxes`, resized by :func:`crop_resize`)."""
-    n, h, w, _ = x.shape
-    return crop_resize(x, resized_crop_boxes(rng, n, h, w, scale, ratio), size)
-
-
 def resize_centre_crop(x, resize: int = 0, crop: int = 0):
     """torchvision's ``Resize(resize)`` (the shorter side to ``resize``, the ratio kept; 0: no resize)
     then ``CenterCrop(crop)`` (0: no crop), as one resampling of the images."""
@@ -146,7 +139,8 @@ def viewer(aug) -> Callable:
 
     def view(rng, x, train: bool = True):
         if train and size:
-            x = random_resized_crop(jax.random.fold_in(rng, 1), x, size, scale, ratio)
+            boxes = resized_crop_boxes(jax.random.fold_in(rng, 1), *x.shape[:3], scale, ratio)
+            x = crop_resize(x, boxes, size)  # torchvision's RandomResizedCrop(size, scale, ratio)
         if train and (pad or flip):
             x = random_crop_flip(rng, x, pad, flip)
         if not train and (resize or crop):

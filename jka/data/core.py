@@ -28,25 +28,19 @@ class ArrayDataset:
         return tuple(self.images.shape[1:])
 
     def take(self, idx) -> tuple[np.ndarray, np.ndarray]:
-        """Images and labels of rows ``idx``."""
         return self.images[idx], self.labels[idx]
 
 
 def select_classes(ds: ArrayDataset, classes: Sequence[int] | None) -> ArrayDataset:
-    """Keep only the samples of ``classes`` and relabel class ``classes[k]`` as ``k``.
-
-    ``classes=None`` keeps everything. The order of ``classes`` defines the output index order, so
-    a teacher over classes [5, 6, 7, 8, 9] predicts index 0 for digit 5.
-    """
+    """Only the samples of ``classes`` (None: all), class ``classes[k]`` relabelled ``k`` (so a
+    teacher over classes [5, 6, 7, 8, 9] predicts index 0 for digit 5)."""
     if classes is None:
         return ds
     classes = [int(c) for c in classes]
     bad = [c for c in classes if not 0 <= c < ds.num_classes]
     if bad:
-        raise ConfigError(
-            f"class subset {classes} has classes {bad} outside 0..{ds.num_classes - 1}; "
-            "fix data.classes / teachers[i].classes"
-        )
+        raise ConfigError(f"class subset {classes} has classes {bad} outside 0..{ds.num_classes - 1}; "
+                          "fix data.classes / teachers[i].classes")
     if len(set(classes)) != len(classes):
         raise ConfigError(f"class subset {classes} repeats a class; list each class once")
     if classes == list(range(ds.num_classes)):  # all of them, in order: nothing to select or read
@@ -61,20 +55,16 @@ def select_classes(ds: ArrayDataset, classes: Sequence[int] | None) -> ArrayData
 
 
 class Batches:
-    """Global batch ``step`` is a pure function of (seed, step): resuming at step k replays the exact
-    order of an uninterrupted run. Epochs are exact permutations of the dataset.
-
-    In a multi-process run each process materialises only its own slice of the global batch, and
-    :meth:`device_batch` assembles the global array sharded over the mesh. ``with_index`` adds each
-    sample's row in the dataset (``'index'``, int32), for methods that keep a per-sample memory.
-    """
+    """Global batch ``step`` is a pure function of (seed, step), so resuming at step k replays an
+    uninterrupted run's order; epochs are exact permutations of the dataset. Each process materialises
+    only its slice of a global batch (:meth:`device_batch` assembles it over the mesh). ``with_index``
+    adds each sample's dataset row (``'index'``, int32), for methods that keep a per-sample memory."""
 
     def __init__(self, ds: ArrayDataset, batch_size: int, seed: int, shuffle: bool = True,
                  with_labels: bool = True, with_index: bool = False):
         if batch_size > len(ds):
-            raise ConfigError(
-                f"batch size {batch_size} is larger than the dataset ({len(ds)} samples); lower data.batch_size"
-            )
+            raise ConfigError(f"batch size {batch_size} is larger than the dataset ({len(ds)} samples); "
+                              "lower data.batch_size")
         self.ds, self.batch_size, self.seed, self.shuffle = ds, batch_size, seed, shuffle
         self.with_labels, self.with_index = with_labels, with_index
         self._perm_cache: dict[int, np.ndarray] = {}
@@ -88,10 +78,7 @@ class Batches:
     def _perm(self, epoch: int) -> np.ndarray:
         if epoch not in self._perm_cache:
             n = len(self.ds)
-            if self.shuffle:
-                perm = np.random.default_rng([self.seed, epoch]).permutation(n)
-            else:
-                perm = np.arange(n)
+            perm = np.random.default_rng([self.seed, epoch]).permutation(n) if self.shuffle else np.arange(n)
             self._perm_cache = {epoch: perm}
         return self._perm_cache[epoch]
 
@@ -123,15 +110,12 @@ class Batches:
 
 
 class Prefetch:
-    """``batches.device_batch`` with the batches of the next steps (below ``stop``) read ahead and put
-    on the devices (``sharding``), so reading, decoding and the copy overlap the device's work. The
-    batches are the same: ``host_batch`` is a pure function of the step.
-
-    ``workers=0`` reads ``depth`` steps ahead on one thread, which also puts them on the devices.
-    ``workers=N`` reads the next ``N`` steps in ``N`` worker processes (``data.read_workers``:
-    decoding a dataset read on demand is CPU work that one thread cannot keep up with); each worker
-    gets the batches object once and runs no jax. Data held in memory always uses the thread.
-    """
+    """``batches.device_batch`` with the next steps' batches (below ``stop``) read ahead and put on the
+    devices (``sharding``), so reading, decoding and the copy overlap the device's work; the batches are
+    the same. ``workers=0`` reads ``depth`` steps ahead on one thread, which also puts them on the
+    devices; ``workers=N`` (``data.read_workers``: decoding data read on demand is more CPU work than one
+    thread keeps up with) the next N steps in N processes, each given the batches once and running no
+    jax. Data held in memory always uses the thread."""
 
     def __init__(self, batches, stop: int, depth: int = 2, workers: int = 0, sharding=None):
         import concurrent.futures as cf
@@ -151,11 +135,10 @@ class Prefetch:
             self.pool = cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                                initializer=_worker_init, initargs=(batches,))
         else:
-            self.depth, self.read = depth, self._device_batch if self.on_device else batches.host_batch
+            self.depth, self.read = depth, batches.host_batch
+            if self.on_device:
+                self.read = lambda step: to_global(batches.host_batch(step), sharding)
             self.pool = cf.ThreadPoolExecutor(1, thread_name_prefix="jka-data")
-
-    def _device_batch(self, step: int) -> dict:
-        return to_global(self.batches.host_batch(step), self.sharding)
 
     def _fetch(self, step: int) -> dict:
         for s in range(step, min(step + self.depth + 1, self.stop)):
@@ -204,10 +187,7 @@ def to_global(host_batch: dict, sharding) -> dict:
 
 
 def eval_indices(n: int, batch_size: int) -> Iterator[tuple[np.ndarray, int]]:
-    """Rows of fixed-size batches over ``n`` samples in order; the last batch is padded with row 0.
-
-    Yields ``(rows, n_valid)``.
-    """
+    """``(rows, n_valid)`` of fixed-size batches over ``n`` samples in order, the last padded with row 0."""
     for start in range(0, n, batch_size):
         idx = np.arange(start, start + batch_size)
         yield np.where(idx < n, idx, 0), int(min(batch_size, n - start))

@@ -30,5 +30,4 @@ def folder_split(folder: str, split: str, image_size: int) -> ArrayDataset:
                 labels.append(c)
     if not images:
         raise UserError(f"image folder {root!r} has no .jpg/.png images in class sub-folders")
-    mean, std = IMAGENET_STATS
-    return ArrayDataset(np.stack(images), np.asarray(labels, np.int64), len(classes), mean, std)
+    return ArrayDataset(np.stack(images), np.asarray(labels, np.int64), len(classes), *IMAGENET_STATS)

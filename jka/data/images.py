@@ -16,10 +16,9 @@ from jka import paths
 
 
 def grid(images, nrow: int = 8, min_cell: int = 32) -> np.ndarray:
-    """[0, 1] NHWC ``images`` tiled ``nrow`` to a row on a white background, as a uint8 HxWxC array.
-
-    Each image is nearest-neighbour upscaled so that its longer side is at least ``min_cell``
-    pixels, and cells are 2 pixels apart (and from the border)."""
+    """[0, 1] NHWC ``images`` tiled ``nrow`` to a row on a white background, as a uint8 HxWxC array:
+    each upscaled (nearest neighbour) to a longer side of ``min_cell`` px or more; cells 2 px apart (and from
+    the border)."""
     x = np.clip(np.asarray(jax.device_get(images), np.float32), 0.0, 1.0)
     if x.ndim != 4:
         raise ValueError(f"grid() takes NHWC images, got shape {x.shape}")
@@ -38,11 +37,9 @@ def grid(images, nrow: int = 8, min_cell: int = 32) -> np.ndarray:
 
 def save_grid(path: str, images, nrow: int = 8, min_cell: int = 32, writer=None, step: int = 0,
               tag: str = "samples") -> str:
-    """Write [0, 1] NHWC ``images`` as one PNG grid (see :func:`grid`).
-
-    ``writer``: an object with ``image(step, tag, hwc_uint8)`` (the run's MetricWriter, which is a
-    no-op unless TensorBoard is on) that also gets the grid, under ``tag`` at ``step`` (one tag per
-    series, so TensorBoard shows its grids on one step slider)."""
+    """Write [0, 1] NHWC ``images`` as one PNG grid (:func:`grid`); ``writer`` (the run's MetricWriter, a
+    no-op unless TensorBoard is on) also gets it, under ``tag`` at ``step`` (one tag per series, so
+    TensorBoard shows its grids on one step slider)."""
     arr = grid(images, nrow, min_cell)
     paths.makedirs(os.path.dirname(paths.absolute(path)))
     paths.save_image(path, Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr))

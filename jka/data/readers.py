@@ -2,13 +2,12 @@
 grain (``pip install 'jka[grain]'``) for a dataset read on demand.
 
 Both give the same batches: a grain pipeline here is a ``MapDataset`` over the *positions* of this
-process's rows in the run's stream of batches (position ``p`` is row ``p % local`` of this process's
-slice of global batch ``p // local``), so an example is still a pure function of (seed, step, row)
-(:class:`jka.data.core.Batches`), a run resumed at step k starts the stream at k, and each process
-reads only its own slice. Each example is read and decoded on its own (grain's reader threads,
-``READ_THREADS`` per process, decode several at once) and grain stacks them into the batch; with
-``data.read_workers=N`` grain runs the pipeline in N processes, each making whole batches, which it
-hands back through shared memory.
+process's rows in the run's stream of batches (position ``p``: row ``p % local`` of this process's slice
+of global batch ``p // local``), so an example is still a pure function of (seed, step, row), a run
+resumed at step k starts the stream at k, and each process reads only its own slice. Examples are read
+and decoded one by one (``READ_THREADS`` grain threads per process) and stacked by grain; with
+``data.read_workers=N`` grain runs the pipeline in N processes making whole batches, handed back
+through shared memory.
 """
 from __future__ import annotations
 
@@ -59,11 +58,9 @@ def _stack(examples) -> dict:
 
 
 class GrainFeed:
-    """:class:`jka.data.core.Prefetch`'s interface over a grain pipeline (module docstring).
-
-    Steps are read in order from the first one asked for; asking for any other step starts the
-    stream again there (a resumed run asks for its first step once). Steps from ``stop`` on are read
-    directly."""
+    """:class:`jka.data.core.Prefetch`'s interface over a grain pipeline (module docstring). Steps are
+    read in order from the first one asked for; any other step restarts the stream there (a resumed
+    run asks for its first step once); steps from ``stop`` on are read directly."""
 
     def __init__(self, batches, stop: int, workers: int = 0, sharding=None):
         if workers < 0:

@@ -1,12 +1,11 @@
-"""A tfds split read on demand: only the rows a batch asks for are read and decoded.
-
-With ``data.in_memory=False`` (or ``"auto"`` on a split too large for memory) a run never holds the
-split: :class:`jka.data.core.Batches` asks each process for its own rows of every global batch, so
-in a multi-host run every host reads only its slice of the data, while the global order stays the
-one a single process would use (resume and process count do not change what is trained on).
-"""
+"""A tfds split read on demand: only the rows a batch asks for are read and decoded. With
+``data.in_memory=False`` (or ``"auto"`` on a split too large for memory) a run never holds the split:
+:class:`jka.data.core.Batches` asks each process for its own rows of every global batch, so every host
+reads only its slice while the global order stays a single process's (resume and process count do not
+change what is trained on)."""
 from __future__ import annotations
 
+import copy
 import logging
 from typing import Sequence
 
@@ -30,35 +29,25 @@ def resize_uint8(images: np.ndarray, size: int | None) -> np.ndarray:
 
 
 class RecordDataset:
-    """Rows ``rows`` of a random-access tfds source (``tfds.data_source``), labels mapped by ``lut``.
-
-    Has the interface of :class:`jka.data.core.ArrayDataset` that training uses (``len``,
-    ``image_shape``, ``num_classes``, ``mean``, ``std``, ``take``). ``labels`` reads the labels of
-    every row once (needed for a class subset and for evaluation) and ``images`` reads the whole
-    split: both are there for the algorithms that want all of it, and cost a full pass.
-    """
+    """Rows ``rows`` of a random-access tfds source (``tfds.data_source``), labels mapped by ``lut``, with
+    the interface of :class:`jka.data.core.ArrayDataset` that training uses (``len``, ``image_shape``,
+    ``num_classes``, ``mean``, ``std``, ``take``). ``labels`` (a class subset and evaluation need them)
+    and ``images`` (for the algorithms that want all of it) each cost one pass over the split."""
 
     reads_on_demand = True
 
     def __init__(self, source, *, name: str, split: str, image_key: str, label_key: str, num_classes: int,
-                 image_shape: tuple, mean: tuple, std: tuple, image_size: int | None = None,
-                 rows: np.ndarray | None = None, lut: np.ndarray | None = None):
+                 image_shape: tuple, mean: tuple, std: tuple, image_size: int | None = None):
         self.source, self.name, self.split = source, name, split
         self.image_key, self.label_key = image_key, label_key
         self.num_classes, self.mean, self.std = num_classes, mean, std
-        self.image_size = image_size
-        self._image_shape = tuple(image_shape)
-        self.rows = np.arange(len(source)) if rows is None else np.asarray(rows)
-        self.lut = lut
+        self.image_size, self.image_shape = image_size, tuple(image_shape)
+        self.rows, self.lut = np.arange(len(source)), None  # a class subset narrows both (subset)
         self._labels: np.ndarray | None = None
         self._images: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.rows)
-
-    @property
-    def image_shape(self) -> tuple:
-        return self._image_shape
 
     def read(self, records: Sequence[int]) -> list:
         """The decoded examples at these record indices of the source, in order: one
@@ -112,12 +101,9 @@ class RecordDataset:
 
     def subset(self, keep: np.ndarray, lut: np.ndarray, num_classes: int) -> "RecordDataset":
         """Rows where ``keep`` holds, labels mapped through ``lut`` (see ``select_classes``)."""
-        composed = lut if self.lut is None else lut[self.lut]
-        out = RecordDataset(self.source, name=self.name, split=self.split, image_key=self.image_key,
-                            label_key=self.label_key, num_classes=num_classes, image_shape=self.image_shape,
-                            mean=self.mean, std=self.std, image_size=self.image_size, rows=self.rows[keep],
-                            lut=composed)
+        out = copy.copy(self)
+        out.num_classes, out.rows = num_classes, self.rows[keep]
+        out.lut = lut if self.lut is None else lut[self.lut]
         out._labels = lut[self.labels[keep]]
-        if self._images is not None:
-            out._images = self._images[keep]
+        out._images = None if self._images is None else self._images[keep]
         return out

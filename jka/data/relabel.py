@@ -16,31 +16,18 @@ RANDOM_LABEL_CLASSES = 5
 def _digit_map(labeling: str, seed: int) -> np.ndarray | None:
     """Label of each digit 0..9 under ``labeling`` (None for per-image labelings)."""
     d = np.arange(10)
-    if labeling == "digit":
-        return d
-    if labeling == "parity":
-        return d % 2
-    if labeling == "ge5":
-        return (d >= 5).astype(np.int64)
-    if labeling == "mod3":
-        return d % 3
-    if labeling == "loops":
-        return np.isin(d, LOOP_DIGITS).astype(np.int64)
     if labeling == "random_partition":
         # A random split of the ten digits into three groups (every group non-empty).
-        perm = np.random.default_rng(seed).permutation(10)
         out = np.empty(10, np.int64)
-        out[perm] = np.arange(10) % 3
+        out[np.random.default_rng(seed).permutation(10)] = d % 3
         return out
-    return None
+    return {"digit": d, "parity": d % 2, "ge5": (d >= 5).astype(np.int64), "mod3": d % 3,
+            "loops": np.isin(d, LOOP_DIGITS).astype(np.int64)}.get(labeling)
 
 
 def relabel(labeling: str, digits: np.ndarray, split: str = "train", seed: int = 0) -> tuple[np.ndarray, int]:
-    """(new labels, number of classes) of the digit labels ``digits`` under ``labeling``.
-
-    ``random_labels`` draws one label per image (seeded by ``seed`` and the split): no function of
-    the image predicts it, so a network trained on it learns to memorise.
-    """
+    """(new labels, number of classes) of the digit labels ``digits`` under ``labeling``. ``random_labels``
+    draws one label per image (seeded by ``seed`` and the split), which a network can only memorise."""
     if labeling not in LABELINGS:
         raise unknown_choice("labeling (data.relabel)", labeling, LABELINGS)
     lut = _digit_map(labeling, seed)

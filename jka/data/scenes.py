@@ -3,14 +3,14 @@
 ``DenseDataset`` holds images (N, H, W, 3) float32 in [0, 1], a segmentation map (N, H, W) uint8
 with 255 for unlabelled pixels and a depth map (N, H, W) float32 with 0 for invalid pixels.
 
-**Scenes** (``data.name = "scenes"``, shipped as code, deterministic by seed). Each image is a
-room: a floor whose depth grows towards the horizon and a back wall, both class 0 ("background"),
-with 2–5 shapes of ``num_classes − 1`` kinds (square, disc, triangle, diamond, horizontal bar, …)
-standing at random depths (2–8 m). A shape's radius is 0.8 × image size / depth and it is painted far to near, so nearer
-shapes occlude farther ones. Colours are random per shape (the class is in the shape, not the
-colour) and are mixed with a fog colour in proportion to depth, so depth is visible both in size
-and in haze. Each image also has, with probability 1/2, a small patch of unlabelled pixels (255)
-and, independently, a patch of invalid depth (0), as real sensors and annotations have.
+**Scenes** (``data.name = "scenes"``, shipped as code, deterministic by seed). Each image is a room: a
+floor whose depth grows towards the horizon and a back wall, both class 0 ("background"), with 2–5
+shapes of ``num_classes − 1`` kinds (square, disc, triangle, diamond, horizontal bar, …) standing at
+random depths (2–8 m). A shape's radius is 0.8 × image size / depth and it is painted far to near, so
+nearer shapes occlude farther ones. Colours are random per shape (the class is in the shape, not the
+colour) and mixed with a fog colour in proportion to depth, so depth shows both in size and in haze.
+Each image also has, with probability 1/2, a small patch of unlabelled pixels (255) and, independently,
+a patch of invalid depth (0), as real sensors and annotations have.
 
 **NYUv2** (``data.name = "nyuv2"``): tfds's ``nyu_depth_v2`` has RGB + depth only (no labels), so
 the 13-class segmentation comes from the labelled subset (``nyu_depth_v2_labeled.mat``, 1,449
@@ -26,12 +26,11 @@ import os
 
 import numpy as np
 
-from jka.data.core import Batches, process_slice
+from jka.data.core import Batches, eval_indices
 from jka.errors import ConfigError, unknown_choice
 
 DENSE_DATASETS = ("nyuv2", "scenes")  # the data.name values read here (not from tfds)
 
-SHAPES = ("square", "disc", "triangle", "diamond", "bar", "ring", "cross")
 FOG = np.array([0.75, 0.78, 0.82], np.float32)
 NEAR, FAR = 1.0, 10.0
 SIZE_AT_UNIT_DEPTH = 0.8  # a shape's radius is this × image size / its depth (3–13 px at 32 px)
@@ -58,24 +57,17 @@ class DenseDataset:
                 "depth": self.depth[idx].astype(np.float32)}
 
 
-def _shape_mask(kind: str, yy, xx, cy, cx, r):
-    dy, dx = (yy - cy) / r, (xx - cx) / r
-    if kind == "square":
-        return (np.abs(dy) <= 0.8) & (np.abs(dx) <= 0.8)
-    if kind == "disc":
-        return dy ** 2 + dx ** 2 <= 1.0
-    if kind == "triangle":
-        return (dy <= 0.8) & (dy >= -1.0) & (np.abs(dx) <= (dy + 1.0) * 0.55)
-    if kind == "diamond":
-        return np.abs(dy) + np.abs(dx) <= 1.0
-    if kind == "bar":
-        return (np.abs(dy) <= 0.35) & (np.abs(dx) <= 1.1)
-    if kind == "ring":
-        rr = dy ** 2 + dx ** 2
-        return (rr <= 1.0) & (rr >= 0.3)
-    if kind == "cross":
-        return ((np.abs(dy) <= 0.3) & (np.abs(dx) <= 1.0)) | ((np.abs(dx) <= 0.3) & (np.abs(dy) <= 1.0))
-    raise ValueError(kind)
+# Each shape's mask in coordinates centred on it and scaled by its radius.
+MASKS = {
+    "square": lambda dy, dx: (np.abs(dy) <= 0.8) & (np.abs(dx) <= 0.8),
+    "disc": lambda dy, dx: dy ** 2 + dx ** 2 <= 1.0,
+    "triangle": lambda dy, dx: (dy <= 0.8) & (dy >= -1.0) & (np.abs(dx) <= (dy + 1.0) * 0.55),
+    "diamond": lambda dy, dx: np.abs(dy) + np.abs(dx) <= 1.0,
+    "bar": lambda dy, dx: (np.abs(dy) <= 0.35) & (np.abs(dx) <= 1.1),
+    "ring": lambda dy, dx: (dy ** 2 + dx ** 2 <= 1.0) & (dy ** 2 + dx ** 2 >= 0.3),
+    "cross": lambda dy, dx: ((np.abs(dy) <= 0.3) & (np.abs(dx) <= 1.0)) | ((np.abs(dx) <= 0.3) & (np.abs(dy) <= 1.0)),
+}
+SHAPES = tuple(MASKS)
 
 
 def render_scene(rng: np.random.Generator, size: int, num_classes: int):
@@ -97,7 +89,8 @@ def render_scene(rng: np.random.Generator, size: int, num_classes: int):
         cls = int(rng.integers(1, num_classes))
         r = size * SIZE_AT_UNIT_DEPTH / d + rng.uniform(-0.5, 0.5)
         cy, cx = rng.uniform(0.2, 0.9) * size, rng.uniform(0.1, 0.9) * size
-        m = _shape_mask(SHAPES[(cls - 1) % len(SHAPES)], yy, xx, cy, cx, max(r, 1.5))
+        r = max(r, 1.5)
+        m = MASKS[SHAPES[(cls - 1) % len(SHAPES)]]((yy - cy) / r, (xx - cx) / r)
         seg[m] = cls
         depth[m] = d
         color = np.where(m[..., None], rng.uniform(0.0, 1.0, 3).astype(np.float32), color)
@@ -162,15 +155,10 @@ class DenseBatches(Batches):
     """Step-indexed batches of image, seg and depth (batch k is a pure function of (seed, k))."""
 
     def host_batch(self, step: int) -> dict:
-        return self.ds.arrays(process_slice(self.indices(step), *self.process))  # this process's rows
+        return self.ds.arrays(self.local_rows(step))
 
 
 def dense_eval_batches(ds: DenseDataset, batch_size: int):
     """Fixed-size batches in order; the last is padded and carries ``mask = 0`` on padding."""
-    n = len(ds)
-    for start in range(0, n, batch_size):
-        idx = np.arange(start, start + batch_size)
-        valid = idx < n
-        batch = ds.arrays(np.where(valid, idx, 0))
-        batch["mask"] = valid.astype(np.float32)
-        yield batch
+    for rows, n_valid in eval_indices(len(ds), batch_size):
+        yield {**ds.arrays(rows), "mask": (np.arange(batch_size) < n_valid).astype(np.float32)}

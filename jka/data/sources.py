@@ -8,6 +8,7 @@ import difflib
 import os
 from typing import Sequence
 
+import jax
 import numpy as np
 
 from jka.data.core import ArrayDataset, select_classes
@@ -58,11 +59,7 @@ def resize(images: np.ndarray, size: int) -> np.ndarray:
     n, _, _, c = images.shape
     check_fits(2 * n * size * size * c * 4, f"{n} images resized to data.image_size={size}",
                "lower data.image_size")
-    import jax
-
-    out = jax.image.resize(images.astype(np.float32), (images.shape[0], size, size, images.shape[3]),
-                           "bilinear", antialias=True)
-    return np.asarray(out)
+    return np.asarray(jax.image.resize(images.astype(np.float32), (n, size, size, c), "bilinear", antialias=True))
 
 
 def digits_arrays() -> dict[str, np.ndarray]:
@@ -80,8 +77,7 @@ def digits(split: str, image_size: int = 8) -> ArrayDataset:
     rows = d[split]
     x = (d["images"][rows].astype(np.float32) / 16.0)[..., None]
     y = d["labels"][rows].astype(np.int64)
-    mean, std = STATS["digits"]
-    return ArrayDataset(resize(x, image_size), y, 10, mean, std)
+    return ArrayDataset(resize(x, image_size), y, 10, *STATS["digits"])
 
 
 def _tfds_missing_message(name: str, split: str, data_dir, err: Exception) -> str:
@@ -134,13 +130,11 @@ AUTO_IN_MEMORY_BYTES = 4 << 30
 
 def tfds_split(name: str, split: str, data_dir: str | None = None, image_size: int | None = None,
                image_key: str = "image", label_key: str = "label", in_memory=None):
-    """A tfds image-classification split through ``tfds.data_source`` (array_record random access).
-
-    TensorFlow is not needed. Images stay uint8 and become float on the device. ``in_memory``:
-    True loads the split into host memory (an :class:`ArrayDataset`); False reads rows on demand
-    (a :class:`jka.data.records.RecordDataset`: each process reads only the rows of its slices);
-    None (or "auto") loads it when its images take at most ``AUTO_IN_MEMORY_BYTES``.
-    """
+    """A tfds image-classification split through ``tfds.data_source`` (array_record random access, no
+    TensorFlow); images stay uint8 and become float on the device. ``in_memory``: True loads the split
+    into host memory (an :class:`ArrayDataset`); False reads rows on demand (a
+    :class:`jka.data.records.RecordDataset`: each process reads only the rows of its slices); None (or
+    "auto") loads it when its images take at most ``AUTO_IN_MEMORY_BYTES``."""
     tfds = _tfds(name, "data.name")
     if in_memory not in (True, False, None, "auto"):
         raise ConfigError(f"data.in_memory must be True, False or None (auto), not {in_memory!r}")
@@ -168,9 +162,7 @@ def tfds_split(name: str, split: str, data_dir: str | None = None, image_size: i
                        image_size=image_size)
     if in_memory in (None, "auto"):
         in_memory = n * first.nbytes <= AUTO_IN_MEMORY_BYTES
-    if not in_memory:
-        return ds
-    return ArrayDataset(ds.images, ds.labels, ds.num_classes, mean, std)
+    return ArrayDataset(ds.images, ds.labels, ds.num_classes, mean, std) if in_memory else ds
 
 
 def load_source(src, split: str, image_size: int) -> ArrayDataset:

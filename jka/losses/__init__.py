@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 
 
-def _f32(x):
+def f32(x):
     return jnp.asarray(x, jnp.float32)
 
 
@@ -23,7 +23,7 @@ def standardize(z, eps: float = 1e-7):
     """Logit standardisation (Sun et al., CVPR 2024): ``(z − mean(z)) / (std(z) + eps)`` over the class axis,
     with the unbiased (n − 1) standard deviation, as the reference code (``torch.std``). A constant row
     maps to zeros with a zero (not NaN) gradient."""
-    z = _f32(z)
+    z = f32(z)
     centred = z - z.mean(axis=-1, keepdims=True)
     var = jnp.sum(jnp.square(centred), axis=-1, keepdims=True) / (z.shape[-1] - 1)
     std = jnp.where(var > 0, jnp.sqrt(jnp.where(var > 0, var, 1.0)), 0.0)
@@ -37,15 +37,15 @@ def standardized(on: bool, *logits):
 
 def kd(s, t, T: float = 1.0):
     """``T² · KL(σ(t/T) ‖ σ(s/T))``, summed over classes, mean over every other axis."""
-    s, t = _f32(s), _f32(t)
+    s, t = f32(s), f32(t)
     kl = kl_rows(jax.nn.log_softmax(t / T, axis=-1), jax.nn.log_softmax(s / T, axis=-1))
     return (T * T) * kl.mean()
 
 
 def js(s, t, T: float = 1.0):
     """Jensen-Shannon divergence of the tempered distributions ``σ(s/T)``, ``σ(t/T)``."""
-    p = jax.nn.softmax(_f32(s) / T, axis=-1)
-    q = jax.nn.softmax(_f32(t) / T, axis=-1)
+    p = jax.nn.softmax(f32(s) / T, axis=-1)
+    q = jax.nn.softmax(f32(t) / T, axis=-1)
     m = 0.5 * (p + q)
     log_m = jnp.log(jnp.clip(m, 1e-12))
 
@@ -57,7 +57,7 @@ def js(s, t, T: float = 1.0):
 
 def cross_entropy(logits, labels, ignore_index: int | None = None):
     """Mean cross-entropy of integer labels; ``ignore_index`` entries are left out of the mean."""
-    logits = _f32(logits)
+    logits = f32(logits)
     log_p = jax.nn.log_softmax(logits, axis=-1)
     safe = labels if ignore_index is None else jnp.where(labels == ignore_index, 0, labels)
     nll = -jnp.take_along_axis(log_p, safe[..., None].astype(jnp.int32), axis=-1)[..., 0]
@@ -69,17 +69,17 @@ def cross_entropy(logits, labels, ignore_index: int | None = None):
 
 def soft_cross_entropy(logits, target_probs):
     """Cross-entropy against a probability target, mean over every non-class axis."""
-    return -jnp.sum(_f32(target_probs) * jax.nn.log_softmax(_f32(logits), axis=-1), axis=-1).mean()
+    return -jnp.sum(f32(target_probs) * jax.nn.log_softmax(f32(logits), axis=-1), axis=-1).mean()
 
 
 def mse(a, b):
     """Mean squared error over all elements."""
-    return jnp.mean(jnp.square(_f32(a) - _f32(b)))
+    return jnp.mean(jnp.square(f32(a) - f32(b)))
 
 
 def per_sample_mse(a, b):
     """Mean squared error per sample (mean over every non-batch axis)."""
-    d = jnp.square(_f32(a) - _f32(b))
+    d = jnp.square(f32(a) - f32(b))
     return d.reshape(d.shape[0], -1).mean(axis=-1)
 
 

@@ -1,11 +1,5 @@
-"""Loss terms of knowledge amalgamation (docs/methods.md: CFL, adaptive amalgamation).
-
-* ``mmd2``: squared maximum mean discrepancy between two batches of features, rows flattened and
-  L2-normalised, multi-bandwidth RBF kernel ``k(a, b) = Σ_σ exp(−‖a − b‖² / (2σ²))``, biased
-  estimator ``mean K_xx + mean K_yy − 2 mean K_xy``, clamped at 0 (CFL).
-* ``entropy``: prediction entropy ``H = −Σ p log p`` per sample (adaptive selection).
-* ``select_least_entropy``: one-hot choice of the least-entropy teacher per sample.
-"""
+"""Loss terms of knowledge amalgamation (docs/methods.md): CFL's MMD², adaptive amalgamation's
+entropy selection."""
 from __future__ import annotations
 
 import jax
@@ -16,17 +10,10 @@ from jka.losses import l2_normalize
 MMD_SIGMAS = (0.001, 0.01, 0.05, 0.1, 0.2, 1.0, 2.0)
 
 
-def _rows(x):
-    x = jnp.asarray(x, jnp.float32)
-    return x.reshape(x.shape[0], -1)
-
-
 def squared_distances(a, b):
-    """``D_ij = ‖a_i − b_j‖²`` for row batches ``a`` (N, D) and ``b`` (M, D).
-
-    Computed from the differences (not ``‖a‖² + ‖b‖² − 2ab``) so that equal rows give exactly 0:
-    with σ = 0.001 the kernel divides by 2·10⁻⁶ and would amplify float32 round-off.
-    """
+    """``D_ij = ‖a_i − b_j‖²`` for row batches ``a`` (N, D) and ``b`` (M, D), from the differences (not
+    ``‖a‖² + ‖b‖² − 2ab``) so that equal rows give exactly 0: with σ = 0.001 the kernel divides by
+    2·10⁻⁶ and would amplify float32 round-off."""
     return jnp.sum(jnp.square(a[:, None, :] - b[None, :, :]), axis=-1)
 
 
@@ -37,8 +24,9 @@ def rbf_kernel(a, b, sigmas=MMD_SIGMAS):
 
 
 def mmd2(x, y, sigmas=MMD_SIGMAS, normalize: bool = True):
-    """Biased MMD² between feature batches ``x`` and ``y`` (any shape, batch first), clamped at 0."""
-    x, y = _rows(x), _rows(y)
+    """Biased MMD² ``mean K_xx + mean K_yy − 2 mean K_xy`` (:func:`rbf_kernel`) between feature batches
+    ``x`` and ``y`` (any shape, batch first; rows flattened and L2-normalised), clamped at 0."""
+    x, y = (jnp.asarray(a, jnp.float32).reshape(len(a), -1) for a in (x, y))
     if normalize:
         x, y = l2_normalize(x), l2_normalize(y)
     k_xx = rbf_kernel(x, x, sigmas).mean()
@@ -54,10 +42,7 @@ def entropy(logits):
 
 
 def select_least_entropy(logits_per_teacher):
-    """One-hot (B, K) choice of the teacher with the least entropy for each sample.
-
-    ``logits_per_teacher``: a list of K arrays (B, C), each teacher's logits on the same sub-task
-    classes. Ties go to the lower teacher index.
-    """
+    """One-hot (B, K) choice of the teacher with the least entropy for each sample, from K teachers'
+    logits (B, C) on the same sub-task classes; ties go to the lower teacher index."""
     h = jnp.stack([entropy(t) for t in logits_per_teacher], axis=-1)
     return jax.nn.one_hot(jnp.argmin(h, axis=-1), len(logits_per_teacher), dtype=jnp.float32)

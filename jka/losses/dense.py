@@ -77,11 +77,9 @@ def depth_sums(pred, target, weight=None):
     t = jnp.where(valid > 0, target, 1.0)
     p = jnp.maximum(pred, MIN_DEPTH)
     ratio = jnp.maximum(p / t, t / p)
-    out = {"n": valid.sum(), "sq_err": jnp.sum(valid * jnp.square(pred - t)),
-           "abs_rel": jnp.sum(valid * jnp.abs(pred - t) / t)}
-    for k in (1, 2, 3):
-        out[f"delta{k}"] = jnp.sum(valid * (ratio < 1.25 ** k))
-    return out
+    return {"n": valid.sum(), "sq_err": jnp.sum(valid * jnp.square(pred - t)),
+            "abs_rel": jnp.sum(valid * jnp.abs(pred - t) / t),
+            **{f"delta{k}": jnp.sum(valid * (ratio < 1.25 ** k)) for k in (1, 2, 3)}}
 
 
 # -- scores from sums ------------------------------------------------------------------------------------
@@ -99,7 +97,5 @@ def segmentation_scores(conf) -> dict:
 def depth_scores(sums) -> dict:
     """RMSE, abs-rel and δ_k from :func:`depth_sums` totals."""
     n = max(float(sums["n"]), 1.0)
-    out = {"rmse": float(jnp.sqrt(sums["sq_err"] / n)), "abs_rel": float(sums["abs_rel"] / n)}
-    for k in (1, 2, 3):
-        out[f"delta{k}"] = float(sums[f"delta{k}"] / n)
-    return out
+    return {"rmse": float(jnp.sqrt(sums["sq_err"] / n)), "abs_rel": float(sums["abs_rel"] / n),
+            **{f"delta{k}": float(sums[f"delta{k}"] / n) for k in (1, 2, 3)}}

@@ -8,11 +8,8 @@ from jka.losses import cross_entropy
 
 
 def moments(x, weights=None):
-    """Mean and biased variance of ``x`` over every axis but the last (channels).
-
-    ``weights`` (one per sample, shape (B,)) gives the weighted moments, e.g. over the images a
-    teacher claims; ``None`` weighs every sample alike.
-    """
+    """Mean and biased variance of ``x`` over every axis but the last (channels), weighted by
+    ``weights`` (B,) when given (e.g. over the images a teacher claims)."""
     xf = x.astype(jnp.float32)
     axes = tuple(range(x.ndim - 1))
     if weights is None:
@@ -25,12 +22,10 @@ def moments(x, weights=None):
 
 
 def bn_statistics(bn_stats, batch_stats, weights=None):
-    """``R_bn = Σ_ℓ ‖μ_batch,ℓ − μ_run,ℓ‖₂ + ‖var_batch,ℓ − var_run,ℓ‖₂`` (norms not squared).
-
-    ``bn_stats`` is the collection sown by :class:`jka.models.layers.BatchNorm` when a teacher runs
-    with ``mutable=['bn_stats']`` (the input of every BatchNorm), ``batch_stats`` the teacher's
-    running statistics; the batch moments are :func:`moments` of each input (``weights``: per sample).
-    """
+    """``R_bn = Σ_ℓ ‖μ_batch,ℓ − μ_run,ℓ‖₂ + ‖var_batch,ℓ − var_run,ℓ‖₂`` (norms not squared), from
+    ``bn_stats``, the inputs of every BatchNorm sown by :class:`jka.models.layers.BatchNorm` (a teacher
+    run with ``mutable=['bn_stats']``), and the teacher's running ``batch_stats``; the batch moments
+    are :func:`moments` of each input (``weights``: per sample)."""
     flat_in = jax.tree_util.tree_flatten_with_path(bn_stats, is_leaf=lambda x: isinstance(x, tuple))[0]
     total = jnp.zeros((), jnp.float32)
     for path, sown in flat_in:

@@ -1,11 +1,9 @@
-"""Attribution maps (docs/methods.md, "Transferability"): gradient × input or saliency of ``g(x) = ‖vec(f(x))‖₂``.
-
-``f`` is a chosen feature map of a model (or its logits); ``x`` is the raw probe image in [0, 1]
-(the input every model of a zoo shares; each model's own normalisation is part of ``f``). Maps are
-averaged over channels to one ``(H, W)`` map per image. The per-image gradient is ``vmap``-ed over
-the probe set, compiled once per (model, layer, method), and the probe set is sharded over the
-``data`` axis of a mesh (:mod:`jka.train.mesh`).
-"""
+"""Attribution maps (docs/methods.md, "Transferability"): gradient × input or saliency of
+``g(x) = ‖vec(f(x))‖₂``, ``f`` a chosen feature map of a model (or its logits), ``x`` the raw probe
+image in [0, 1] (the input every model of a zoo shares; each model's own normalisation is part of
+``f``), averaged over channels to one ``(H, W)`` map per image. The per-image gradient is ``vmap``-ed
+over the probe set, compiled once per (model, layer, method), and the probe set is sharded over the
+``data`` axis of a mesh (:mod:`jka.train.mesh`)."""
 from __future__ import annotations
 
 import dataclasses
@@ -73,8 +71,6 @@ def fit_probe(model: ZooModel, images: np.ndarray) -> np.ndarray:
 
 def attribution_of(model: ZooModel, layer: str, method: str):
     """``(variables, x_one) -> (H, W)`` map of one image (the pure, unbatched formula)."""
-    if method not in METHODS:
-        raise unknown_choice("attribution method", method, METHODS)
 
     def g(variables, x):
         f = model.layer_output(variables, x[None], layer).astype(jnp.float32)
@@ -126,8 +122,10 @@ def _run_sharded(fn, variables, images: np.ndarray, mesh, batch_size: int) -> np
     return np.concatenate(outs)
 
 
-def default_mesh():
-    return mesh_lib.make_mesh()
+def _over_probe(model: ZooModel, images: np.ndarray, layer: str, method: str | None, mesh, batch_size: int):
+    mesh = mesh or mesh_lib.make_mesh()
+    fn = _compiled(model, layer, method, mesh)
+    return _run_sharded(fn, model.variables, fit_probe(model, images), mesh, batch_size)
 
 
 def attribution_maps(model: ZooModel, images: np.ndarray, layer: str = "pooled", method: str = "grad_input",
@@ -135,14 +133,10 @@ def attribution_maps(model: ZooModel, images: np.ndarray, layer: str = "pooled",
     """(N, H, W) attribution maps of ``model`` on raw probe ``images`` (N, H, W, C) in [0, 1]."""
     if method not in METHODS:
         raise unknown_choice("attribution method", method, METHODS)
-    mesh = mesh or default_mesh()
-    x = fit_probe(model, images)
-    return _run_sharded(_compiled(model, layer, method, mesh), model.variables, x, mesh, batch_size)
+    return _over_probe(model, images, layer, method, mesh, batch_size)
 
 
 def feature_vectors(model: ZooModel, images: np.ndarray, layer: str = "pooled", mesh=None,
                     batch_size: int = 256) -> np.ndarray:
     """(N, D) flattened ``layer`` outputs of ``model`` on raw ``images``."""
-    mesh = mesh or default_mesh()
-    x = fit_probe(model, images)
-    return _run_sharded(_compiled(model, layer, None, mesh), model.variables, x, mesh, batch_size)
+    return _over_probe(model, images, layer, None, mesh, batch_size)

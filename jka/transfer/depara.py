@@ -12,7 +12,7 @@ of one source against the target graph and picks the highest.
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import numpy as np
 
@@ -102,8 +102,3 @@ def layer_scores(target: Graph, source_layers: Mapping[str, Graph], lam: float =
 
 def select_layer(scores: Mapping[str, float]) -> str:
     return max(scores, key=scores.get)
-
-
-def source_layer_graphs(model: ZooModel, images: np.ndarray, layers: Sequence[str], method: str = "grad_input",
-                        mesh=None) -> dict[str, Graph]:
-    return {layer: build_graph(model, images, layer, method, mesh) for layer in layers}

@@ -22,16 +22,11 @@ def resize_maps(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(jax.image.resize(maps, (maps.shape[0], *size), "bilinear", antialias=True))
 
 
-def common_size(*maps: np.ndarray) -> tuple[int, int]:
-    """The largest (H, W) among the maps."""
-    return max(m.shape[1] for m in maps), max(m.shape[2] for m in maps)
-
-
 def per_image_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """cos(a_i, b_i) for each image i of two (N, ...) stacks (resized to a common size if maps)."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     if a.ndim == 3 and a.shape[1:] != b.shape[1:]:
-        size = common_size(a, b)
+        size = max(a.shape[1], b.shape[1]), max(a.shape[2], b.shape[2])
         a, b = resize_maps(a, size).astype(np.float64), resize_maps(b, size).astype(np.float64)
     if len(a) != len(b):
         raise ValueError(f"the two stacks cover {len(a)} and {len(b)} probe images; use the same probe set")
@@ -56,14 +51,10 @@ def distance_matrix(maps: Mapping[str, np.ndarray]) -> tuple[list[str], np.ndarr
     return names, d
 
 
-def rank_sources(scores: np.ndarray, names: Sequence[str], target: str, higher_is_better: bool,
-                 exclude: Sequence[str] = ()) -> list[tuple[str, float]]:
-    """Sources for ``target`` ordered best first by row ``target`` of a score matrix.
-
-    ``scores`` is a similarity (``higher_is_better``) or a distance matrix; the target itself and
-    ``exclude`` are left out.
-    """
+def rank_sources(scores: np.ndarray, names: Sequence[str], target: str,
+                 higher_is_better: bool) -> list[tuple[str, float]]:
+    """The other models, best source for ``target`` first, by row ``target`` of a similarity
+    (``higher_is_better``) or distance matrix."""
     t = list(names).index(target)
-    skip = {target, *exclude}
-    pairs = [(n, float(scores[t, j])) for j, n in enumerate(names) if n not in skip]
+    pairs = [(n, float(scores[t, j])) for j, n in enumerate(names) if n != target]
     return sorted(pairs, key=lambda p: -p[1] if higher_is_better else p[1])

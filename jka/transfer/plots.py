@@ -1,10 +1,6 @@
 """Pictures of a zoo: a heat map of the score matrix and a graph (models as nodes, edges to the
-nearest k).
-
-Drawn on :class:`matplotlib.figure.Figure` objects and written with ``Figure.savefig``, which
-needs no global figure manager (``plt``) and no display: the user's matplotlib backend is never
-read or switched.
-"""
+nearest k), drawn on :class:`matplotlib.figure.Figure` objects and written with ``Figure.savefig``,
+which needs no ``plt`` and no display: the user's matplotlib backend is never read or switched."""
 from __future__ import annotations
 
 import math
@@ -21,9 +17,9 @@ TITLE_PT = 11
 DIAGONAL = "#d4d4d4"  # neutral grey of a model's cell with itself
 
 
-def _mpl():
-    """matplotlib, imported on first use: the one place this module imports it (never ``plt``).
-    It is the ``plots`` extra: without it, one UserError saying how to install it."""
+def require():
+    """matplotlib (the ``plots`` extra), imported on first use and never as ``plt``; without it, one
+    UserError saying how to install it (called first by a command that draws, to fail before the work)."""
     try:
         import matplotlib
     except ImportError:
@@ -34,18 +30,13 @@ def _mpl():
     return matplotlib
 
 
-def require() -> None:
-    """Fail now, not after the work, when the pictures cannot be drawn."""
-    _mpl()
-
-
 def figure(**kwargs):
     """A new Figure, drawn without ``plt`` or a backend (``Figure.savefig`` renders it)."""
-    return _mpl().figure.Figure(**kwargs)
+    return require().figure.Figure(**kwargs)
 
 
 def colormap(name: str):
-    return _mpl().colormaps[name]
+    return require().colormaps[name]
 
 
 def _save(fig, path: str, dpi: int = 120) -> str:
@@ -71,7 +62,7 @@ def _norm(values: np.ndarray, lo: float, hi: float):
     weak pairs and a few strong ones), then half linear, half by rank, so that crowded values get
     distinct colours while the outliers stay apart; monotone, so the colour order is the value
     order, and the colour bar's uneven ticks show the stretch."""
-    colors = _mpl().colors
+    colors = require().colors
     v = np.unique(values[np.isfinite(values)])
     if v.size >= 3:
         mid = (float(np.median(values)) - lo) / (hi - lo)
@@ -96,19 +87,14 @@ def _norm(values: np.ndarray, lo: float, hi: float):
 
 
 def heatmap_figure(matrix: np.ndarray, names: Sequence[str], title: str, cmap: str = "viridis",
-                   label: str = "", mask_diagonal: bool = True):
-    """The Figure of :func:`heatmap`.
-
-    The diagonal (a model with itself: the largest similarity or zero distance, which says nothing
-    about transfer) is a grey cell marked "self", and the colour scale spans the off-diagonal
-    values only, so that their differences show (see :func:`_norm`). Each cell carries its value,
-    in black or white, whichever reads better on the cell's colour."""
+                   label: str = ""):
+    """The Figure of :func:`heatmap`. The diagonal (a model with itself: the largest similarity or zero
+    distance, which says nothing about transfer) is a grey cell marked "self", and the colour scale
+    spans the off-diagonal values only, so that their differences show (:func:`_norm`). Each cell
+    carries its value, in black or white, whichever reads better on the cell's colour."""
     m = np.asarray(matrix, np.float64)
     n_rows, n_cols = m.shape
-    diag = np.zeros(m.shape, bool)
-    if mask_diagonal:
-        k = min(n_rows, n_cols)
-        diag[np.arange(k), np.arange(k)] = True
+    diag = np.eye(n_rows, n_cols, dtype=bool)
     off = m[~diag & np.isfinite(m)]
     lo, hi = (float(off.min()), float(off.max())) if off.size else (0.0, 1.0)
     if hi <= lo:  # one value (or none): a scale around it
@@ -127,14 +113,12 @@ def heatmap_figure(matrix: np.ndarray, names: Sequence[str], title: str, cmap: s
     ax.set_xticks(range(n_cols), names[:n_cols], rotation=40, ha="right", rotation_mode="anchor",
                   fontsize=TICK_PT)
     ax.set_yticks(range(n_rows), names[:n_rows], fontsize=TICK_PT)
-    ax.tick_params(length=0)
     # thin white lines between cells
     ax.set_xticks(np.arange(-0.5, n_cols), minor=True)
     ax.set_yticks(np.arange(-0.5, n_rows), minor=True)
     ax.grid(which="minor", color="white", linewidth=1.2)
-    ax.tick_params(which="minor", length=0)
-    for side in ax.spines.values():
-        side.set_visible(False)
+    ax.tick_params(which="both", length=0)
+    ax.spines[:].set_visible(False)
 
     fmt = f"{{:.{_decimals(hi - lo)}f}}"
     text_pt = TEXT_PT if n <= 14 else 8
@@ -159,10 +143,10 @@ def heatmap_figure(matrix: np.ndarray, names: Sequence[str], title: str, cmap: s
 
 
 def heatmap(matrix: np.ndarray, names: Sequence[str], path: str, title: str, cmap: str = "viridis",
-            label: str = "", mask_diagonal: bool = True) -> str:
+            label: str = "") -> str:
     """Annotated heat map of a (n, n) matrix, rows/columns labelled by ``names``, as a PNG at ``path``
     (see :func:`heatmap_figure`)."""
-    return _save(heatmap_figure(matrix, names, title, cmap, label, mask_diagonal), path)
+    return _save(heatmap_figure(matrix, names, title, cmap, label), path)
 
 
 def nearest_edges(matrix: np.ndarray, k: int, higher_is_closer: bool) -> list[tuple[int, int]]:
@@ -199,7 +183,7 @@ def graph_figure(matrix: np.ndarray, names: Sequence[str], title: str, k: int = 
     fig = figure(figsize=(9, 7.2), layout="constrained")
     ax = fig.add_subplot()
     blues = colormap("Blues")
-    placed = [p for p in pos]  # label spots so far (nodes count: a label must not hide one)
+    placed = list(pos)  # label spots so far (nodes count: a label must not hide one)
     for (i, j), c, v in zip(edges, closeness, vals):
         t = (c - lo) / (hi - lo) if hi > lo else 1.0
         ax.plot(*zip(pos[i], pos[j]), color=blues(0.35 + 0.65 * t), lw=1 + 4 * t, zorder=1,

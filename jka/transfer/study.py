@@ -13,13 +13,17 @@ permuting each target's scores over its sources (one-sided p-value).
 """
 from __future__ import annotations
 
+import functools
 import io
 import os
 import sys
 import time
 from typing import Sequence
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 from PIL import Image
 
 from jka import paths
@@ -36,9 +40,7 @@ from jka.transfer.zoo import load_probe
 COMPARE_METHODS = ("attribution", "depara")
 
 
-# --------------------------------------------------------------------------------------------------
-# Comparing a zoo (no labels)
-# --------------------------------------------------------------------------------------------------
+# -- comparing a zoo (no labels) --------------------------------------------------------------------
 def zoo_graphs(zoo: Sequence[ZooModel], probe: np.ndarray, layer: str = "pooled",
                attribution: str = "grad_input", mesh=None) -> dict[str, Graph]:
     return {m.name: build_graph(m, probe, layer, attribution, mesh) for m in zoo}
@@ -71,16 +73,14 @@ def ranking_table(result: dict, top: int = 3) -> str:
     width = max(len(n) for n in result["names"])
     head = f"{'target'.ljust(width)}  best sources ({result['method']} {result['kind']}, " \
            f"{'higher' if result['higher_is_closer'] else 'lower'} is closer)"
-    lines = [head, "-" * len(head)]
-    for t, ranked in result["rankings"].items():
-        lines.append(f"{t.ljust(width)}  " + ", ".join(f"{s} ({v:.3f})" for s, v in ranked[:top]))
-    return "\n".join(lines)
+    lines = [f"{t.ljust(width)}  " + ", ".join(f"{s} ({v:.3f})" for s, v in ranked[:top])
+             for t, ranked in result["rankings"].items()]
+    return "\n".join([head, "-" * len(head), *lines])
 
 
 def write_outputs(result: dict, out: str, k: int = 2, groups=None, prefix: str = "",
                   tensorboard: bool = True) -> dict:
-    """``{prefix}transfer.json``, ``{prefix}heatmap.png`` and ``{prefix}graph.png`` in ``out``.
-
+    """``{prefix}transfer.json``, ``{prefix}heatmap.png`` and ``{prefix}graph.png`` in ``out``;
     ``tensorboard``: also log both pictures (tags ``transfer/{prefix}heatmap``, ``.../{prefix}graph``)
     to ``out/tensorboard``, the TensorBoard run of :class:`~jka.train.metrics.MetricWriter` for
     ``out``; nothing happens without tensorboardX, and on processes other than 0."""
@@ -89,9 +89,8 @@ def write_outputs(result: dict, out: str, k: int = 2, groups=None, prefix: str =
     higher = bool(result["higher_is_closer"])
     label = "DEPARA similarity" if result["method"] == "depara" else "attribution distance"
     better = f"{'higher' if higher else 'lower'} = more transferable"
-    files = {"json": os.path.join(out, f"{prefix}transfer.json"),
-             "heatmap": os.path.join(out, f"{prefix}heatmap.png"),
-             "graph": os.path.join(out, f"{prefix}graph.png")}
+    files = {k: os.path.join(out, f"{prefix}{name}")
+             for k, name in (("json", "transfer.json"), ("heatmap", "heatmap.png"), ("graph", "graph.png"))}
     paths.write_json(files["json"], result)
     # viridis runs dark → bright: the brightest cell is the closest pair for either kind of score
     plots.heatmap(matrix, names, files["heatmap"],
@@ -113,20 +112,18 @@ def write_outputs(result: dict, out: str, k: int = 2, groups=None, prefix: str =
     return files
 
 
-# --------------------------------------------------------------------------------------------------
-# Measured transfer (labels used only here, to check the label-free scores)
-# --------------------------------------------------------------------------------------------------
+# -- measured transfer (labels used only here, to check the label-free scores) ----------------------
 def linear_probe_accuracy(f_train: np.ndarray, y_train: np.ndarray, f_test: np.ndarray, y_test: np.ndarray,
                           budget: int, repeats: int, seed: int = 0) -> float:
     """Mean held-out accuracy of logistic regression fitted on ``budget`` random labelled samples."""
     accs = []
     for r in range(repeats):
         idx = np.random.default_rng([seed, r]).permutation(len(y_train))[:budget]
-        if len(np.unique(y_train[idx])) < 2:
-            accs.append(float(np.mean(y_test == y_train[idx][0])))
-            continue
-        probe = fit_linear_probe(f_train[idx], y_train[idx], C=1.0)
-        accs.append(float(np.mean(probe_predict(probe, f_test) == y_test)))
+        if len(np.unique(y_train[idx])) < 2:  # one class: no probe to fit, it is predicted everywhere
+            predicted = y_train[idx][0]
+        else:
+            predicted = probe_predict(fit_linear_probe(f_train[idx], y_train[idx], C=1.0), f_test)
+        accs.append(float(np.mean(predicted == y_test)))
     return float(np.mean(accs))
 
 
@@ -137,44 +134,33 @@ def linear_probe_accuracy(f_train: np.ndarray, y_train: np.ndarray, f_test: np.n
 # logit fixed at 0), as scikit-learn does. Fitted by L-BFGS (optax, float32) to a small gradient
 # norm. Features are padded with zero columns to a power of two and classes (masked out) to a
 # multiple of 16, which leaves the minimiser unchanged and compiles the solver once per bucket.
-_PROBE_SOLVERS: dict = {}
+@functools.partial(jax.jit, static_argnames=("max_iter",))
+def _fit_probe(x, y, free, valid, l2, max_iter, tol):
+    n, k = y.shape[0], free.shape[0]
+    onehot = jax.nn.one_hot(y, k, dtype=x.dtype)
 
+    def objective(params):
+        w, b = params["w"] * free, params["b"] * free
+        logits = jnp.where(valid, x @ w + b, -1e9)  # padded classes: never predicted, no loss
+        return -jnp.sum(onehot * jax.nn.log_softmax(logits)) / n + 0.5 * l2 * jnp.sum(w * w)
 
-def _probe_solver():
-    if "fit" not in _PROBE_SOLVERS:
-        import jax
-        import jax.numpy as jnp
-        import optax
+    opt = optax.lbfgs()
+    value_and_grad = optax.value_and_grad_from_state(objective)
 
-        def fit(x, y, free, valid, l2, max_iter, tol):
-            n, k = y.shape[0], free.shape[0]
-            onehot = jax.nn.one_hot(y, k, dtype=x.dtype)
+    def step(carry):
+        params, state = carry
+        value, grad = value_and_grad(params, state=state)
+        updates, state = opt.update(grad, state, params, value=value, grad=grad, value_fn=objective)
+        return optax.apply_updates(params, updates), state
 
-            def objective(params):
-                w, b = params["w"] * free, params["b"] * free
-                logits = jnp.where(valid, x @ w + b, -1e9)  # padded classes: never predicted, no loss
-                return -jnp.sum(onehot * jax.nn.log_softmax(logits)) / n + 0.5 * l2 * jnp.sum(w * w)
+    def going_on(carry):
+        _, state = carry
+        count = optax.tree.get(state, "count")
+        return (count == 0) | ((count < max_iter) & (optax.tree.norm(optax.tree.get(state, "grad")) >= tol))
 
-            opt = optax.lbfgs()
-            value_and_grad = optax.value_and_grad_from_state(objective)
-
-            def step(carry):
-                params, state = carry
-                value, grad = value_and_grad(params, state=state)
-                updates, state = opt.update(grad, state, params, value=value, grad=grad, value_fn=objective)
-                return optax.apply_updates(params, updates), state
-
-            def going_on(carry):
-                _, state = carry
-                count = optax.tree.get(state, "count")
-                return (count == 0) | ((count < max_iter) & (optax.tree.norm(optax.tree.get(state, "grad")) >= tol))
-
-            params = {"w": jnp.zeros((x.shape[1], k), x.dtype), "b": jnp.zeros((k,), x.dtype)}
-            params, state = jax.lax.while_loop(going_on, step, (params, opt.init(params)))
-            return params["w"] * free, params["b"] * free, optax.tree.get(state, "count")
-
-        _PROBE_SOLVERS["fit"] = jax.jit(fit, static_argnames=("max_iter",))
-    return _PROBE_SOLVERS["fit"]
+    params = {"w": jnp.zeros((x.shape[1], k), x.dtype), "b": jnp.zeros((k,), x.dtype)}
+    params, state = jax.lax.while_loop(going_on, step, (params, opt.init(params)))
+    return params["w"] * free, params["b"] * free, optax.tree.get(state, "count")
 
 
 def fit_linear_probe(features: np.ndarray, labels: np.ndarray, C: float = 1.0, max_iter: int = 1000,
@@ -195,8 +181,8 @@ def fit_linear_probe(features: np.ndarray, labels: np.ndarray, C: float = 1.0, m
         free[0] = 0.0
     z = np.zeros((len(x), d_pad), np.float32)
     z[:, :d] = (x - mean) / scale
-    w, b, iters = _probe_solver()(z, y.astype(np.int32), free, valid, np.float32(1.0 / (C * len(y))),
-                                  max_iter=int(max_iter), tol=np.float32(tol))
+    w, b, iters = _fit_probe(z, y.astype(np.int32), free, valid, np.float32(1.0 / (C * len(y))),
+                              max_iter=int(max_iter), tol=np.float32(tol))
     return {"classes": classes, "mean": mean, "scale": scale, "coef": np.asarray(w, np.float64)[:d, :k],
             "intercept": np.asarray(b, np.float64)[:k], "iterations": int(iters)}
 
@@ -214,11 +200,9 @@ def probe_predict(probe: dict, features: np.ndarray, proba: bool = False) -> np.
 
 def correlation_test(scores: dict[str, dict[str, float]], values: dict[str, dict[str, float]],
                      permutations: int, seed: int = 0) -> dict:
-    """Per-target Spearman(score, value) over sources, their mean, and a one-sided permutation p-value.
-
-    The null hypothesis: the scores carry no information on the ranking of sources, so permuting
-    each target's scores over its sources gives a mean correlation as large as the observed one.
-    """
+    """Per-target Spearman(score, value) over sources, their mean, and a one-sided permutation p-value
+    (null hypothesis: the scores say nothing of the sources' ranking, so permuting each target's
+    scores over its sources gives a mean correlation as large as the observed one)."""
     targets = list(scores)
     s = [np.array([scores[t][src] for src in values[t]]) for t in targets]
     v = [np.array([values[t][src] for src in values[t]]) for t in targets]
@@ -238,9 +222,7 @@ def correlation_test(scores: dict[str, dict[str, float]], values: dict[str, dict
     return {"per_target": per, "mean": observed, "p_value": (hits + 1) / (permutations + 1)}
 
 
-# --------------------------------------------------------------------------------------------------
-# The digits study
-# --------------------------------------------------------------------------------------------------
+# -- the digits study -------------------------------------------------------------------------------
 def _log(msg: str, t0: float):
     print(f"[transfer_study {time.perf_counter() - t0:7.1f}s] {msg}", file=sys.stderr, flush=True)
 
@@ -250,9 +232,8 @@ def run_study(cfg, workdir: str, zoo: Sequence[ZooModel], t0: float | None = Non
     real transfer, compare. ``t0``: when the study started (the zoo's training counts in its time)."""
     t0 = time.perf_counter() if t0 is None else t0
     tc = cfg.transfer_study
-    specs = list(tc.zoo)
     by_name = {m.name: m for m in zoo}
-    task_of = {s["name"]: s["task"] for s in specs}
+    task_of = {s["name"]: s["task"] for s in tc.zoo}
     targets = list(by_name) if tc.get("targets", None) is None else list(tc.targets)
     missing = [t for t in targets if t not in by_name]
     if missing:
@@ -270,8 +251,7 @@ def run_study(cfg, workdir: str, zoo: Sequence[ZooModel], t0: float | None = Non
     _log("DEPARA graphs, similarity and distance matrices done", t0)
 
     # Measured transfer: linear probes on every source's features with the target's labels.
-    data_cfg = cfg.data
-    train, test = load_split(data_cfg, "train"), load_split(data_cfg, "test")
+    train, test = load_split(cfg.data, "train"), load_split(cfg.data, "test")
     budget, repeats = int(tc.budget), int(tc.repeats)
     feat_layer = tc.get("transfer_layer", "pooled")  # the features a linear probe is fitted on
     feats = {m.name: (feature_vectors(m, train.images, feat_layer), feature_vectors(m, test.images, feat_layer))
@@ -295,8 +275,6 @@ def run_study(cfg, workdir: str, zoo: Sequence[ZooModel], t0: float | None = Non
     _log("measured transfer and correlation tests done", t0)
 
     # Layer selection: for each target, the layers of its DEPARA-selected source.
-    layers_out, hits, all_hits = {}, 0, []
-    target_graphs = {t: graphs[t] for t in targets}
     layer_cache: dict = {}
 
     def layer_eval(src: str, t: str):
@@ -307,7 +285,7 @@ def run_study(cfg, workdir: str, zoo: Sequence[ZooModel], t0: float | None = Non
             f = {x: (feature_vectors(m, train.images, x), feature_vectors(m, test.images, x)) for x in lays}
             layer_cache[src] = (lays, g, f)
         lays, g, f = layer_cache[src]
-        scores = layer_scores(target_graphs[t], g, lam)
+        scores = layer_scores(graphs[t], g, lam)
         y_tr, y_te = labels[t]
         measured = {x: linear_probe_accuracy(f[x][0], y_tr, f[x][1], y_te, budget, int(tc.layer_repeats), cfg.seed)
                     for x in lays}
@@ -316,19 +294,14 @@ def run_study(cfg, workdir: str, zoo: Sequence[ZooModel], t0: float | None = Non
         return {"scores": scores, "measured": measured, "picked": picked, "best_two": best_two,
                 "within_best_two": picked in best_two}
 
-    for t in targets:
-        src = depara["rankings"][t][0][0]
-        res = layer_eval(src, t)
-        layers_out[t] = {"source": src, **res}
-        hits += res["within_best_two"]
-    if tc.get("layer_all_sources", False):
-        for t in targets:
-            for s in values[t]:
-                all_hits.append(layer_eval(s, t)["within_best_two"])
+    layers_out = {t: {"source": depara["rankings"][t][0][0], **layer_eval(depara["rankings"][t][0][0], t)}
+                  for t in targets}
+    hits = sum(r["within_best_two"] for r in layers_out.values())
+    all_sources = tc.get("layer_all_sources", False)
+    all_hits = [layer_eval(s, t)["within_best_two"] for t in targets for s in values[t]] if all_sources else []
     t_layers = time.perf_counter()
     _log("layer selection done", t0)
 
-    # Pictures and JSON.
     groups = [m.arch for m in zoo]
     pics = {"depara": write_outputs(depara, workdir, int(tc.k), groups, prefix="depara_"),
             "attribution": write_outputs(attrib, workdir, int(tc.k), groups, prefix="attribution_")}
@@ -361,7 +334,7 @@ def run_study(cfg, workdir: str, zoo: Sequence[ZooModel], t0: float | None = Non
                      "budget": budget, "repeats": repeats, "transfer_layer": feat_layer},
         "seconds": {"zoo": t_zoo - t0, "scores": t_scores - t_zoo, "measured_transfer": t_measure - t_scores,
                     "layer_selection": t_layers - t_measure},
-        "files": {k: v for k, v in pics.items()},
+        "files": pics,
         "labels_used": "only to measure transfer values (the scores use none)",
     }
 

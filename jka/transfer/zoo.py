@@ -34,8 +34,7 @@ def find_models(directory: str, max_depth: int = 3) -> list[str]:
             dirs[:] = []
             continue
         if "model.json" in files:
-            parent = os.path.dirname(root) if os.path.basename(root) == "model" else root
-            found.append(parent)
+            found.append(os.path.dirname(root) if os.path.basename(root) == "model" else root)
             dirs[:] = []
     return sorted(set(found))
 
@@ -94,16 +93,13 @@ def _checked_probe(images: np.ndarray, where: str) -> np.ndarray:
 
 
 def load_probe(spec: str, n: int | None = None, seed: int = 0) -> np.ndarray:
-    """Unlabelled probe images (N, H, W, C) float32 in [0, 1].
-
-    ``digits`` / ``digits:test`` (a seeded random subset of that split) or a ``.npy``/``.npz`` file of
-    images (N, H, W) or (N, H, W, C), integers in 0..255 or floats in [0, 1].
-    """
+    """Unlabelled probe images (N, H, W, C) float32 in [0, 1], ``n`` of them (a seeded subset): ``digits``,
+    ``digits:test`` or a ``.npy``/``.npz`` file of images (N, H, W[, C]), 0..255 integers or [0, 1] floats."""
     if n is not None and n < 1:
         raise UserError(f"the probe size must be at least 1 image, not {n}")
-    if spec.split(":")[0] == "digits":
-        split = spec.split(":", 1)[1] if ":" in spec else "train"
-        images = load_split(ml_collections.ConfigDict(dict(name="digits", image_size=8)), split).images
+    name, _, split = spec.partition(":")
+    if name == "digits":
+        images = load_split(ml_collections.ConfigDict(dict(name="digits", image_size=8)), split or "train").images
     elif spec.endswith((".npy", ".npz")):
         images = _read_probe_file(spec)
     else:

@@ -6,10 +6,6 @@ import jax.numpy as jnp
 from jka.errors import ConfigError
 
 
-def f32(x):
-    return jnp.asarray(x, jnp.float32)
-
-
 def pool_to(x, h: int, w: int):
     """Average-pool an NHWC map down to ``h × w`` (integer factors, as adaptive pooling does then)."""
     n, H, W, c = x.shape

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from jka.losses import l2_normalize
-from jka.losses.distill._common import f32, flat, pool_to_smaller
+from jka.losses import f32, l2_normalize
+from jka.losses.distill._common import flat, pool_to_smaller
 
 
 def attention_map(f, p: float = 2.0):

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from jka.losses.distill._common import f32, pool_to
+from jka.losses import f32
+from jka.losses.distill._common import pool_to
 
 
 def fsp_matrix(f1, f2):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from jka.losses.distill._common import f32
+from jka.losses import f32
 
 LEVELS = (4, 2, 1)
 

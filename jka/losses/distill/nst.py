@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from jka.losses import l2_normalize
-from jka.losses.distill._common import f32, pool_to_smaller
+from jka.losses import f32, l2_normalize
+from jka.losses.distill._common import pool_to_smaller
 
 
 def channel_maps(f):

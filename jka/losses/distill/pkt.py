@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from jka.losses.distill._common import f32, flat
+from jka.losses import f32
+from jka.losses.distill._common import flat
 
 EPS = 1e-7
 

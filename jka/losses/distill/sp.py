@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from jka.losses import l2_normalize
-from jka.losses.distill._common import f32, flat
+from jka.losses import f32, l2_normalize
+from jka.losses.distill._common import flat
 
 
 def similarity(f):

@@ -2,14 +2,12 @@
 
 Per stage ℓ, the feature map is a matrix ``X = (H·W) × C`` per sample; ``v`` are its top right
 singular vectors (teacher: k, each with its largest entry made positive since SVD signs are arbitrary;
-student: k + 3, aligned to the teacher's by the largest
-|cosine| with its sign), each scaled by the teacher's L2-normalised top-k singular values. Between
-consecutive stages, ``RBF_ij = exp(−(v^ℓ_i − v^ℓ−1_j)² / 8)`` (per channel pair i, j, per vector);
-``L = Σ_ℓ Σ (RBF_s − RBF_t)² / B``. Student and teacher stages need equal widths (the algorithm
-adds 1×1 adapters otherwise).
-
-The student's singular vectors come from ``eigh(XᵀX)`` with a gradient that ignores pairs of
-(near-)equal eigenvalues, so dead (all-zero) ReLU channels do not turn the gradient into NaN.
+student: k + 3, aligned to the teacher's by the largest |cosine| with its sign), each scaled by the
+teacher's L2-normalised top-k singular values. Between consecutive stages,
+``RBF_ij = exp(−(v^ℓ_i − v^ℓ−1_j)² / 8)`` (per channel pair i, j, per vector);
+``L = Σ_ℓ Σ (RBF_s − RBF_t)² / B``. Student and teacher stages need equal widths (the algorithm adds
+1×1 adapters otherwise). The student's singular vectors come from ``eigh(XᵀX)`` with a gradient that
+ignores pairs of (near-)equal eigenvalues, so dead (all-zero) ReLU channels do not make it NaN.
 
 The eigen-decompositions are chained (each input gets ``0 ×`` the previous result) so that XLA runs
 them one after another: on CPU (jax 0.10.2) two LAPACK ``syevd`` calls scheduled concurrently inside
@@ -22,15 +20,13 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from jka.losses import l2_normalize
-from jka.losses.distill._common import f32
+from jka.losses import f32, l2_normalize
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
 def top_eigh(g, n: int):
     """Largest ``n`` eigenvalues (descending) and eigenvectors ``(…, C, n)`` of symmetric ``g``."""
-    w, v = jnp.linalg.eigh(g)
-    return w[..., ::-1][..., :n], v[..., ::-1][..., :n]
+    return _top_eigh_fwd(g, n)[0]
 
 
 def _top_eigh_fwd(g, n):
