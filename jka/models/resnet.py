@@ -60,7 +60,8 @@ class ResNet(nn.Module):
         k, s = (3, 1) if self.cifar else (7, 2)
         stem = nn.Conv(64, (k, k), (s, s), padding=((k // 2, k // 2),) * 2, use_bias=False, dtype=self.dtype,
                        name="conv1")
-        x = nn.relu(conv_bn(self, x, stem, BatchNorm(use_running_average=not train, dtype=self.dtype, name="bn1"), train))
+        bn1 = BatchNorm(use_running_average=not train, dtype=self.dtype, name="bn1")
+        x = nn.relu(conv_bn(self, x, stem, bn1, train))
         if not self.cifar:
             x = nn.max_pool(x, (3, 3), (2, 2), padding=PAD1)
         feats = {"stem": x}
