@@ -7,7 +7,6 @@ the same random batch, and reports the largest absolute differences.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 
@@ -17,6 +16,7 @@ import numpy as np
 
 from jka import models
 from jka.convert import families, timm_models
+from jka.convert.export import holds_only, refuse_occupied
 from jka.convert.load import convert_state_dict, input_channels, read_state_dict
 from jka.errors import UserError, unknown_choice
 from jka.train.export import export_model
@@ -155,27 +155,16 @@ def _check_options(arch: str, num_classes: int, kwargs: dict, image_size: int | 
 
 def _is_conversion(out: str) -> bool:
     """Whether ``out`` holds only an earlier conversion's model.json and variables.msgpack."""
-    if not set(os.listdir(out)) <= {"model.json", "variables.msgpack"}:
-        return False
-    try:
-        with open(os.path.join(out, "model.json"), "rb") as f:
-            info = json.loads(f.read())
-    except (OSError, ValueError):
-        return False
-    return isinstance(info, dict) and "converted_from" in info
+    return holds_only(out, {"model.json", "variables.msgpack"}, "model.json",
+                      lambda info: isinstance(info, dict) and "converted_from" in info)
 
 
 def _check_out(out: str) -> None:
     """Refuse an ``out`` that a conversion would spoil or cannot write: a file, a directory holding
     anything but an earlier conversion (a training workdir: its model/ would be shadowed), or a
     place that cannot be created or written."""
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise UserError(f"OUT {out!r} is a file; give a new directory for the converted model")
-    if os.path.isdir(out) and os.listdir(out) and not _is_conversion(out):
-        held = sorted(os.listdir(out))
-        raise UserError(f"OUT {out!r} already holds {', '.join(held[:4])}{', ...' if len(held) > 4 else ''} and is "
-                        "no earlier `jka convert` output, so converting would overwrite or shadow it (a training "
-                        "workdir's model/ included); give a new or empty directory")
+    refuse_occupied(out, _is_conversion, "the converted model", "jka convert",
+                    ", so converting would overwrite or shadow it (a training workdir's model/ included)")
     parent = os.path.abspath(out)
     while not os.path.exists(parent):  # the directory the missing part of ``out`` would be created in
         parent = os.path.dirname(parent)

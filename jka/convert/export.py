@@ -44,12 +44,7 @@ def check_out(out: str) -> None:
         raise UserError("OUT is empty; name a new directory for the PyTorch export, e.g. student_torch")
     if paths.is_remote(out):
         raise UserError(f"OUT {out}: `jka export` writes to a local directory; give a local path")
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise UserError(f"OUT {out!r} is a file; give a new directory for the PyTorch export")
-    if os.path.isdir(out) and os.listdir(out) and not _is_export(out):
-        held = sorted(os.listdir(out))
-        raise UserError(f"OUT {out!r} already holds {', '.join(held[:4])}{', ...' if len(held) > 4 else ''} and is "
-                        "no earlier `jka export` output; give a new or empty directory")
+    refuse_occupied(out, _is_export, "the PyTorch export", "jka export")
     parent = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(parent):
         raise UserError(f"OUT {out!r}: the directory {parent} does not exist; create it first or give another path")
@@ -57,13 +52,29 @@ def check_out(out: str) -> None:
         raise UserError(f"OUT {out!r}: {parent} is not writable; give a directory you can write")
 
 
-def _is_export(out: str) -> bool:
-    if not set(os.listdir(out)) <= {WEIGHTS, INFO}:
+def refuse_occupied(out: str, earlier, product: str, command: str, consequence: str = "") -> None:
+    """Refuse an ``out`` that is a file, or a directory holding anything but an earlier output
+    (``earlier(out)``) of ``command``."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UserError(f"OUT {out!r} is a file; give a new directory for {product}")
+    if os.path.isdir(out) and os.listdir(out) and not earlier(out):
+        held = sorted(os.listdir(out))
+        raise UserError(f"OUT {out!r} already holds {', '.join(held[:4])}{', ...' if len(held) > 4 else ''} and is "
+                        f"no earlier `{command}` output{consequence}; give a new or empty directory")
+
+
+def holds_only(out: str, names: set, described: str, check) -> bool:
+    """Whether ``out`` holds no file but ``names`` and its JSON file ``described`` passes ``check``."""
+    if not set(os.listdir(out)) <= names:
         return False
     try:
-        return paths.read_json(os.path.join(out, INFO)).get("format") == FORMAT
-    except (OSError, ValueError, AttributeError):
+        return bool(check(paths.read_json(os.path.join(out, described))))
+    except (OSError, ValueError, AttributeError, TypeError):
         return False
+
+
+def _is_export(out: str) -> bool:
+    return holds_only(out, {WEIGHTS, INFO}, INFO, lambda info: info.get("format") == FORMAT)
 
 
 def check_source(src: str) -> dict:

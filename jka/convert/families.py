@@ -186,7 +186,8 @@ def _vgg16_table() -> dict[str, str]:
 
 def _segnet_table() -> dict[str, str]:
     table = {}
-    for side, blocks, flax_block in (("encoder", segnet.ENCODER, "encoder.enc{}"), ("decoder", segnet.DECODER, "dec{}")):
+    for side, blocks, flax_block in (("encoder", segnet.ENCODER, "encoder.enc{}"),
+                                     ("decoder", segnet.DECODER, "dec{}")):
         for b, widths in enumerate(blocks):
             for j in range(len(widths)):  # each conv is Conv, BN, ReLU in the block's nn.Sequential
                 table[f"{side}.{b}.{3 * j}"] = f"{flax_block.format(b + 1)}.conv{j}.conv"

@@ -13,37 +13,25 @@ import jax.numpy as jnp
 
 from jka import errors
 from jka.config import fits
-from jka.models import (cifar_resnet, efficientnet, mobilenetv2, resnet, resnet_cifar_small, segnet, shufflenet,
-                        small_cnn, vgg, vgg16_graft, vit, wrn)
+from jka.models import (efficientnet, mobilenetv2, resnet, resnet_cifar_small, segnet, shufflenet, small_cnn, vgg,
+                        vgg16_graft, vit, wrn)
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {
-    "cifar_resnet18": cifar_resnet.cifar_resnet18,
-    "cifar_resnet34": cifar_resnet.cifar_resnet34,
-    "cifar_resnet50": cifar_resnet.cifar_resnet50,
-    "wrn16_1": wrn.wrn16_1,
-    "wrn16_2": wrn.wrn16_2,
-    "wrn40_1": wrn.wrn40_1,
-    "wrn40_2": wrn.wrn40_2,
-    "vgg8_bn": vgg.vgg8_bn,
-    "vgg11_bn": vgg.vgg11_bn,
-    "vgg13_bn": vgg.vgg13_bn,
-    "vgg16_bn": vgg.vgg16_bn,
-    "vgg19_bn": vgg.vgg19_bn,
-    "mobilenetv2": mobilenetv2.mobilenetv2,
-    "mobilenetv2_x0_5": mobilenetv2.mobilenetv2_x0_5,
-    "mobile_half": mobilenetv2.mobile_half,
-    "shufflev1": shufflenet.shufflev1,
-    "shufflev2": shufflenet.shufflev2,
-    "resnet18": resnet.resnet18,
-    "resnet34": resnet.resnet34,
-    "resnet50": resnet.resnet50,
-    "small_cnn": small_cnn.small_cnn,
+    **resnet.MODELS,
+    **{f"wrn{d}_{k}": wrn.factory(d, k) for d in (16, 40) for k in (1, 2)},
+    **{f"vgg{d}_bn": vgg.factory(cfg) for d, cfg in zip((8, 11, 13, 16, 19), "SABDE")},
+    "mobilenetv2": mobilenetv2.MobileNetV2,
+    "mobilenetv2_x0_5": lambda num_classes, **kw: mobilenetv2.MobileNetV2(num_classes, 0.5, **kw),
+    "mobile_half": mobilenetv2.ZooMobileNetV2,
+    "shufflev1": shufflenet.ShuffleNetV1,
+    "shufflev2": shufflenet.ShuffleNetV2,
+    "small_cnn": small_cnn.SmallCNN,
     **resnet_cifar_small.MODELS,
     **vgg16_graft.MODELS,
-    "segnet": segnet.segnet,
+    "segnet": segnet.SegNet,
     "branchy_segnet": segnet.branchy_segnet,
-    "efficientnet_b0": efficientnet.efficientnet_b0,
-    "vit": vit.vit,
+    "efficientnet_b0": efficientnet.EfficientNet,
+    "vit": vit.ViT,
 }
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jka.models.layers import BatchNorm, conv_bn
+from jka.models.layers import BatchNorm, classify, conv_bn
 
 # kind, repeats, kernel, stride (first repeat), expansion, output channels; squeeze-excite ratio 0.25
 B0_STAGES = (("ds", 1, 3, 1, 1, 16), ("ir", 2, 3, 2, 6, 24), ("ir", 2, 5, 2, 6, 40), ("ir", 3, 3, 2, 6, 80),
@@ -83,11 +83,4 @@ class EfficientNet(nn.Module):
                            name=f"blocks_{s}_{i}")(x, train)
             feats[f"stage{s}"] = x
         x = nn.silu(conv_bn(self, x, _conv(1280, 1, dtype=self.dtype, name="conv_head"), bn("bn2"), train))
-        pooled = jnp.mean(x, axis=(1, 2))
-        feats["pooled"] = pooled
-        logits = nn.Dense(self.num_classes, dtype=self.dtype, name="classifier")(pooled)
-        return logits.astype(jnp.float32), feats
-
-
-def efficientnet_b0(num_classes, dtype=jnp.float32, **kw):
-    return EfficientNet(num_classes, dtype=dtype, **kw)
+        return classify(self, x, feats, "classifier")

@@ -94,6 +94,14 @@ class BatchNorm(nn.BatchNorm):
         return y
 
 
+def classify(module: nn.Module, x, feats: dict, name: str):
+    """``(float32 logits, feats)``: ``x`` globally average-pooled into ``feats['pooled']``, then the
+    linear head ``name`` of ``module`` (a compact method's), with ``module.num_classes`` outputs."""
+    pooled = feats["pooled"] = jnp.mean(x, axis=(1, 2))
+    logits = nn.Dense(module.num_classes, dtype=module.dtype, name=name)(pooled)
+    return logits.astype(jnp.float32), feats
+
+
 # Set to False to train with flax's BatchNorm differentiated as it is (tests and benchmarks compare the two).
 FUSED_TRAINING_BN = True
 

@@ -16,7 +16,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jka.models.layers import BatchNorm
+from jka.models.layers import BatchNorm, classify
 
 # t (expansion), c (channels), n (repeats), s (stride of the first repeat)
 SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
@@ -88,18 +88,7 @@ class MobileNetV2(nn.Module):
         x = conv(last, 1, 1, 1, self.dtype, f"features_{k}_0")(x)
         x = nn.relu6(bn(f"features_{k}_1")(x))
         feats[f"stage{stage + 1}"] = x
-        pooled = jnp.mean(x, axis=(1, 2))
-        feats["pooled"] = pooled
-        logits = nn.Dense(self.num_classes, dtype=self.dtype, name="classifier_1")(pooled)
-        return logits.astype(jnp.float32), feats
-
-
-def mobilenetv2(num_classes, dtype=jnp.float32, width=1.0, **kw):
-    return MobileNetV2(num_classes, width, dtype=dtype, **kw)
-
-
-def mobilenetv2_x0_5(num_classes, dtype=jnp.float32, **kw):
-    return MobileNetV2(num_classes, 0.5, dtype=dtype, **kw)
+        return classify(self, x, feats, "classifier_1")
 
 
 # ---------------------------------------------------------------- the CIFAR KD benchmark's MobileNetV2
@@ -154,10 +143,4 @@ class ZooMobileNetV2(nn.Module):
                 feats[ZOO_FEATURES[k]] = x
         last = int(1280 * self.width) if self.width > 1.0 else 1280
         x = nn.relu(bn("conv2_1")(conv(last, 1, 1, 1, self.dtype, "conv2_0")(x)))
-        pooled = feats["pooled"] = jnp.mean(x, axis=(1, 2))
-        logits = nn.Dense(self.num_classes, dtype=self.dtype, name="classifier_0")(pooled)
-        return logits.astype(jnp.float32), feats
-
-
-def mobile_half(num_classes, dtype=jnp.float32, **kw):
-    return ZooMobileNetV2(num_classes, **{"width": 0.5, **kw}, dtype=dtype)
+        return classify(self, x, feats, "classifier_0")

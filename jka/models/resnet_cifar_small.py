@@ -23,8 +23,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jka.errors import ConfigError
-from jka.models.cifar_resnet import PAD1, BasicBlock
-from jka.models.layers import BatchNorm
+from jka.models.layers import BatchNorm, classify
+from jka.models.resnet import PAD1, Block
 
 
 class CifarResNetSmall(nn.Module):
@@ -50,8 +50,8 @@ class CifarResNetSmall(nn.Module):
 
         def stage(h, s, prefix):
             for i in range(n):
-                stride = 2 if (s > 0 and i == 0) else 1
-                h = BasicBlock(self.widths[s], stride, dtype=self.dtype, name=f"{prefix}layer{s + 1}_{i}")(h, train)
+                h = Block(self.widths[s], 2 if (s > 0 and i == 0) else 1, shortcut="shortcut", dtype=self.dtype,
+                          name=f"{prefix}layer{s + 1}_{i}")(h, train)
             return h
 
         trunk = self.shared_stages if multi else len(self.widths)
@@ -65,10 +65,8 @@ class CifarResNetSmall(nn.Module):
             for s in range(trunk, len(self.widths)):
                 h = stage(h, s, prefix)
                 feats[f"layer{s + 1}"] = h
-            pooled = jnp.mean(h, axis=(1, 2))
-            feats["pooled"] = pooled
-            logits = nn.Dense(self.num_classes, dtype=self.dtype, name=f"{prefix}linear")(pooled)
-            all_logits.append(logits.astype(jnp.float32))
+            logits, feats = classify(self, h, feats, f"{prefix}linear")
+            all_logits.append(logits)
             all_feats.append(feats)
         if not multi:
             return all_logits[0], all_feats[0]

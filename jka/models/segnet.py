@@ -36,7 +36,6 @@ from jka.models.layers import BatchNorm
 ENCODER = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
 DECODER = ((512, 512, 512), (512, 512, 256), (256, 256, 128), (128, 64), (64,))
 NUM_POINTS = len(DECODER) + 1  # after the encoder, after each decoder block
-TASK_KINDS = ("segmentation", "depth")
 
 
 def scaled(c: int, width: float) -> int:
@@ -218,11 +217,6 @@ class BranchySegNet(nn.Module):
         maps, indices = self.shared(x, train)
         outs = tuple(self.task(t, p, maps, indices, train) for t, p in enumerate(points))
         return outs, {"encoder": maps[0], "pooled": jnp.mean(maps[0], axis=(1, 2))}
-
-
-def segnet(num_classes, dtype=jnp.float32, width: float = 1.0, **kw):
-    """SegNet-VGG16-BN with a ``num_classes``-channel dense head (1 for depth)."""
-    return SegNet(num_classes, width=width, dtype=dtype, **kw)
 
 
 def branchy_segnet(num_classes, dtype=jnp.float32, width: float = 1.0, task_channels=None,

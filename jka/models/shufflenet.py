@@ -20,7 +20,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jka.models.layers import BatchNorm
+from jka.models.layers import BatchNorm, classify
 from jka.models.mobilenetv2 import conv
 
 
@@ -93,12 +93,6 @@ def _stem_and_head(module: nn.Module, x, stages, train):
     return x, feats
 
 
-def _classify(module: nn.Module, x, feats):
-    pooled = feats["pooled"] = jnp.mean(x, axis=(1, 2))
-    logits = nn.Dense(module.num_classes, dtype=module.dtype, name="linear")(pooled)
-    return logits.astype(jnp.float32), feats
-
-
 class ShuffleNetV1(nn.Module):
     num_classes: int
     out_planes: Sequence[int] = (240, 480, 960)
@@ -115,7 +109,7 @@ class ShuffleNetV1(nn.Module):
             return h
 
         x, feats = _stem_and_head(self, x, [stage] * 3, train)
-        return _classify(self, x, feats)
+        return classify(self, x, feats, "linear")
 
 
 class ShuffleNetV2(nn.Module):
@@ -134,12 +128,4 @@ class ShuffleNetV2(nn.Module):
 
         x, feats = _stem_and_head(self, x, [stage] * 3, train)
         x = nn.relu(_conv_bn(self, x, 2, self.out_planes[3], 1, 1, 1, train))
-        return _classify(self, x, feats)
-
-
-def shufflev1(num_classes, dtype=jnp.float32, **kw):
-    return ShuffleNetV1(num_classes, dtype=dtype, **kw)
-
-
-def shufflev2(num_classes, dtype=jnp.float32, **kw):
-    return ShuffleNetV2(num_classes, dtype=dtype, **kw)
+        return classify(self, x, feats, "linear")

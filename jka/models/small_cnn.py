@@ -15,7 +15,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jka.models.layers import BatchNorm
+from jka.models.layers import BatchNorm, classify
 
 BASE_CHANNELS = (32, 64, 128)
 NUM_BLOCKS = 3
@@ -44,11 +44,4 @@ class SmallCNN(nn.Module):
         feats = {}
         for b, c in enumerate(small_cnn_channels(self.width)[start - 1:], start):
             x, feats[f"block{b}"] = small_cnn_block(x, c, b, train, self.dtype, f"conv{b}", f"bn{b}")
-        pooled = jnp.mean(x, axis=(1, 2))
-        feats["pooled"] = pooled
-        logits = nn.Dense(self.num_classes, dtype=self.dtype, name="linear")(pooled)
-        return logits.astype(jnp.float32), feats
-
-
-def small_cnn(num_classes, dtype=jnp.float32, **kw):
-    return SmallCNN(num_classes, dtype=dtype, **kw)
+        return classify(self, x, feats, "linear")

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jka.models.layers import BatchNorm
+from jka.models.layers import BatchNorm, classify
 
 CFGS = {
     "S": ((64,), (128,), (256,), (512,), (512,)),
@@ -46,16 +46,10 @@ class VGG(nn.Module):
             feats[f"block{b}" if b else "stem"] = x
             if b < 3 or (b == 3 and h == 64):
                 x = nn.max_pool(x, (2, 2), (2, 2))
-        pooled = jnp.mean(x, axis=(1, 2))
-        feats["pooled"] = pooled
-        logits = nn.Dense(self.num_classes, dtype=self.dtype, name="classifier")(pooled)
-        return logits.astype(jnp.float32), feats
+        return classify(self, x, feats, "classifier")
 
 
-def _vgg(key):
+def factory(key):
     def make(num_classes, dtype=jnp.float32, **kw):
         return VGG(num_classes, CFGS[key], dtype=dtype, **kw)
     return make
-
-
-vgg8_bn, vgg11_bn, vgg13_bn, vgg16_bn, vgg19_bn = (_vgg(k) for k in "SABDE")

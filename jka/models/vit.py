@@ -76,6 +76,8 @@ class PatchEmbed(nn.Module):
 
 
 class ViT(nn.Module):
+    """A ViT of any shape; the defaults are ViT-Ti/16 at 224 (timm's vit_tiny_patch16_224)."""
+
     num_classes: int
     patch_size: int = 16
     embed_dim: int = 192
@@ -111,9 +113,3 @@ class ViT(nn.Module):
             feats["logits_cls"], feats["logits_dist"] = logits, head("head_dist", x[:, 1])
             logits = (feats["logits_cls"] + feats["logits_dist"]) / 2
         return logits, feats
-
-
-def vit(num_classes, dtype=jnp.float32, **kw):
-    """A ViT of any shape (``patch_size``, ``embed_dim``, ``depth``, ``num_heads``, ``mlp_ratio``,
-    ``img_size``, ``dist_token``); the defaults are ViT-Ti/16 at 224 (timm's vit_tiny_patch16_224)."""
-    return ViT(num_classes, dtype=dtype, **kw)

@@ -10,7 +10,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jka.models.layers import BatchNorm
+from jka.models.layers import BatchNorm, classify
 
 PAD1 = ((1, 1), (1, 1))
 
@@ -66,16 +66,10 @@ class WideResNet(nn.Module):
             x = NetworkBlock(n, width, stride, dtype=self.dtype, name=f"block{b + 1}")(x, train)
             feats[f"block{b + 1}"] = x
         x = nn.relu(BatchNorm(use_running_average=not train, dtype=self.dtype, name="bn1")(x))
-        pooled = jnp.mean(x, axis=(1, 2))
-        feats["pooled"] = pooled
-        logits = nn.Dense(self.num_classes, dtype=self.dtype, name="fc")(pooled)
-        return logits.astype(jnp.float32), feats
+        return classify(self, x, feats, "fc")
 
 
-def _wrn(depth, k):
+def factory(depth, k):
     def make(num_classes, dtype=jnp.float32, **kw):
         return WideResNet(num_classes, depth, k, dtype=dtype, **kw)
     return make
-
-
-wrn16_1, wrn16_2, wrn40_1, wrn40_2 = _wrn(16, 1), _wrn(16, 2), _wrn(40, 1), _wrn(40, 2)
