@@ -1,2 +1,2 @@
-"""Distillation with one teacher: the zoo (``zoo``, ``terms``), DIST, DKD, ReviewKD, CRD, NetGraft, and
-FFL (online mutual distillation)."""
+"""Distillation with one teacher: one module per method (the registry, :mod:`jka.methods`, names them);
+``zoo`` and ``terms`` hold the zoo's feature terms."""
